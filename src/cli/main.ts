@@ -1,0 +1,37 @@
+// The `ctxsparse` command: one file per subcommand, each exporting `register(program)`.
+import { Command, CommanderError } from 'commander';
+import { CtxError } from '../errors.js';
+
+type CommandModule = { register: (program: Command) => void };
+
+// Add one line per subcommand module.
+const commands: CommandModule[] = [];
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('ctxsparse')
+    .description('LLM inference with contextual sparsity: run GGUF models (SmolLM2, Qwen2.5, Gemma 3, Llama) from Node.js')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const c of commands) c.register(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode;
+      return;
+    }
+    if (e instanceof CtxError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw e;
+  }
+}
