@@ -1,1 +1,17 @@
-export const x: number = 1;
+// ctxsparse library API: load a model, tokenize, stream tokens, read logits.
+export { loadModel, loadTokenizer, type Model, type LoadOptions } from './model/load.js';
+export type { ModelConfig, Arch } from './model/config.js';
+export { Forward, type Tap, type TapName } from './model/forward.js';
+export { KVCache } from './model/kv-cache.js';
+export { Session, type SessionOptions, type GenerateOptions, type TokenEvent, type FinishReason } from './generate/session.js';
+export { Sampler, argmax, topLogits, type SamplerOptions } from './generate/sampler.js';
+export { renderChat, chatPromptIds, type ChatMessage } from './generate/chat.js';
+export { perplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
+export { readGGUFHeader, readGGUFData, Metadata, type GGUFHeader, type GGUFValue, type GGUFTensorInfo } from './formats/gguf.js';
+export { type Tokenizer, type EncodeOptions, StreamDecoder } from './tokenizer/index.js';
+export { type Kernels } from './kernels/kernels.js';
+export { refKernels } from './kernels/ref/index.js';
+export { densePolicy, type SparsityPolicy, type Selection, type LinearSite } from './sparsity/policy.js';
+export { CATALOG, DEFAULT_MODEL, resolveModel } from './models/catalog.js';
+export { pull } from './models/pull.js';
+export { CtxError } from './errors.js';

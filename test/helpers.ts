@@ -23,3 +23,8 @@ export function catalogModel(name: string): string {
   if (!existsSync(p)) throw new Error(`test needs model ${name}: run \`ctxsparse pull ${name}\` first (looked at ${p})`);
   return p;
 }
+
+/** A committed test fixture under test/fixtures. */
+export function fixturePath(...parts: string[]): string {
+  return join(ROOT, 'test', 'fixtures', ...parts);
+}

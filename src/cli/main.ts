@@ -1,11 +1,18 @@
 // The `ctxsparse` command: one file per subcommand, each exporting `register(program)`.
 import { Command, CommanderError } from 'commander';
 import { CtxError } from '../errors.js';
+import * as chatCmd from './chat.js';
+import * as generateCmd from './generate.js';
+import * as inspectCmd from './inspect.js';
+import * as modelsCmd from './models.js';
+import * as perplexityCmd from './perplexity.js';
+import * as pullCmd from './pull.js';
+import * as tokenizeCmd from './tokenize.js';
 
 type CommandModule = { register: (program: Command) => void };
 
 // Add one line per subcommand module.
-const commands: CommandModule[] = [];
+const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd];
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -1,0 +1,85 @@
+// Options and helpers shared by the commands: model resolution, number flags, prompt input.
+
+import { readFileSync } from 'node:fs';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { CtxError } from '../errors.js';
+import { loadModel, type Model } from '../model/load.js';
+import { DEFAULT_MODEL, resolveModel } from '../models/catalog.js';
+import { SAMPLER_DEFAULTS, type SamplerOptions } from '../generate/sampler.js';
+
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .option('-m, --model <name|path>', `catalog name or path to a .gguf (or llama2.c .bin) file`, DEFAULT_MODEL)
+    .option('--tokenizer <path>', 'tokenizer for a llama2.c .bin checkpoint (default: tok512.bin beside it)');
+}
+
+export function openModel(opts: { model: string; tokenizer?: string }): Model {
+  const path = resolveModel(opts.model);
+  return loadModel(path, opts.tokenizer ? { tokenizerPath: opts.tokenizer } : {});
+}
+
+/** A parser for commander that turns a flag's text into a number or fails naming the flag. */
+export function num(flag: string, check: (v: number) => boolean = () => true, what = 'a number'): (s: string) => number {
+  return (s: string) => {
+    const v = Number(s);
+    if (s.trim() === '' || !Number.isFinite(v) || !check(v)) throw new CtxError(`${flag}: expected ${what}, got "${s}"`);
+    return v;
+  };
+}
+export const int = (flag: string, min = 0) => num(flag, (v) => Number.isInteger(v) && v >= min, `an integer ≥ ${min}`);
+
+export function addSamplingOptions(cmd: Command): Command {
+  return cmd
+    .option('--temperature <t>', `sampling temperature; 0 = greedy`, num('--temperature', (v) => v >= 0, 'a number ≥ 0'), SAMPLER_DEFAULTS.temperature)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('--top-k'), SAMPLER_DEFAULTS.topK)
+    .option('--top-p <p>', 'nucleus sampling: keep the smallest set with probability ≥ p (1 = off)', num('--top-p', (v) => v > 0 && v <= 1, 'a number in (0, 1]'), SAMPLER_DEFAULTS.topP)
+    .option('--min-p <p>', 'drop tokens below p × the top probability (0 = off)', num('--min-p', (v) => v >= 0 && v <= 1, 'a number in [0, 1]'), SAMPLER_DEFAULTS.minP)
+    .option('--repeat-penalty <r>', 'penalise recently seen tokens (1 = off)', num('--repeat-penalty', (v) => v > 0, 'a number > 0'), SAMPLER_DEFAULTS.repeatPenalty)
+    .option('--repeat-last-n <n>', 'how many recent tokens the penalty considers', int('--repeat-last-n'), SAMPLER_DEFAULTS.repeatLastN)
+    .option('--seed <n>', 'random seed (same seed, same text)', int('--seed'));
+}
+
+export interface SamplingFlags {
+  temperature: number; topK: number; topP: number; minP: number; repeatPenalty: number; repeatLastN: number; seed?: number;
+}
+
+export function samplerOptions(o: SamplingFlags): SamplerOptions {
+  return {
+    temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP,
+    repeatPenalty: o.repeatPenalty, repeatLastN: o.repeatLastN, ...(o.seed !== undefined && { seed: o.seed }),
+  };
+}
+
+export function readTextFile(path: string, flag: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new CtxError(`${flag} ${path}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** The prompt from --prompt or --file (exactly one). */
+export function promptText(o: { prompt?: string; file?: string }): string {
+  if (o.prompt !== undefined && o.file !== undefined) throw new CtxError('give --prompt or --file, not both');
+  if (o.file !== undefined) return readTextFile(o.file, '--file');
+  if (o.prompt === undefined) throw new CtxError('missing prompt: give --prompt TEXT or --file PATH');
+  return o.prompt;
+}
+
+/** A progress bar on stderr when it is a terminal; silent otherwise. */
+export function progressBar(label: string, total: number): { update(n: number, extra?: string): void; stop(): void } {
+  if (!process.stderr.isTTY) return { update() {}, stop() {} };
+  const bar = new cliProgress.SingleBar({
+    format: `${label} [{bar}] {value}/{total} {extra} eta {eta_formatted}`,
+    stream: process.stderr,
+    hideCursor: true,
+    clearOnComplete: true,
+  }, cliProgress.Presets.shades_classic);
+  bar.start(total, 0, { extra: '' });
+  return { update: (n, extra = '') => bar.update(n, { extra }), stop: () => bar.stop() };
+}
+
+export function peakRssMB(): number {
+  return Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10;
+}

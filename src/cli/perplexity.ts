@@ -1,0 +1,53 @@
+// `ctxsparse perplexity`: llama.cpp-compatible perplexity of a text file.
+
+import type { Command } from 'commander';
+import { perplexity } from '../eval/perplexity.js';
+import { addModelOptions, int, openModel, peakRssMB, progressBar, readTextFile } from './common.js';
+
+interface PerplexityFlags {
+  model: string;
+  tokenizer?: string;
+  file: string;
+  ctx: number;
+  chunks?: number;
+  batch: number;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('perplexity')
+    .description("perplexity of a text file, computed as llama.cpp's perplexity tool does (chunks of --ctx tokens, second half of each scored)")
+    .requiredOption('-f, --file <path>', 'the text file (e.g. ../shared/eval/wikitext-2-raw/wiki.test.raw)')
+    .option('-c, --ctx <n>', 'tokens per chunk', int('--ctx', 4), 512)
+    .option('--chunks <k>', 'evaluate at most k chunks (default: all)', int('--chunks', 1))
+    .option('--batch <n>', 'tokens per forward batch', int('--batch', 1), 64)
+    .option('--json', 'print {"ppl", "chunks", "ctx", "tokens", ...}');
+  addModelOptions(cmd);
+  cmd.action((o: PerplexityFlags) => {
+    const text = readTextFile(o.file, '--file');
+    const t0 = performance.now();
+    const model = openModel(o);
+    const loadSeconds = (performance.now() - t0) / 1000;
+    let bar: ReturnType<typeof progressBar> | undefined;
+    const r = perplexity(model, text, {
+      ctx: o.ctx, batch: o.batch, ...(o.chunks !== undefined && { chunks: o.chunks }),
+      onChunk: (done, total, ppl) => {
+        bar ??= progressBar('perplexity', total);
+        bar.update(done, `ppl ${ppl.toFixed(4)}`);
+        if (!process.stderr.isTTY && !o.json) process.stderr.write(`[${done}/${total}] ${ppl.toFixed(4)}\n`);
+      },
+    });
+    bar?.stop();
+    const seconds = (performance.now() - t0) / 1000;
+    if (o.json) {
+      process.stdout.write(JSON.stringify({
+        ppl: r.ppl, chunks: r.chunks, ctx: r.ctx, tokens: r.tokens,
+        ppl_stderr: r.pplStderr, scored: r.scored, seconds: Math.round(seconds * 10) / 10,
+        load_seconds: Math.round(loadSeconds * 100) / 100, peak_rss_mb: peakRssMB(),
+      }) + '\n');
+      return;
+    }
+    process.stdout.write(`perplexity ${r.ppl.toFixed(4)} ± ${r.pplStderr.toFixed(4)} over ${r.chunks} chunks of ${r.ctx} (${r.scored} tokens scored) in ${seconds.toFixed(1)}s, peak RSS ${peakRssMB()} MB\n`);
+  });
+}

@@ -1,0 +1,83 @@
+// Perplexity the way llama.cpp's perplexity tool computes it, so figures compare: the text is
+// tokenized once (BOS by the model's rule), cut into chunks of `ctx` tokens, the first token of
+// each chunk replaced by BOS when the model adds one, and only the second half of each chunk
+// scored (each prediction then has at least ctx/2 tokens of context).
+
+import { CtxError } from '../errors.js';
+import type { Model } from '../model/load.js';
+import { densePolicy, type SparsityPolicy } from '../sparsity/policy.js';
+
+export interface PerplexityOptions {
+  readonly ctx: number;
+  /** at most this many chunks (default: all) */
+  readonly chunks?: number;
+  /** tokens per forward batch */
+  readonly batch?: number;
+  readonly policy?: SparsityPolicy;
+  readonly onChunk?: (done: number, total: number, pplSoFar: number) => void;
+}
+
+export interface PerplexityResult {
+  readonly ppl: number;
+  /** standard error of the ppl estimate, as llama.cpp reports it */
+  readonly pplStderr: number;
+  readonly chunks: number;
+  readonly ctx: number;
+  /** tokens fed through the model (chunks × ctx) */
+  readonly tokens: number;
+  /** predictions scored */
+  readonly scored: number;
+  readonly perChunk: number[];
+}
+
+/** log-softmax(logits)[target] */
+export function logProb(logits: Float32Array, offset: number, n: number, target: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (logits[offset + i]! > max) max = logits[offset + i]!;
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(logits[offset + i]! - max);
+  return logits[offset + target]! - max - Math.log(sum);
+}
+
+export function perplexity(model: Model, text: string, opts: PerplexityOptions): PerplexityResult {
+  const { ctx } = opts;
+  if (ctx < 4) throw new CtxError(`--ctx ${ctx} is too small for perplexity`);
+  const tok = model.tokenizer;
+  const ids = tok.encode(text, { parseSpecial: false });
+  const available = Math.floor(ids.length / ctx);
+  if (available === 0) throw new CtxError(`the text has ${ids.length} tokens, fewer than one chunk of --ctx ${ctx}`);
+  const nChunks = Math.min(available, opts.chunks ?? available);
+  const forward = model.createForward(opts.batch ?? 64);
+  forward.policy = opts.policy ?? densePolicy;
+  const kv = model.createCache(ctx);
+  const V = model.config.vocabSize;
+  const first = ctx >> 1;
+  const bos = tok.addBosDefault ? tok.bos : undefined;
+
+  let nll = 0;
+  let nll2 = 0;
+  let count = 0;
+  const perChunk: number[] = [];
+  for (let c = 0; c < nChunks; c++) {
+    const chunk = ids.slice(c * ctx, (c + 1) * ctx);
+    if (bos !== undefined) chunk[0] = bos;
+    kv.truncate(0);
+    // the first half only builds context; its logits are not needed
+    forward.run(kv, chunk.slice(0, first), 0, 'none');
+    const logits = forward.run(kv, chunk.slice(first), first, 'all')!;
+    for (let j = first; j < ctx - 1; j++) {
+      const lp = logProb(logits, (j - first) * V, V, chunk[j + 1]!);
+      nll -= lp;
+      nll2 += lp * lp;
+      count++;
+    }
+    const ppl = Math.exp(nll / count);
+    perChunk.push(ppl);
+    opts.onChunk?.(c + 1, nChunks, ppl);
+  }
+  const mean = nll / count;
+  const ppl = Math.exp(mean);
+  const variance = nll2 / count - mean * mean;
+  const pplStderr = count > 1 && variance > 0 ? ppl * Math.sqrt(variance / (count - 1)) : 0;
+  return { ppl, pplStderr, chunks: nChunks, ctx, tokens: nChunks * ctx, scored: count, perChunk };
+}

@@ -1,0 +1,163 @@
+// Choosing the next token: a chain of small steps over the logits, then a draw from a seeded
+// RNG. Order as llama.cpp's default chain: repetition penalty → top-k → top-p → min-p →
+// temperature → draw. Temperature ≤ 0 means greedy (argmax of the raw logits).
+
+export interface SamplerOptions {
+  /** ≤ 0: greedy */
+  readonly temperature?: number;
+  /** keep the k most likely tokens (0 = off) */
+  readonly topK?: number;
+  /** keep the smallest set whose probability reaches p (1 = off) */
+  readonly topP?: number;
+  /** drop tokens whose probability is below minP × the top probability (0 = off) */
+  readonly minP?: number;
+  /** divide positive logits (multiply negative ones) of recently seen tokens by this (1 = off) */
+  readonly repeatPenalty?: number;
+  /** how many recent tokens the penalty looks at */
+  readonly repeatLastN?: number;
+  readonly seed?: number;
+}
+
+export const SAMPLER_DEFAULTS = {
+  temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, repeatLastN: 64,
+} as const;
+
+/** xoshiro128** — small, fast, and the same sequence for the same seed everywhere. */
+export class Rng {
+  private s = new Uint32Array(4);
+
+  constructor(seed: number) {
+    // splitmix32 expands the seed into the state
+    let x = seed >>> 0;
+    for (let i = 0; i < 4; i++) {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      this.s[i] = (z ^ (z >>> 16)) >>> 0;
+    }
+  }
+
+  nextU32(): number {
+    const s = this.s;
+    const result = Math.imul(rotl(Math.imul(s[1]!, 5) >>> 0, 7), 9) >>> 0;
+    const t = (s[1]! << 9) >>> 0;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s[1]!;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
+    s[2]! ^= t;
+    s[3] = rotl(s[3]!, 11);
+    return result;
+  }
+
+  /** uniform in [0, 1) */
+  next(): number {
+    return this.nextU32() / 4294967296;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+export function argmax(logits: Float32Array): number {
+  let best = 0;
+  let bv = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i]! > bv) {
+      bv = logits[i]!;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** The k largest logits, best first (ties: lower id first). */
+export function topLogits(logits: Float32Array, k: number): { ids: number[]; logits: number[] } {
+  const ids: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (ids.length === k && v <= logits[ids[k - 1]!]!) continue;
+    let j = ids.length < k ? ids.length : k - 1;
+    while (j > 0 && logits[ids[j - 1]!]! < v) j--;
+    ids.splice(j, 0, i);
+    if (ids.length > k) ids.pop();
+  }
+  return { ids, logits: ids.map((i) => logits[i]!) };
+}
+
+export class Sampler {
+  readonly opts: Required<Omit<SamplerOptions, 'seed'>>;
+  private readonly rng: Rng;
+  private probs = new Float64Array(0);
+
+  constructor(opts: SamplerOptions = {}) {
+    this.opts = {
+      temperature: opts.temperature ?? SAMPLER_DEFAULTS.temperature,
+      topK: opts.topK ?? SAMPLER_DEFAULTS.topK,
+      topP: opts.topP ?? SAMPLER_DEFAULTS.topP,
+      minP: opts.minP ?? SAMPLER_DEFAULTS.minP,
+      repeatPenalty: opts.repeatPenalty ?? SAMPLER_DEFAULTS.repeatPenalty,
+      repeatLastN: opts.repeatLastN ?? SAMPLER_DEFAULTS.repeatLastN,
+    };
+    this.rng = new Rng(opts.seed ?? (Math.random() * 2 ** 32) >>> 0);
+  }
+
+  get greedy(): boolean {
+    return this.opts.temperature <= 0;
+  }
+
+  /** Pick the next token. `logits` may be modified (penalties); `history` is the sequence so far. */
+  sample(logits: Float32Array, history: readonly number[] = []): number {
+    const o = this.opts;
+    if (o.repeatPenalty !== 1 && o.repeatLastN > 0) {
+      const seen = new Set(history.slice(-o.repeatLastN));
+      for (const id of seen) {
+        const v = logits[id]!;
+        logits[id] = v > 0 ? v / o.repeatPenalty : v * o.repeatPenalty;
+      }
+    }
+    if (this.greedy) return argmax(logits);
+
+    // top-k (a partial selection; a full sort only when top-k is off)
+    const V = logits.length;
+    const cand = o.topK > 0 && o.topK < V ? topLogits(logits, o.topK).ids : Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    const max = logits[cand[0]!]!;
+
+    // top-p on the probabilities of the raw logits over the candidates
+    if (this.probs.length < cand.length) this.probs = new Float64Array(cand.length);
+    const p = this.probs;
+    let sum = 0;
+    for (let i = 0; i < cand.length; i++) sum += p[i] = Math.exp(logits[cand[i]!]! - max);
+    if (o.topP < 1) {
+      let acc = 0;
+      for (let i = 0; i < cand.length; i++) {
+        acc += p[i]! / sum;
+        if (acc >= o.topP) {
+          cand.length = i + 1;
+          break;
+        }
+      }
+    }
+    // min-p: p_i / p_max ≥ minP, candidates are sorted so cut at the first that fails
+    if (o.minP > 0) {
+      for (let i = 1; i < cand.length; i++) {
+        if (p[i]! < o.minP) {
+          cand.length = i;
+          break;
+        }
+      }
+    }
+
+    // temperature, then draw
+    let z = 0;
+    for (let i = 0; i < cand.length; i++) z += p[i] = Math.exp((logits[cand[i]!]! - max) / o.temperature);
+    let r = this.rng.next() * z;
+    for (let i = 0; i < cand.length; i++) {
+      r -= p[i]!;
+      if (r < 0) return cand[i]!;
+    }
+    return cand[cand.length - 1]!;
+  }
+}

@@ -1,0 +1,48 @@
+// Reference kernels in plain TypeScript: the ground truth for every faster implementation.
+import { dequantize, dotRow } from '../../quant/dequant.js';
+import type { QTensor } from '../../model/tensor.js';
+import type { Kernels, MatvecOptions } from '../kernels.js';
+
+let scratch = new Float32Array(0);
+function scratchOf(n: number): Float32Array {
+  if (scratch.length < n) scratch = new Float32Array(n);
+  return scratch;
+}
+
+function matvec(W: QTensor, x: Float32Array, out: Float32Array, opts?: MatvecOptions): void {
+  const { cols, rowBytes, data, offset } = W;
+  const t = W.type.id;
+  let xin = x;
+  if (opts?.inputs) {
+    // the reference semantics of input-channel sparsity: dropped channels count as zero
+    xin = scratchOf(cols).fill(0, 0, cols);
+    const { idx, n } = opts.inputs;
+    for (let i = 0; i < n; i++) xin[idx[i]!] = x[idx[i]!]!;
+  }
+  const rows = opts?.rows;
+  if (rows) {
+    out.fill(0, 0, W.rows);
+    for (let i = 0; i < rows.n; i++) {
+      const r = rows.idx[i]!;
+      out[r] = dotRow(t, data, offset + r * rowBytes, xin, 0, cols);
+    }
+    return;
+  }
+  for (let r = 0; r < W.rows; r++) out[r] = dotRow(t, data, offset + r * rowBytes, xin, 0, cols);
+}
+
+function matmul(W: QTensor, X: Float32Array, n: number, Out: Float32Array): void {
+  const { cols, rows, rowBytes, data, offset } = W;
+  const w = scratchOf(cols);
+  for (let r = 0; r < rows; r++) {
+    dequantize(W.type.id, data, offset + r * rowBytes, w, 0, cols);
+    for (let t = 0; t < n; t++) {
+      const xo = t * cols;
+      let s = 0;
+      for (let c = 0; c < cols; c++) s += w[c]! * X[xo + c]!;
+      Out[t * rows + r] = s;
+    }
+  }
+}
+
+export const refKernels: Kernels = { name: 'ref', matvec, matmul };

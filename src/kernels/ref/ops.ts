@@ -1,0 +1,52 @@
+// Element-wise operations of the forward pass, in plain TypeScript (offset-based, no allocation).
+
+/** out[o..o+n) = x[xo..xo+n) / rms(x) * w */
+export function rmsnorm(out: Float32Array, o: number, x: Float32Array, xo: number, w: Float32Array, n: number, eps: number): void {
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += x[xo + i]! * x[xo + i]!;
+  const s = 1 / Math.sqrt(ss / n + eps);
+  for (let i = 0; i < n; i++) out[o + i] = x[xo + i]! * s * w[i]!;
+}
+
+/** In-place softmax of a[o..o+n). */
+export function softmax(a: Float32Array, o: number, n: number): void {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (a[o + i]! > max) max = a[o + i]!;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const e = Math.exp(a[o + i]! - max);
+    a[o + i] = e;
+    sum += e;
+  }
+  const inv = 1 / sum;
+  for (let i = 0; i < n; i++) a[o + i]! *= inv;
+}
+
+export function silu(x: number): number {
+  return x / (1 + Math.exp(-x));
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+/** GELU, tanh approximation (what Gemma was trained with). */
+export function gelu(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)));
+}
+
+/**
+ * Rotate `nHeads` heads of size `headDim` stored at x[o..] by position-dependent angles.
+ * cos/sin hold dims/2 entries for this position; neox pairs (i, i+dims/2), else (2i, 2i+1).
+ */
+export function rope(x: Float32Array, o: number, nHeads: number, headDim: number, dims: number, cos: Float64Array, sin: Float64Array, neox: boolean): void {
+  const half = dims / 2;
+  for (let h = 0; h < nHeads; h++) {
+    const b = o + h * headDim;
+    for (let i = 0; i < half; i++) {
+      const i0 = neox ? b + i : b + 2 * i;
+      const i1 = neox ? b + i + half : b + 2 * i + 1;
+      const x0 = x[i0]!;
+      const x1 = x[i1]!;
+      x[i0] = x0 * cos[i]! - x1 * sin[i]!;
+      x[i1] = x0 * sin[i]! + x1 * cos[i]!;
+    }
+  }
+}

@@ -1,0 +1,271 @@
+// The transformer forward pass, written to read like the math. One code path serves all
+// architectures (their differences are the switches in ModelConfig), single-token decoding
+// and batched prefill. Sparsity enters only through `policy`; intermediates can be observed
+// by name through `tap` (golden comparisons, calibration statistics).
+
+import { dequantize } from '../quant/dequant.js';
+import type { Kernels } from '../kernels/kernels.js';
+import { gelu, rmsnorm, rope, silu, softmax } from '../kernels/ref/ops.js';
+import { densePolicy, type LinearSite, type Selection, type SparsityPolicy } from '../sparsity/policy.js';
+import type { ModelConfig } from './config.js';
+import type { KVCache } from './kv-cache.js';
+import type { QTensor } from './tensor.js';
+import type { Weights } from './weights.js';
+
+/** Named intermediate activations, `rows` rows of `width` each, in `data`. */
+export type TapName = 'attn_in' | 'q' | 'k' | 'v' | 'attn_out' | 'attn_proj' | 'ffn_in' | 'ffn_gate_act' | 'ffn_act' | 'ffn_out' | 'residual' | 'final';
+export type Tap = (name: TapName, layer: number, data: Float32Array, rows: number, width: number) => void;
+
+export type LogitsWanted = 'last' | 'all' | 'none';
+
+export class Forward {
+  policy: SparsityPolicy = densePolicy;
+  tap: Tap | undefined;
+
+  // run state for up to `maxBatch` tokens; shapes in comments
+  private readonly x: Float32Array;        // [B][dim] residual stream
+  private readonly xn: Float32Array;       // [B][dim] normalised input of a block
+  private readonly q: Float32Array;        // [B][nHeads*headDim]
+  private readonly k: Float32Array;        // [B][nKv*headDim]
+  private readonly v: Float32Array;        // [B][nKv*headDimV]
+  private readonly att: Float32Array;      // [B][nHeads*headDimV] attention output
+  private readonly proj: Float32Array;     // [B][dim] attention or MLP output
+  private readonly gate: Float32Array;     // [B][ffn]
+  private readonly up: Float32Array;       // [B][ffn]
+  private scores: Float32Array;            // [ctx] one head's attention scores
+  private readonly cos: Float64Array;      // [ropeDims/2]
+  private readonly sin: Float64Array;
+  private logitsBuf: Float32Array;         // [1 or B][vocab]
+
+  constructor(readonly cfg: ModelConfig, readonly w: Weights, readonly kernels: Kernels, readonly maxBatch = 32) {
+    const B = maxBatch;
+    this.x = new Float32Array(B * cfg.dim);
+    this.xn = new Float32Array(B * cfg.dim);
+    this.q = new Float32Array(B * cfg.nHeads * cfg.headDim);
+    this.k = new Float32Array(B * cfg.nKvHeads * cfg.headDim);
+    this.v = new Float32Array(B * cfg.nKvHeads * cfg.headDimV);
+    this.att = new Float32Array(B * cfg.nHeads * cfg.headDimV);
+    this.proj = new Float32Array(B * cfg.dim);
+    this.gate = new Float32Array(B * cfg.ffnDim);
+    this.up = new Float32Array(B * cfg.ffnDim);
+    this.scores = new Float32Array(0);
+    this.cos = new Float64Array(cfg.rope.dims / 2);
+    this.sin = new Float64Array(cfg.rope.dims / 2);
+    this.logitsBuf = new Float32Array(cfg.vocabSize);
+  }
+
+  /**
+   * Feed `tokens` at positions pos, pos+1, … (the cache must hold pos entries already).
+   * Returns logits: of the last token ([vocab]), of every token ([n][vocab]), or null.
+   */
+  run(kv: KVCache, tokens: ArrayLike<number>, pos: number, want: LogitsWanted = 'last'): Float32Array | null {
+    const n = tokens.length;
+    kv.ensureRoom(pos, n);
+    if (kv.length < pos) throw new Error(`forward: cache holds ${kv.length} positions, cannot start at ${pos}`);
+    const V = this.cfg.vocabSize;
+    const all = want === 'all' ? new Float32Array(n * V) : null;
+    for (let s = 0; s < n; s += this.maxBatch) {
+      const T = Math.min(this.maxBatch, n - s);
+      const chunk = Array.from({ length: T }, (_, i) => tokens[s + i]!);
+      const last = s + T === n;
+      const rowsWanted = want === 'all' ? T : want === 'last' && last ? 1 : 0;
+      this.step(kv, chunk, pos + s, rowsWanted);
+      if (all) all.set(this.logitsBuf.subarray(0, T * V), s * V);
+    }
+    if (want === 'none') return null;
+    return all ?? this.logitsBuf.subarray(0, V);
+  }
+
+  /** One batch of T ≤ maxBatch tokens; computes logits for the last `logitRows` of them. */
+  private step(kv: KVCache, tokens: number[], pos: number, logitRows: number): void {
+    const { cfg, w } = this;
+    const T = tokens.length;
+    const D = cfg.dim;
+    const tap = this.tap;
+
+    // token embeddings
+    for (let t = 0; t < T; t++) {
+      const tok = tokens[t]!;
+      if (!(tok >= 0 && tok < cfg.vocabSize)) throw new Error(`forward: token id ${tok} is outside the vocabulary (${cfg.vocabSize})`);
+      const E = w.tokenEmbd;
+      dequantize(E.type.id, E.data, E.offset + tok * E.rowBytes, this.x, t * D, D);
+      if (cfg.embedScale !== 1) for (let i = 0; i < D; i++) this.x[t * D + i]! *= cfg.embedScale;
+    }
+
+    for (let l = 0; l < cfg.nLayers; l++) {
+      const L = w.layers[l]!;
+      // ---- attention block
+      for (let t = 0; t < T; t++) rmsnorm(this.xn, t * D, this.x, t * D, L.attnNorm, D, cfg.normEps);
+      tap?.('attn_in', l, this.xn, T, D);
+      this.linear([L.wq, L.wk, L.wv], this.xn, T, [this.q, this.k, this.v], this.select(l, 'attn_in', this.xn, T, D));
+      this.attention(l, kv, pos, T);
+      tap?.('attn_out', l, this.att, T, cfg.nHeads * cfg.headDimV);
+      const attWidth = cfg.nHeads * cfg.headDimV;
+      this.linear([L.wo], this.att, T, [this.proj], this.select(l, 'attn_out', this.att, T, attWidth));
+      if (L.postAttnNorm) for (let t = 0; t < T; t++) rmsnorm(this.proj, t * D, this.proj, t * D, L.postAttnNorm, D, cfg.normEps);
+      tap?.('attn_proj', l, this.proj, T, D);
+      for (let i = 0; i < T * D; i++) this.x[i]! += this.proj[i]!;
+
+      // ---- MLP block: down( act(gate·x) ⊙ (up·x) )
+      for (let t = 0; t < T; t++) rmsnorm(this.xn, t * D, this.x, t * D, L.ffnNorm, D, cfg.normEps);
+      tap?.('ffn_in', l, this.xn, T, D);
+      this.mlp(l, T);
+      if (L.postFfnNorm) for (let t = 0; t < T; t++) rmsnorm(this.proj, t * D, this.proj, t * D, L.postFfnNorm, D, cfg.normEps);
+      tap?.('ffn_out', l, this.proj, T, D);
+      for (let i = 0; i < T * D; i++) this.x[i]! += this.proj[i]!;
+      tap?.('residual', l, this.x, T, D);
+    }
+
+    if (logitRows === 0) return;
+    const V = cfg.vocabSize;
+    if (this.logitsBuf.length < logitRows * V) this.logitsBuf = new Float32Array(logitRows * V);
+    const first = T - logitRows;
+    for (let t = first; t < T; t++) rmsnorm(this.xn, (t - first) * D, this.x, t * D, w.outputNorm, D, cfg.normEps);
+    tap?.('final', cfg.nLayers, this.xn, logitRows, D);
+    if (logitRows === 1) this.kernels.matvec(w.output, this.xn, this.logitsBuf);
+    else this.kernels.matmul(w.output, this.xn, logitRows, this.logitsBuf);
+    const cap = cfg.finalLogitSoftcap;
+    if (cap > 0) for (let i = 0; i < logitRows * V; i++) this.logitsBuf[i] = cap * Math.tanh(this.logitsBuf[i]! / cap);
+  }
+
+  /** Ask the policy which input channels each row of X ([T][cols]) uses at `site`; null when all rows are dense. */
+  private select(layer: number, site: LinearSite, X: Float32Array, T: number, cols: number): (Selection | null)[] | null {
+    let any = false;
+    const sels: (Selection | null)[] = [];
+    for (let t = 0; t < T; t++) {
+      const sel = this.policy.inputChannels(layer, site, X.subarray(t * cols, (t + 1) * cols));
+      sels.push(sel);
+      if (sel) any = true;
+    }
+    return any ? sels : null;
+  }
+
+  /**
+   * Apply the linears `Ws` that share the input X ([T][cols]). Dense batches use matmul, which
+   * decodes each weight block once for all rows; decode steps and batches a policy thins out go
+   * row by row through matvec with the row's input selection and output rows.
+   */
+  private linear(Ws: QTensor[], X: Float32Array, T: number, outs: Float32Array[], inputs: (Selection | null)[] | null, rows: (Selection | null)[] | null = null): void {
+    const cols = Ws[0]!.cols;
+    if (!inputs && !rows && T > 1) {
+      for (let i = 0; i < Ws.length; i++) this.kernels.matmul(Ws[i]!, X, T, outs[i]!);
+      return;
+    }
+    for (let t = 0; t < T; t++) {
+      const x = X.subarray(t * cols, (t + 1) * cols);
+      for (let i = 0; i < Ws.length; i++) {
+        const W = Ws[i]!;
+        this.kernels.matvec(W, x, outs[i]!.subarray(t * W.rows, (t + 1) * W.rows), { inputs: inputs?.[t] ?? null, rows: rows?.[t] ?? null });
+      }
+    }
+  }
+
+  /** q, k, v are computed; add biases, normalise and rotate q and k, append k and v to the cache, attend. */
+  private attention(l: number, kv: KVCache, pos: number, T: number): void {
+    const { cfg, w } = this;
+    const L = w.layers[l]!;
+    const { nHeads, nKvHeads, headDim, headDimV } = cfg;
+    const qDim = nHeads * headDim;
+    const kvDim = nKvHeads * headDim;
+    const kvDimV = nKvHeads * headDimV;
+    const sliding = cfg.slidingLayers[l]!;
+    const base = sliding ? cfg.rope.baseSliding : cfg.rope.base;
+    const group = nHeads / nKvHeads;
+    const K = kv.k[l]!;
+    const Vc = kv.v[l]!;
+
+    for (let t = 0; t < T; t++) {
+      const p = pos + t;
+      const qo = t * qDim;
+      const ko = t * kvDim;
+      const vo = t * kvDimV;
+      if (L.bq) for (let i = 0; i < qDim; i++) this.q[qo + i]! += L.bq[i]!;
+      if (L.bk) for (let i = 0; i < kvDim; i++) this.k[ko + i]! += L.bk[i]!;
+      if (L.bv) for (let i = 0; i < kvDimV; i++) this.v[vo + i]! += L.bv[i]!;
+      if (L.qNorm) for (let h = 0; h < nHeads; h++) rmsnorm(this.q, qo + h * headDim, this.q, qo + h * headDim, L.qNorm, headDim, cfg.normEps);
+      if (L.kNorm) for (let h = 0; h < nKvHeads; h++) rmsnorm(this.k, ko + h * headDim, this.k, ko + h * headDim, L.kNorm, headDim, cfg.normEps);
+      this.ropeAngles(p, base);
+      rope(this.q, qo, nHeads, headDim, cfg.rope.dims, this.cos, this.sin, cfg.rope.neox);
+      rope(this.k, ko, nKvHeads, headDim, cfg.rope.dims, this.cos, this.sin, cfg.rope.neox);
+      K.set(this.k.subarray(ko, ko + kvDim), p * kvDim);
+      Vc.set(this.v.subarray(vo, vo + kvDimV), p * kvDimV);
+    }
+    kv.length = Math.max(kv.length, pos + T);
+    if (this.tap) {
+      this.tap('q', l, this.q, T, qDim);
+      this.tap('k', l, this.k, T, kvDim);
+      this.tap('v', l, this.v, T, kvDimV);
+    }
+
+    const scale = cfg.attnScale;
+    if (this.scores.length < kv.ctx) this.scores = new Float32Array(kv.ctx);
+    const s = this.scores;
+    const D = cfg.dim;
+    for (let t = 0; t < T; t++) {
+      const p = pos + t;
+      const start = sliding ? Math.max(0, p - cfg.slidingWindow + 1) : 0;
+      const n = p - start + 1;
+      const heads = this.policy.heads(l, this.xn.subarray(t * D, (t + 1) * D));
+      const ao = t * nHeads * headDimV;
+      if (heads) this.att.fill(0, ao, ao + nHeads * headDimV);
+      const nh = heads ? heads.n : nHeads;
+      for (let hi = 0; hi < nh; hi++) {
+        const h = heads ? heads.idx[hi]! : hi;
+        const qo = t * qDim + h * headDim;
+        const kh = Math.floor(h / group);
+        for (let j = 0; j < n; j++) {
+          const kb = (start + j) * kvDim + kh * headDim;
+          let dot = 0;
+          for (let i = 0; i < headDim; i++) dot += this.q[qo + i]! * K[kb + i]!;
+          s[j] = dot * scale;
+        }
+        softmax(s, 0, n);
+        const out = ao + h * headDimV;
+        for (let i = 0; i < headDimV; i++) this.att[out + i] = 0;
+        for (let j = 0; j < n; j++) {
+          const vb = (start + j) * kvDimV + kh * headDimV;
+          const a = s[j]!;
+          for (let i = 0; i < headDimV; i++) this.att[out + i]! += a * Vc[vb + i]!;
+        }
+      }
+    }
+  }
+
+  private mlp(l: number, T: number): void {
+    const { cfg, w } = this;
+    const L = w.layers[l]!;
+    const F = cfg.ffnDim;
+    const act = cfg.act === 'gelu' ? gelu : silu;
+    // gate first: neuron-sparsity methods decide from act(gate·x) which rows of up and down to use
+    const inputs = this.select(l, 'ffn_in', this.xn, T, cfg.dim);
+    this.linear([L.gate], this.xn, T, [this.gate], inputs);
+    for (let i = 0; i < T * F; i++) this.gate[i] = act(this.gate[i]!);
+    this.tap?.('ffn_gate_act', l, this.gate, T, F);
+    let neurons: (Selection | null)[] | null = null;
+    for (let t = 0; t < T; t++) {
+      const sel = this.policy.neurons(l, this.gate.subarray(t * F, (t + 1) * F));
+      if (sel) (neurons ??= new Array<Selection | null>(T).fill(null))[t] = sel;
+    }
+    // rows of up that are not computed stay 0, so the product is 0 for dropped neurons
+    this.linear([L.up], this.xn, T, [this.up], inputs, neurons);
+    for (let i = 0; i < T * F; i++) this.gate[i]! *= this.up[i]!;
+    this.tap?.('ffn_act', l, this.gate, T, F);
+    // down reads only the kept neurons unless the policy thins its input further
+    const thinned = this.select(l, 'ffn_down', this.gate, T, F);
+    const downInputs = thinned && neurons ? thinned.map((s, t) => s ?? neurons![t] ?? null) : thinned ?? neurons;
+    this.linear([L.down], this.gate, T, [this.proj], downInputs);
+  }
+
+  /** cos/sin of position p for each rotated pair. */
+  private ropeAngles(p: number, base: number): void {
+    const { dims, freqScale } = this.cfg.rope;
+    const ff = this.w.ropeFreqFactors;
+    const half = dims / 2;
+    for (let i = 0; i < half; i++) {
+      let theta = (p * freqScale) / Math.pow(base, (2 * i) / dims);
+      if (ff) theta /= ff[i]!;
+      this.cos[i] = Math.cos(theta);
+      this.sin[i] = Math.sin(theta);
+    }
+  }
+}
