@@ -223,8 +223,8 @@ function parseHeader(c: FileCursor, path: string): GGUFHeader {
   }
   const nTensors = c.count('tensor count');
   const nKV = c.count('metadata count');
-  if (nTensors > c.size / 24) throw new CtxError(`${path}: header claims ${nTensors} tensors, too many for a ${c.size}-byte file`);
-  if (nKV > c.size / 12) throw new CtxError(`${path}: header claims ${nKV} metadata entries, too many for a ${c.size}-byte file`);
+  if (nTensors > c.size / 24) throw new CtxError(`${path}: truncated or corrupt file: header claims ${nTensors} tensors, too many for a ${c.size}-byte file`);
+  if (nKV > c.size / 12) throw new CtxError(`${path}: truncated or corrupt file: header claims ${nKV} metadata entries, too many for a ${c.size}-byte file`);
 
   const metadata = new Map<string, GGUFValue>();
   const metadataTypes = new Map<string, string>();
