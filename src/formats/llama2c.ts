@@ -2,7 +2,7 @@
 // fixed order. The file is read once into one buffer and exposed under GGUF tensor names, so
 // the rest of the engine does not know where the weights came from.
 
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { CtxError } from '../errors.js';
 import { GGMLType, quantInfo } from '../quant/types.js';
 import type { ModelConfig } from '../model/config.js';
@@ -15,7 +15,8 @@ export interface Llama2cCheckpoint {
 
 const HEADER_BYTES = 7 * 4;
 
-export function readLlama2c(path: string): Llama2cCheckpoint {
+/** `alloc` places the file's bytes (e.g. in a WebAssembly memory); default a fresh buffer. */
+export function readLlama2c(path: string, alloc: (bytes: number) => Uint8Array = (n) => new Uint8Array(n)): Llama2cCheckpoint {
   let size: number;
   try {
     size = statSync(path).size;
@@ -23,8 +24,17 @@ export function readLlama2c(path: string): Llama2cCheckpoint {
     throw new CtxError(`${path}: cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   if (size < HEADER_BYTES) throw new CtxError(`${path}: truncated llama2.c checkpoint: ${size} bytes, the header alone is ${HEADER_BYTES}`);
-  const buf = readFileSync(path);
-  const data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  const data = alloc(size);
+  const fd = openSync(path, 'r');
+  try {
+    for (let got = 0; got < size;) {
+      const n = readSync(fd, data, got, size - got, got);
+      if (n === 0) throw new CtxError(`${path}: truncated while reading at offset ${got}`);
+      got += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
   const hv = new DataView(data.buffer, data.byteOffset, HEADER_BYTES);
   const [dim, hidden, nLayers, nHeads, nKvHeads, vocabSigned, seqLen] = Array.from({ length: 7 }, (_, i) => hv.getInt32(i * 4, true)) as [number, number, number, number, number, number, number];
   if (hv.getUint32(0, true) === 0x616b3432) {

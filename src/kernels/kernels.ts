@@ -17,4 +17,6 @@ export interface Kernels {
   matvec(W: QTensor, x: Float32Array, out: Float32Array, opts?: MatvecOptions): void;
   /** Batched: X is n rows of W.cols, Out n rows of W.rows; each weight block is decoded once for all n. */
   matmul(W: QTensor, X: Float32Array, n: number, Out: Float32Array): void;
+  /** Where the model loader should place the weight bytes (e.g. WebAssembly memory); absent = ordinary buffer. */
+  alloc?(bytes: number): Uint8Array;
 }

@@ -8,6 +8,7 @@ import { readLlama2c } from '../formats/llama2c.js';
 import { tokenizerFromGGUF, tokenizerFromLlama2c, type Tokenizer } from '../tokenizer/index.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { refKernels } from '../kernels/ref/index.js';
+import { createWasmKernels } from '../kernels/wasm/index.js';
 import { configFromGGUF, type ModelConfig } from './config.js';
 import { Forward } from './forward.js';
 import { KVCache } from './kv-cache.js';
@@ -33,7 +34,16 @@ export interface Model {
 export interface LoadOptions {
   /** llama2.c checkpoints: the tokenizer file (default: tok512.bin beside the checkpoint) */
   readonly tokenizerPath?: string;
+  /** default: WebAssembly SIMD kernels with their own memory; CTXSPARSE_KERNELS=ref selects the reference */
   readonly kernels?: Kernels;
+}
+
+/** The kernels a model gets unless told otherwise: a fresh WebAssembly SIMD instance (its memory holds the weights). */
+export function defaultKernels(): Kernels {
+  const which = process.env.CTXSPARSE_KERNELS ?? 'wasm';
+  if (which === 'ref') return refKernels;
+  if (which !== 'wasm') throw new CtxError(`CTXSPARSE_KERNELS=${which}: expected wasm or ref`);
+  return createWasmKernels();
 }
 
 function startsWithGGUF(path: string): boolean {
@@ -66,9 +76,11 @@ export function loadTokenizer(path: string, opts: LoadOptions = {}): Tokenizer {
 }
 
 export function loadModel(path: string, opts: LoadOptions = {}): Model {
-  const kernels = opts.kernels ?? refKernels;
+  const kernels = opts.kernels ?? defaultKernels();
+  // weights are read once, straight into the kernels' memory when they have one
+  const alloc = kernels.alloc?.bind(kernels);
   if (!startsWithGGUF(path) && path.endsWith('.bin')) {
-    const ck = readLlama2c(path);
+    const ck = readLlama2c(path, alloc);
     const tokenizer = tokenizerFromLlama2c(llama2cTokenizerPath(path, opts));
     return makeModel(path, 'llama2c', ck.config, bindWeights(ck.source, ck.config), tokenizer, undefined, undefined, kernels);
   }
@@ -78,7 +90,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
   if (!embd) throw new CtxError(`${path}: missing tensor token_embd.weight`);
   const config = configFromGGUF(meta, embd.dims[1] ?? 0);
   const tokenizer = tokenizerFromGGUF(meta);
-  const data = readGGUFData(header);
+  const data = readGGUFData(header, alloc?.(header.dataSize));
   const source: TensorSource = {
     path,
     data,

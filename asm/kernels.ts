@@ -1,0 +1,619 @@
+// WebAssembly SIMD kernels for ctxsparse (AssemblyScript; built by `npm run build:wasm`).
+//
+// Every function works on raw pointers into the one (imported, shared) linear memory that
+// src/kernels/wasm/index.ts manages: the weights stay in their ggml blocks where the model
+// loader read them, x / out / X / Out live in a scratch region the host copies in and out.
+// No allocation happens here (runtime stub, nothing is ever `new`ed).
+//
+// Activations are f32. A block's integer codes are widened to i32 lanes, converted to f32 and
+// multiplied with x (mul + add, no FMA: Node 20 has no relaxed SIMD); the block's scale is
+// applied once per (sub-)block. Where a type has an additive min (Q4_1, Q5_1, Q4_K, Q5_K) its
+// term is m·Σx, with Σx over each 32-element group precomputed once per mat-vec (`xsum`).
+// Block layouts: see src/quant/dequant.ts.
+
+// ggml type ids (src/quant/types.ts)
+const F32: i32 = 0;
+const F16: i32 = 1;
+const Q4_0: i32 = 2;
+const Q4_1: i32 = 3;
+const Q5_0: i32 = 6;
+const Q5_1: i32 = 7;
+const Q8_0: i32 = 8;
+const Q4_K: i32 = 12;
+const Q5_K: i32 = 13;
+const Q6_K: i32 = 14;
+const BF16: i32 = 30;
+
+/** First byte the host may use (after this module's static data and stack). */
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+/** Whether `type` has a kernel here (the host falls back to its reference otherwise). */
+export function supports(type: i32): bool {
+  return type == F32 || type == F16 || type == BF16 || type == Q4_0 || type == Q4_1 || type == Q5_0 ||
+    type == Q5_1 || type == Q8_0 || type == Q4_K || type == Q5_K || type == Q6_K;
+}
+
+// ------------------------------------------------------------------ helpers
+
+/** IEEE half (low 16 bits of h) to f32, exact for every value incl. subnormals, ±inf, NaN. */
+// @ts-ignore: decorator
+@inline function f16(h: u32): f32 {
+  let bits = reinterpret<u32>(reinterpret<f32>((h & 0x7fff) << 13) * reinterpret<f32>(0x77800000)); // * 2^112
+  bits |= (h & 0x8000) << 16;
+  if ((h & 0x7c00) == 0x7c00) bits |= 0x7f800000;
+  return reinterpret<f32>(bits);
+}
+
+// @ts-ignore: decorator
+@inline function f16at(p: usize): f32 {
+  return f16(<u32>load<u16>(p));
+}
+
+/** four u16 halves (in the low 16 bits of i32 lanes) to four f32 */
+// @ts-ignore: decorator
+@inline function f16x4(h: v128): v128 {
+  const em = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+  let f = f32x4.mul(em, f32x4.splat(reinterpret<f32>(0x77800000)));
+  f = v128.or(f, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  const infnan = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0x7c00));
+  return v128.or(f, v128.and(infnan, i32x4.splat(0x7f800000)));
+}
+
+// @ts-ignore: decorator
+@inline function hsum(v: v128): f32 {
+  const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+/** Σ (16 signed bytes of b) · x[0..16) as an f32x4 of partial sums */
+// @ts-ignore: decorator
+@inline function dot16s(b: v128, xp: usize): v128 {
+  const lo = i16x8.extend_low_i8x16_s(b);
+  const hi = i16x8.extend_high_i8x16_s(b);
+  const p0 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), v128.load(xp, 0));
+  const p1 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), v128.load(xp, 16));
+  const p2 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), v128.load(xp, 32));
+  const p3 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), v128.load(xp, 48));
+  return f32x4.add(f32x4.add(p0, p1), f32x4.add(p2, p3));
+}
+
+/** Σ (16 unsigned bytes of b) · x[0..16) as an f32x4 of partial sums */
+// @ts-ignore: decorator
+@inline function dot16u(b: v128, xp: usize): v128 {
+  const lo = i16x8.extend_low_i8x16_u(b);
+  const hi = i16x8.extend_high_i8x16_u(b);
+  const p0 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(lo)), v128.load(xp, 0));
+  const p1 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(lo)), v128.load(xp, 16));
+  const p2 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(hi)), v128.load(xp, 32));
+  const p3 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(hi)), v128.load(xp, 48));
+  return f32x4.add(f32x4.add(p0, p1), f32x4.add(p2, p3));
+}
+
+/** dst[0..16) = (16 signed bytes of b) · s + m */
+// @ts-ignore: decorator
+@inline function dq16s(b: v128, s: v128, dst: usize): void {
+  const lo = i16x8.extend_low_i8x16_s(b);
+  const hi = i16x8.extend_high_i8x16_s(b);
+  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), s), 0);
+  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), s), 16);
+  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), s), 32);
+  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), s), 48);
+}
+
+/** dst[0..16) = (16 unsigned bytes of b) · s + m */
+// @ts-ignore: decorator
+@inline function dq16u(b: v128, s: v128, m: v128, dst: usize): void {
+  const lo = i16x8.extend_low_i8x16_u(b);
+  const hi = i16x8.extend_high_i8x16_u(b);
+  v128.store(dst, f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(lo)), s), m), 0);
+  v128.store(dst, f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(lo)), s), m), 16);
+  v128.store(dst, f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(hi)), s), m), 32);
+  v128.store(dst, f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(hi)), s), m), 48);
+}
+
+/** The 5th bits of a Q5_0/Q5_1 block: bytes j of the result (j < 16) are 0xFF where bit `base + j` of qh is set. */
+// @ts-ignore: decorator
+@inline function qhMask(qh: u32, hiHalf: bool): v128 {
+  const s = i32x4.splat(qh);
+  const spread = hiHalf
+    ? i8x16.shuffle(s, s, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+    : i8x16.shuffle(s, s, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  return i8x16.eq(v128.and(spread, bit), bit);
+}
+
+// ------------------------------------------------------------------ row dots (matvec)
+// Each returns Σ_c W[row, c]·x[c] for one row at w; xs = the 32-element sums of x.
+
+function dotF32(w: usize, x: usize, cols: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    const o = <usize>c << 2;
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(w + o, 0), v128.load(x + o, 0)));
+    a1 = f32x4.add(a1, f32x4.mul(v128.load(w + o, 16), v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(v128.load(w + o, 32), v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(v128.load(w + o, 48), v128.load(x + o, 48)));
+  }
+  for (; c + 4 <= cols; c += 4) {
+    const o = <usize>c << 2;
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(w + o), v128.load(x + o)));
+  }
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; c < cols; c++) s += load<f32>(w + (<usize>c << 2)) * load<f32>(x + (<usize>c << 2));
+  return s;
+}
+
+function dotF16(w: usize, x: usize, cols: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let c = 0;
+  for (; c + 8 <= cols; c += 8) {
+    const wp = w + (<usize>c << 1);
+    const xp = x + (<usize>c << 2);
+    a0 = f32x4.add(a0, f32x4.mul(f16x4(v128.load16x4_u(wp, 0)), v128.load(xp, 0)));
+    a1 = f32x4.add(a1, f32x4.mul(f16x4(v128.load16x4_u(wp, 8)), v128.load(xp, 16)));
+  }
+  let s = hsum(f32x4.add(a0, a1));
+  for (; c < cols; c++) s += f16at(w + (<usize>c << 1)) * load<f32>(x + (<usize>c << 2));
+  return s;
+}
+
+function dotBF16(w: usize, x: usize, cols: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let c = 0;
+  for (; c + 8 <= cols; c += 8) {
+    const wp = w + (<usize>c << 1);
+    const xp = x + (<usize>c << 2);
+    a0 = f32x4.add(a0, f32x4.mul(i32x4.shl(v128.load16x4_u(wp, 0), 16), v128.load(xp, 0)));
+    a1 = f32x4.add(a1, f32x4.mul(i32x4.shl(v128.load16x4_u(wp, 8), 16), v128.load(xp, 16)));
+  }
+  let s = hsum(f32x4.add(a0, a1));
+  for (; c < cols; c++) s += reinterpret<f32>(<u32>load<u16>(w + (<usize>c << 1)) << 16) * load<f32>(x + (<usize>c << 2));
+  return s;
+}
+
+function dotQ4_0(w: usize, x: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  const m4 = i8x16.splat(0x0f), k8 = i8x16.splat(8);
+  for (let b = 0; b < nb; b++, w += 18, x += 128) {
+    const v = v128.load(w, 2);
+    const lo = i8x16.sub(v128.and(v, m4), k8);
+    const hi = i8x16.sub(i8x16.shr_u(v, 4), k8);
+    const s = f32x4.add(dot16s(lo, x), dot16s(hi, x + 64));
+    acc = f32x4.add(acc, f32x4.mul(s, f32x4.splat(f16at(w))));
+  }
+  return hsum(acc);
+}
+
+function dotQ4_1(w: usize, x: usize, xs: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let ms: f32 = 0;
+  const m4 = i8x16.splat(0x0f);
+  for (let b = 0; b < nb; b++, w += 20, x += 128, xs += 4) {
+    const v = v128.load(w, 4);
+    const s = f32x4.add(dot16u(v128.and(v, m4), x), dot16u(i8x16.shr_u(v, 4), x + 64));
+    acc = f32x4.add(acc, f32x4.mul(s, f32x4.splat(f16at(w))));
+    ms += f16at(w + 2) * load<f32>(xs);
+  }
+  return hsum(acc) + ms;
+}
+
+function dotQ5_0(w: usize, x: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  const m4 = i8x16.splat(0x0f), k16 = i8x16.splat(-16);
+  for (let b = 0; b < nb; b++, w += 22, x += 128) {
+    const qh = load<u32>(w, 2);
+    const v = v128.load(w, 6);
+    // q - 16 = nibble - (5th bit ? 0 : 16)
+    const lo = i8x16.add(v128.and(v, m4), v128.andnot(k16, qhMask(qh, false)));
+    const hi = i8x16.add(i8x16.shr_u(v, 4), v128.andnot(k16, qhMask(qh, true)));
+    const s = f32x4.add(dot16s(lo, x), dot16s(hi, x + 64));
+    acc = f32x4.add(acc, f32x4.mul(s, f32x4.splat(f16at(w))));
+  }
+  return hsum(acc);
+}
+
+function dotQ5_1(w: usize, x: usize, xs: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let ms: f32 = 0;
+  const m4 = i8x16.splat(0x0f), k16 = i8x16.splat(16);
+  for (let b = 0; b < nb; b++, w += 24, x += 128, xs += 4) {
+    const qh = load<u32>(w, 4);
+    const v = v128.load(w, 8);
+    const lo = v128.or(v128.and(v, m4), v128.and(k16, qhMask(qh, false)));
+    const hi = v128.or(i8x16.shr_u(v, 4), v128.and(k16, qhMask(qh, true)));
+    const s = f32x4.add(dot16u(lo, x), dot16u(hi, x + 64));
+    acc = f32x4.add(acc, f32x4.mul(s, f32x4.splat(f16at(w))));
+    ms += f16at(w + 2) * load<f32>(xs);
+  }
+  return hsum(acc) + ms;
+}
+
+function dotQ8_0(w: usize, x: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++, w += 34, x += 128) {
+    const s = f32x4.add(dot16s(v128.load(w, 2), x), dot16s(v128.load(w, 18), x + 64));
+    acc = f32x4.add(acc, f32x4.mul(s, f32x4.splat(f16at(w))));
+  }
+  return hsum(acc);
+}
+
+// Q4_K / Q5_K: the 6-bit scale (sc) and min (mn) of group j (0..7) from the 12 bytes at p.
+// @ts-ignore: decorator
+@inline function kScale(p: usize, j: i32): u32 {
+  return j < 4 ? <u32>load<u8>(p + j) & 63 : (<u32>load<u8>(p + j + 4) & 15) | ((<u32>load<u8>(p + j - 4) >> 6) << 4);
+}
+// @ts-ignore: decorator
+@inline function kMin(p: usize, j: i32): u32 {
+  return j < 4 ? <u32>load<u8>(p + j + 4) & 63 : (<u32>load<u8>(p + j + 4) >> 4) | ((<u32>load<u8>(p + j) >> 6) << 4);
+}
+
+function dotQ4_K(w: usize, x: usize, xs: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let tot: f32 = 0;
+  const m4 = i8x16.splat(0x0f);
+  for (let b = 0; b < nb; b++, w += 144, x += 1024, xs += 32) {
+    const d = f16at(w);
+    const p = w + 4;
+    let ms: f32 = 0;
+    for (let c = 0; c < 4; c++) {
+      const q = w + 16 + (<usize>c << 5);
+      const xc = x + (<usize>c << 8);
+      const v0 = v128.load(q, 0), v1 = v128.load(q, 16);
+      const a1 = f32x4.add(dot16u(v128.and(v0, m4), xc), dot16u(v128.and(v1, m4), xc + 64));
+      const a2 = f32x4.add(dot16u(i8x16.shr_u(v0, 4), xc + 128), dot16u(i8x16.shr_u(v1, 4), xc + 192));
+      acc = f32x4.add(acc, f32x4.add(
+        f32x4.mul(a1, f32x4.splat(d * <f32>kScale(p, 2 * c))),
+        f32x4.mul(a2, f32x4.splat(d * <f32>kScale(p, 2 * c + 1)))));
+      ms += <f32>kMin(p, 2 * c) * load<f32>(xs + (<usize>c << 3)) + <f32>kMin(p, 2 * c + 1) * load<f32>(xs + (<usize>c << 3), 4);
+    }
+    tot -= f16at(w + 2) * ms;
+  }
+  return hsum(acc) + tot;
+}
+
+function dotQ5_K(w: usize, x: usize, xs: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let tot: f32 = 0;
+  const m4 = i8x16.splat(0x0f), bit4 = i8x16.splat(0x10);
+  for (let b = 0; b < nb; b++, w += 176, x += 1024, xs += 32) {
+    const d = f16at(w);
+    const p = w + 4;
+    let h0 = v128.load(w, 16), h1 = v128.load(w, 32);
+    let ms: f32 = 0;
+    for (let c = 0; c < 4; c++) {
+      const q = w + 48 + (<usize>c << 5);
+      const xc = x + (<usize>c << 8);
+      const v0 = v128.load(q, 0), v1 = v128.load(q, 16);
+      // bit 2c of qh -> bit 4 of the low-nibble codes, bit 2c+1 -> of the high ones
+      const l0 = v128.or(v128.and(v0, m4), v128.and(i8x16.shl(h0, 4), bit4));
+      const l1 = v128.or(v128.and(v1, m4), v128.and(i8x16.shl(h1, 4), bit4));
+      const u0 = v128.or(i8x16.shr_u(v0, 4), v128.and(i8x16.shl(h0, 3), bit4));
+      const u1 = v128.or(i8x16.shr_u(v1, 4), v128.and(i8x16.shl(h1, 3), bit4));
+      h0 = i8x16.shr_u(h0, 2);
+      h1 = i8x16.shr_u(h1, 2);
+      const a1 = f32x4.add(dot16u(l0, xc), dot16u(l1, xc + 64));
+      const a2 = f32x4.add(dot16u(u0, xc + 128), dot16u(u1, xc + 192));
+      acc = f32x4.add(acc, f32x4.add(
+        f32x4.mul(a1, f32x4.splat(d * <f32>kScale(p, 2 * c))),
+        f32x4.mul(a2, f32x4.splat(d * <f32>kScale(p, 2 * c + 1)))));
+      ms += <f32>kMin(p, 2 * c) * load<f32>(xs + (<usize>c << 3)) + <f32>kMin(p, 2 * c + 1) * load<f32>(xs + (<usize>c << 3), 4);
+    }
+    tot -= f16at(w + 2) * ms;
+  }
+  return hsum(acc) + tot;
+}
+
+function dotQ6_K(w: usize, x: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  const m4 = i8x16.splat(0x0f), m30 = i8x16.splat(0x30), k32 = i8x16.splat(32);
+  for (let b = 0; b < nb; b++, w += 210, x += 1024) {
+    const d = f16at(w + 208);
+    for (let h = 0; h < 2; h++) {
+      const lo = w + (<usize>h << 6);
+      const hi = w + 128 + (<usize>h << 5);
+      const sc = w + 192 + (<usize>h << 3);
+      const xh = x + (<usize>h << 9);
+      for (let half = 0; half < 2; half++) {
+        const l = <usize>half << 4;
+        const a = v128.load(lo + l, 0), c = v128.load(lo + l, 32), qh = v128.load(hi + l);
+        const q1 = i8x16.sub(v128.or(v128.and(a, m4), v128.and(i8x16.shl(qh, 4), m30)), k32);
+        const q2 = i8x16.sub(v128.or(v128.and(c, m4), v128.and(i8x16.shl(qh, 2), m30)), k32);
+        const q3 = i8x16.sub(v128.or(i8x16.shr_u(a, 4), v128.and(qh, m30)), k32);
+        const q4 = i8x16.sub(v128.or(i8x16.shr_u(c, 4), v128.and(i8x16.shr_u(qh, 2), m30)), k32);
+        const xl = xh + (l << 2);
+        const s = sc + l / 16;
+        acc = f32x4.add(acc, f32x4.add(
+          f32x4.add(
+            f32x4.mul(dot16s(q1, xl), f32x4.splat(d * <f32>load<i8>(s, 0))),
+            f32x4.mul(dot16s(q2, xl + 128), f32x4.splat(d * <f32>load<i8>(s, 2)))),
+          f32x4.add(
+            f32x4.mul(dot16s(q3, xl + 256), f32x4.splat(d * <f32>load<i8>(s, 4))),
+            f32x4.mul(dot16s(q4, xl + 384), f32x4.splat(d * <f32>load<i8>(s, 6))))));
+      }
+    }
+  }
+  return hsum(acc);
+}
+
+// @ts-ignore: decorator
+@inline function dotRow(type: i32, w: usize, x: usize, xs: usize, cols: i32): f32 {
+  switch (type) {
+    case F32: return dotF32(w, x, cols);
+    case F16: return dotF16(w, x, cols);
+    case BF16: return dotBF16(w, x, cols);
+    case Q4_0: return dotQ4_0(w, x, cols >> 5);
+    case Q4_1: return dotQ4_1(w, x, xs, cols >> 5);
+    case Q5_0: return dotQ5_0(w, x, cols >> 5);
+    case Q5_1: return dotQ5_1(w, x, xs, cols >> 5);
+    case Q8_0: return dotQ8_0(w, x, cols >> 5);
+    case Q4_K: return dotQ4_K(w, x, xs, cols >> 8);
+    case Q5_K: return dotQ5_K(w, x, xs, cols >> 8);
+    case Q6_K: return dotQ6_K(w, x, cols >> 8);
+    default: return NaN;
+  }
+}
+
+/** xs[g] = Σ x[32g .. 32g+32) for the types with a min term (cols a multiple of 32). */
+function blockSums(x: usize, cols: i32, xs: usize): void {
+  for (let g = 0; g < (cols >> 5); g++, x += 128, xs += 4) {
+    const a = f32x4.add(f32x4.add(v128.load(x, 0), v128.load(x, 16)), f32x4.add(v128.load(x, 32), v128.load(x, 48)));
+    const b = f32x4.add(f32x4.add(v128.load(x, 64), v128.load(x, 80)), f32x4.add(v128.load(x, 96), v128.load(x, 112)));
+    store<f32>(xs, hsum(f32x4.add(a, b)));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function needsSums(type: i32): bool {
+  return type == Q4_1 || type == Q5_1 || type == Q4_K || type == Q5_K;
+}
+
+/**
+ * out[r] = W[r,:]·x for r in 0..nRows (rowIdx == 0), or for r = rowIdx[i], i in 0..nRows, writing
+ * out[i] (compacted: the host scatters). xs: scratch for cols/32 f32 sums.
+ */
+export function matvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, nRows: i32,
+  x: usize, xs: usize, out: usize): void {
+  if (needsSums(type)) blockSums(x, cols, xs);
+  if (rowIdx == 0) {
+    for (let r = 0; r < nRows; r++, w += rowBytes, out += 4) store<f32>(out, dotRow(type, w, x, xs, cols));
+  } else {
+    for (let i = 0; i < nRows; i++, out += 4) {
+      const r = <usize>load<i32>(rowIdx + (<usize>i << 2));
+      store<f32>(out, dotRow(type, w + r * rowBytes, x, xs, cols));
+    }
+  }
+}
+
+// ------------------------------------------------------------------ row dequantizers (matmul)
+
+/** dst[0..cols) = row at w as f32 (cols: a whole number of blocks). */
+function dequantRow(type: i32, w: usize, cols: i32, dst: usize): void {
+  const m4 = i8x16.splat(0x0f);
+  switch (type) {
+    case F16: {
+      let c = 0;
+      for (; c + 4 <= cols; c += 4) v128.store(dst + (<usize>c << 2), f16x4(v128.load16x4_u(w + (<usize>c << 1))));
+      for (; c < cols; c++) store<f32>(dst + (<usize>c << 2), f16at(w + (<usize>c << 1)));
+      break;
+    }
+    case BF16: {
+      let c = 0;
+      for (; c + 4 <= cols; c += 4) v128.store(dst + (<usize>c << 2), i32x4.shl(v128.load16x4_u(w + (<usize>c << 1)), 16));
+      for (; c < cols; c++) store<u32>(dst + (<usize>c << 2), <u32>load<u16>(w + (<usize>c << 1)) << 16);
+      break;
+    }
+    case Q4_0: {
+      const k8 = i8x16.splat(8);
+      for (let b = 0; b < (cols >> 5); b++, w += 18, dst += 128) {
+        const v = v128.load(w, 2);
+        const d = f32x4.splat(f16at(w));
+        dq16s(i8x16.sub(v128.and(v, m4), k8), d, dst);
+        dq16s(i8x16.sub(i8x16.shr_u(v, 4), k8), d, dst + 64);
+      }
+      break;
+    }
+    case Q4_1: {
+      for (let b = 0; b < (cols >> 5); b++, w += 20, dst += 128) {
+        const v = v128.load(w, 4);
+        const d = f32x4.splat(f16at(w)), m = f32x4.splat(f16at(w + 2));
+        dq16u(v128.and(v, m4), d, m, dst);
+        dq16u(i8x16.shr_u(v, 4), d, m, dst + 64);
+      }
+      break;
+    }
+    case Q5_0: {
+      const k16 = i8x16.splat(-16);
+      for (let b = 0; b < (cols >> 5); b++, w += 22, dst += 128) {
+        const qh = load<u32>(w, 2);
+        const v = v128.load(w, 6);
+        const d = f32x4.splat(f16at(w));
+        dq16s(i8x16.add(v128.and(v, m4), v128.andnot(k16, qhMask(qh, false))), d, dst);
+        dq16s(i8x16.add(i8x16.shr_u(v, 4), v128.andnot(k16, qhMask(qh, true))), d, dst + 64);
+      }
+      break;
+    }
+    case Q5_1: {
+      const k16 = i8x16.splat(16);
+      for (let b = 0; b < (cols >> 5); b++, w += 24, dst += 128) {
+        const qh = load<u32>(w, 4);
+        const v = v128.load(w, 8);
+        const d = f32x4.splat(f16at(w)), m = f32x4.splat(f16at(w + 2));
+        dq16u(v128.or(v128.and(v, m4), v128.and(k16, qhMask(qh, false))), d, m, dst);
+        dq16u(v128.or(i8x16.shr_u(v, 4), v128.and(k16, qhMask(qh, true))), d, m, dst + 64);
+      }
+      break;
+    }
+    case Q8_0: {
+      for (let b = 0; b < (cols >> 5); b++, w += 34, dst += 128) {
+        const d = f32x4.splat(f16at(w));
+        dq16s(v128.load(w, 2), d, dst);
+        dq16s(v128.load(w, 18), d, dst + 64);
+      }
+      break;
+    }
+    case Q4_K: {
+      for (let b = 0; b < (cols >> 8); b++, w += 144, dst += 1024) {
+        const d = f16at(w), dmin = f16at(w + 2);
+        const p = w + 4;
+        for (let c = 0; c < 4; c++) {
+          const q = w + 16 + (<usize>c << 5);
+          const o = dst + (<usize>c << 8);
+          const v0 = v128.load(q, 0), v1 = v128.load(q, 16);
+          const d1 = f32x4.splat(d * <f32>kScale(p, 2 * c)), m1 = f32x4.splat(-(dmin * <f32>kMin(p, 2 * c)));
+          const d2 = f32x4.splat(d * <f32>kScale(p, 2 * c + 1)), m2 = f32x4.splat(-(dmin * <f32>kMin(p, 2 * c + 1)));
+          dq16u(v128.and(v0, m4), d1, m1, o);
+          dq16u(v128.and(v1, m4), d1, m1, o + 64);
+          dq16u(i8x16.shr_u(v0, 4), d2, m2, o + 128);
+          dq16u(i8x16.shr_u(v1, 4), d2, m2, o + 192);
+        }
+      }
+      break;
+    }
+    case Q5_K: {
+      const bit4 = i8x16.splat(0x10);
+      for (let b = 0; b < (cols >> 8); b++, w += 176, dst += 1024) {
+        const d = f16at(w), dmin = f16at(w + 2);
+        const p = w + 4;
+        let h0 = v128.load(w, 16), h1 = v128.load(w, 32);
+        for (let c = 0; c < 4; c++) {
+          const q = w + 48 + (<usize>c << 5);
+          const o = dst + (<usize>c << 8);
+          const v0 = v128.load(q, 0), v1 = v128.load(q, 16);
+          const d1 = f32x4.splat(d * <f32>kScale(p, 2 * c)), m1 = f32x4.splat(-(dmin * <f32>kMin(p, 2 * c)));
+          const d2 = f32x4.splat(d * <f32>kScale(p, 2 * c + 1)), m2 = f32x4.splat(-(dmin * <f32>kMin(p, 2 * c + 1)));
+          dq16u(v128.or(v128.and(v0, m4), v128.and(i8x16.shl(h0, 4), bit4)), d1, m1, o);
+          dq16u(v128.or(v128.and(v1, m4), v128.and(i8x16.shl(h1, 4), bit4)), d1, m1, o + 64);
+          dq16u(v128.or(i8x16.shr_u(v0, 4), v128.and(i8x16.shl(h0, 3), bit4)), d2, m2, o + 128);
+          dq16u(v128.or(i8x16.shr_u(v1, 4), v128.and(i8x16.shl(h1, 3), bit4)), d2, m2, o + 192);
+          h0 = i8x16.shr_u(h0, 2);
+          h1 = i8x16.shr_u(h1, 2);
+        }
+      }
+      break;
+    }
+    case Q6_K: {
+      const m30 = i8x16.splat(0x30), k32 = i8x16.splat(32);
+      for (let b = 0; b < (cols >> 8); b++, w += 210, dst += 1024) {
+        const d = f16at(w + 208);
+        for (let h = 0; h < 2; h++) {
+          const lo = w + (<usize>h << 6);
+          const hi = w + 128 + (<usize>h << 5);
+          const sc = w + 192 + (<usize>h << 3);
+          const o = dst + (<usize>h << 9);
+          for (let half = 0; half < 2; half++) {
+            const l = <usize>half << 4;
+            const a = v128.load(lo + l, 0), c = v128.load(lo + l, 32), qh = v128.load(hi + l);
+            const s = sc + l / 16;
+            const ol = o + (l << 2);
+            dq16s(i8x16.sub(v128.or(v128.and(a, m4), v128.and(i8x16.shl(qh, 4), m30)), k32), f32x4.splat(d * <f32>load<i8>(s, 0)), ol);
+            dq16s(i8x16.sub(v128.or(v128.and(c, m4), v128.and(i8x16.shl(qh, 2), m30)), k32), f32x4.splat(d * <f32>load<i8>(s, 2)), ol + 128);
+            dq16s(i8x16.sub(v128.or(i8x16.shr_u(a, 4), v128.and(qh, m30)), k32), f32x4.splat(d * <f32>load<i8>(s, 4)), ol + 256);
+            dq16s(i8x16.sub(v128.or(i8x16.shr_u(c, 4), v128.and(i8x16.shr_u(qh, 2), m30)), k32), f32x4.splat(d * <f32>load<i8>(s, 6)), ol + 384);
+          }
+        }
+      }
+      break;
+    }
+    default: unreachable();
+  }
+}
+
+/** Public for tests: dst[0..cols) = the row at w, dequantized. */
+export function dequantize(type: i32, w: usize, cols: i32, dst: usize): void {
+  if (type == F32) memory.copy(dst, w, <usize>cols << 2);
+  else dequantRow(type, w, cols, dst);
+}
+
+// ------------------------------------------------------------------ matmul
+
+/** Out[t*rows + r0 .. +2] = (w0, w1) · X[t] for t in t0..t0+4 (two f32 rows, four token rows). */
+// @ts-ignore: decorator
+@inline function tile2x4(w0: usize, w1: usize, x0: usize, xstride: usize, cols: i32, o: usize, ostride: usize): void {
+  const x1 = x0 + xstride, x2 = x1 + xstride, x3 = x2 + xstride;
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0), a03 = f32x4.splat(0);
+  let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0), a13 = f32x4.splat(0);
+  const n4 = <usize>(cols & ~3) << 2;
+  for (let k: usize = 0; k < n4; k += 16) {
+    const u = v128.load(w0 + k), v = v128.load(w1 + k);
+    const y0 = v128.load(x0 + k), y1 = v128.load(x1 + k), y2 = v128.load(x2 + k), y3 = v128.load(x3 + k);
+    a00 = f32x4.add(a00, f32x4.mul(u, y0)); a10 = f32x4.add(a10, f32x4.mul(v, y0));
+    a01 = f32x4.add(a01, f32x4.mul(u, y1)); a11 = f32x4.add(a11, f32x4.mul(v, y1));
+    a02 = f32x4.add(a02, f32x4.mul(u, y2)); a12 = f32x4.add(a12, f32x4.mul(v, y2));
+    a03 = f32x4.add(a03, f32x4.mul(u, y3)); a13 = f32x4.add(a13, f32x4.mul(v, y3));
+  }
+  let s00 = hsum(a00), s01 = hsum(a01), s02 = hsum(a02), s03 = hsum(a03);
+  let s10 = hsum(a10), s11 = hsum(a11), s12 = hsum(a12), s13 = hsum(a13);
+  for (let k = n4; k < (<usize>cols << 2); k += 4) {
+    const u = load<f32>(w0 + k), v = load<f32>(w1 + k);
+    const y0 = load<f32>(x0 + k), y1 = load<f32>(x1 + k), y2 = load<f32>(x2 + k), y3 = load<f32>(x3 + k);
+    s00 += u * y0; s01 += u * y1; s02 += u * y2; s03 += u * y3;
+    s10 += v * y0; s11 += v * y1; s12 += v * y2; s13 += v * y3;
+  }
+  store<f32>(o, s00); store<f32>(o, s10, 4); o += ostride;
+  store<f32>(o, s01); store<f32>(o, s11, 4); o += ostride;
+  store<f32>(o, s02); store<f32>(o, s12, 4); o += ostride;
+  store<f32>(o, s03); store<f32>(o, s13, 4);
+}
+
+/** Out[t*rows + r] = w · X[t] for t in t0..t0+4 (one f32 row). */
+// @ts-ignore: decorator
+@inline function tile1x4(w0: usize, x0: usize, xstride: usize, cols: i32, o: usize, ostride: usize): void {
+  const x1 = x0 + xstride, x2 = x1 + xstride, x3 = x2 + xstride;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const n4 = <usize>(cols & ~3) << 2;
+  for (let k: usize = 0; k < n4; k += 16) {
+    const u = v128.load(w0 + k);
+    a0 = f32x4.add(a0, f32x4.mul(u, v128.load(x0 + k)));
+    a1 = f32x4.add(a1, f32x4.mul(u, v128.load(x1 + k)));
+    a2 = f32x4.add(a2, f32x4.mul(u, v128.load(x2 + k)));
+    a3 = f32x4.add(a3, f32x4.mul(u, v128.load(x3 + k)));
+  }
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  for (let k = n4; k < (<usize>cols << 2); k += 4) {
+    const u = load<f32>(w0 + k);
+    s0 += u * load<f32>(x0 + k); s1 += u * load<f32>(x1 + k); s2 += u * load<f32>(x2 + k); s3 += u * load<f32>(x3 + k);
+  }
+  store<f32>(o, s0); o += ostride;
+  store<f32>(o, s1); o += ostride;
+  store<f32>(o, s2); o += ostride;
+  store<f32>(o, s3);
+}
+
+/**
+ * Out[t*rows + r] = W[r,:]·X[t] for r < rows, t < n. Each row's blocks are dequantized once
+ * into wbuf (2*cols f32, 16-byte aligned) and reused for all n token rows (two rows at a time).
+ * Token rows are padded by the host to a multiple of 4 (X and Out hold nPad rows).
+ */
+export function matmul(type: i32, w: usize, rowBytes: usize, cols: i32, rows: i32, X: usize, nPad: i32,
+  Out: usize, wbuf: usize): void {
+  const xstride = <usize>cols << 2;
+  const ostride = <usize>rows << 2;
+  const wb1 = wbuf + (<usize>((cols + 3) & ~3) << 2);
+  const direct = type == F32;
+  let r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    let w0 = w + <usize>r * rowBytes, w1 = w0 + rowBytes;
+    if (!direct) {
+      dequantRow(type, w0, cols, wbuf);
+      dequantRow(type, w1, cols, wb1);
+      w0 = wbuf;
+      w1 = wb1;
+    }
+    for (let t = 0; t < nPad; t += 4) {
+      tile2x4(w0, w1, X + <usize>t * xstride, xstride, cols, Out + <usize>t * ostride + (<usize>r << 2), ostride);
+    }
+  }
+  if (r < rows) {
+    let w0 = w + <usize>r * rowBytes;
+    if (!direct) {
+      dequantRow(type, w0, cols, wbuf);
+      w0 = wbuf;
+    }
+    for (let t = 0; t < nPad; t += 4) {
+      tile1x4(w0, X + <usize>t * xstride, xstride, cols, Out + <usize>t * ostride + (<usize>r << 2), ostride);
+    }
+  }
+}

@@ -1,0 +1,328 @@
+// The WebAssembly SIMD kernels against the reference kernels: random valid blocks of every type,
+// ragged sizes, with and without row / input-channel selections, matmul for n = 1..9, the wasm
+// decoder bit-exact against the reference dequantizer, and matvec/matmul on a real model's tensors.
+import { test } from 'node:test';
+import { closeSync, openSync, readSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { createWasmKernels, type WasmKernels } from '../src/kernels/wasm/index.js';
+import { refKernels } from '../src/kernels/ref/index.js';
+import type { QTensor } from '../src/model/tensor.js';
+import { allQuantTypes, GGMLType, quantInfo, type QuantInfo } from '../src/quant/types.js';
+import { dequantize } from '../src/quant/dequant.js';
+import { f32ToBF16, f32ToF16 } from '../src/quant/fp16.js';
+import { readGGUFData, readGGUFHeader } from '../src/formats/gguf.js';
+import type { Selection } from '../src/sparsity/policy.js';
+import { catalogModel } from './helpers.js';
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** byte offsets of the f16 scales inside one block of each quantized type */
+const SCALES: Partial<Record<GGMLType, number[]>> = {
+  [GGMLType.Q4_0]: [0],
+  [GGMLType.Q4_1]: [0, 2],
+  [GGMLType.Q5_0]: [0],
+  [GGMLType.Q5_1]: [0, 2],
+  [GGMLType.Q8_0]: [0],
+  [GGMLType.Q2_K]: [80, 82],
+  [GGMLType.Q3_K]: [108],
+  [GGMLType.Q4_K]: [0, 2],
+  [GGMLType.Q5_K]: [0, 2],
+  [GGMLType.Q6_K]: [208],
+};
+
+/** Random valid bytes for `rows` rows of `cols` elements of type q at dst[0..). */
+function fillRandom(q: QuantInfo, dst: Uint8Array, rows: number, cols: number, rnd: () => number): void {
+  const n = rows * cols;
+  const dv = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
+  if (q.id === GGMLType.F32) {
+    for (let i = 0; i < n; i++) dv.setFloat32(4 * i, rnd() * 2 - 1, true);
+    return;
+  }
+  if (q.id === GGMLType.F16 || q.id === GGMLType.BF16) {
+    const conv = q.id === GGMLType.F16 ? f32ToF16 : f32ToBF16;
+    for (let i = 0; i < n; i++) dv.setUint16(2 * i, conv(rnd() * 2 - 1), true);
+    return;
+  }
+  const bytes = (n / q.blockSize) * q.blockBytes;
+  for (let i = 0; i < bytes; i++) dst[i] = (rnd() * 256) | 0;
+  const sc = SCALES[q.id]!;
+  for (let o = 0; o < bytes; o += q.blockBytes) {
+    // scales like a real model's: small, either sign (mins too), now and then a subnormal / zero
+    for (const s of sc) {
+      const u = rnd();
+      const v = u < 0.03 ? 0 : u < 0.06 ? (rnd() - 0.5) * 1e-6 : (rnd() * 2 - 1) * 0.05;
+      dv.setUint16(o + s, f32ToF16(v), true);
+    }
+  }
+}
+
+function makeTensor(k: WasmKernels, q: QuantInfo, rows: number, cols: number, rnd: () => number, pad = 0): QTensor {
+  const rowBytes = (cols / q.blockSize) * q.blockBytes;
+  // a random offset inside the view, so that rows start unaligned
+  const data = k.alloc(pad + rows * rowBytes + 8);
+  fillRandom(q, data.subarray(pad), rows, cols, rnd);
+  return { name: `rand-${q.name}-${rows}x${cols}`, type: q, rows, cols, data, offset: pad, rowBytes };
+}
+
+function randVec(n: number, rnd: () => number): Float32Array {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = (rnd() * 2 - 1) * (rnd() < 0.05 ? 20 : 1);
+  return v;
+}
+
+function randSelection(n: number, keep: number, rnd: () => number): Selection {
+  const idx: number[] = [];
+  for (let i = 0; i < n; i++) if (rnd() < keep) idx.push(i);
+  const a = new Int32Array(idx.length + 3); // longer than n, like a reused buffer
+  a.set(idx);
+  return { idx: a, n: idx.length };
+}
+
+/** Σ_c |W[r,c]·x[c]| per row: the scale of the rounding error of an f32 dot product */
+function magnitudes(W: QTensor, X: Float32Array, n: number): Float64Array {
+  const w = new Float32Array(W.cols);
+  const mag = new Float64Array(n * W.rows);
+  for (let r = 0; r < W.rows; r++) {
+    dequantize(W.type.id, W.data, W.offset + r * W.rowBytes, w, 0, W.cols);
+    for (let t = 0; t < n; t++) {
+      let s = 0;
+      for (let c = 0; c < W.cols; c++) s += Math.abs(w[c]! * X[t * W.cols + c]!);
+      mag[t * W.rows + r] = s;
+    }
+  }
+  return mag;
+}
+
+/**
+ * |got - want| <= 1e-5·|want| + 1e-6·Σ|w·x|: 1e-5 relative, plus an absolute term for the
+ * cancellation in rows whose dot is near zero, scaled by the row's own magnitude.
+ */
+function assertClose(got: Float32Array, want: Float32Array, mag: Float64Array | null, what: string): void {
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i]!, b = want[i]!;
+    if (Number.isNaN(b)) {
+      assert.ok(Number.isNaN(a), `${what}[${i}]: want NaN, got ${a}`);
+      continue;
+    }
+    const tol = 1e-5 * Math.abs(b) + 1e-6 * (mag ? mag[i]! : 0) + 1e-30;
+    if (!(Math.abs(a - b) <= tol)) assert.fail(`${what}[${i}]: wasm ${a} vs ref ${b} (|diff| ${Math.abs(a - b)} > tol ${tol})`);
+  }
+}
+
+const kernels = createWasmKernels();
+
+/** ragged shapes per type: cols a whole number of blocks (any count for the float types) */
+function shapes(q: QuantInfo, rnd: () => number): Array<[number, number]> {
+  const rowsList = [1, 3, 5, 7, 13, 17, 31];
+  const out: Array<[number, number]> = [];
+  for (const rows of rowsList) {
+    let cols: number;
+    if (q.blockSize === 1) cols = 1 + ((rnd() * 70) | 0);
+    else if (q.blockSize === 32) cols = 32 * (1 + ((rnd() * 6) | 0));
+    else cols = 256 * (1 + ((rnd() * 3) | 0));
+    out.push([rows, cols]);
+  }
+  if (q.blockSize === 1) out.push([9, 8], [4, 16], [6, 3]);
+  return out;
+}
+
+test('the wasm kernels compute the types the real models use', () => {
+  for (const name of ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K']) {
+    const q = allQuantTypes().find((t) => t.name === name)!;
+    assert.ok(kernels.supports(q.id), `${name} should run in wasm`);
+  }
+  assert.equal(kernels.supports(GGMLType.Q2_K), false);
+  assert.equal(kernels.supports(GGMLType.Q3_K), false);
+});
+
+test('wasm decoder is bit-exact against the reference dequantizer', () => {
+  const rnd = mulberry32(7);
+  for (const q of allQuantTypes()) {
+    if (!kernels.supports(q.id)) continue;
+    for (const [rows, cols] of shapes(q, rnd)) {
+      const W = makeTensor(kernels, q, rows, cols, rnd, (rnd() * 16) | 0);
+      const got = new Float32Array(cols);
+      const want = new Float32Array(cols);
+      for (let r = 0; r < rows; r++) {
+        kernels.dequantizeRow(W, r, got);
+        dequantize(q.id, W.data, W.offset + r * W.rowBytes, want, 0, cols);
+        const gb = new Uint32Array(got.buffer), wb = new Uint32Array(want.buffer);
+        for (let c = 0; c < cols; c++) {
+          if (gb[c] !== wb[c]) assert.fail(`${W.name} row ${r} col ${c}: wasm ${got[c]} vs ref ${want[c]}`);
+        }
+      }
+    }
+  }
+});
+
+for (const q of allQuantTypes()) {
+  test(`matvec ${q.name}: wasm == ref (all rows, selected rows, selected inputs, both)`, () => {
+    const rnd = mulberry32(1000 + q.id);
+    for (const [rows, cols] of shapes(q, rnd)) {
+      const W = makeTensor(kernels, q, rows, cols, rnd, (rnd() * 16) | 0);
+      const x = randVec(cols, rnd);
+      const variants: Array<[string, Selection | null, Selection | null]> = [
+        ['dense', null, null],
+        ['rows', randSelection(rows, 0.5, rnd), null],
+        ['inputs', null, randSelection(cols, 0.6, rnd)],
+        ['rows+inputs', randSelection(rows, 0.7, rnd), randSelection(cols, 0.3, rnd)],
+        ['no rows', { idx: new Int32Array(0), n: 0 }, null],
+      ];
+      for (const [label, rowSel, inSel] of variants) {
+        const want = new Float32Array(rows).fill(7);
+        const got = new Float32Array(rows).fill(7);
+        refKernels.matvec(W, x, want, { rows: rowSel, inputs: inSel });
+        kernels.matvec(W, x, got, { rows: rowSel, inputs: inSel });
+        let xm = x;
+        if (inSel) {
+          xm = new Float32Array(cols);
+          for (let i = 0; i < inSel.n; i++) xm[inSel.idx[i]!] = x[inSel.idx[i]!]!;
+        }
+        assertClose(got, want, magnitudes(W, xm, 1), `${W.name} ${label}`);
+      }
+    }
+  });
+
+  test(`matmul ${q.name}: wasm == ref for n = 1..9`, () => {
+    const rnd = mulberry32(2000 + q.id);
+    const list = shapes(q, rnd);
+    for (let n = 1; n <= 9; n++) {
+      const [rows, cols] = list[n % list.length]!;
+      const W = makeTensor(kernels, q, rows, cols, rnd, (rnd() * 16) | 0);
+      const X = randVec(n * cols, rnd);
+      const want = new Float32Array(n * rows);
+      const got = new Float32Array(n * rows);
+      refKernels.matmul(W, X, n, want);
+      kernels.matmul(W, X, n, got);
+      assertClose(got, want, magnitudes(W, X, n), `${W.name} n=${n}`);
+    }
+  });
+}
+
+test('matmul with Out larger than the scratch budget works in token chunks', () => {
+  const rnd = mulberry32(99);
+  const q = quantInfo(GGMLType.Q8_0)!;
+  const W = makeTensor(kernels, q, 70000, 32, rnd); // (32 + 70000)·4 B per token: 14 tokens per chunk
+  const n = 19;
+  const X = randVec(n * 32, rnd);
+  const want = new Float32Array(n * W.rows);
+  const got = new Float32Array(n * W.rows);
+  refKernels.matmul(W, X, n, want);
+  kernels.matmul(W, X, n, got);
+  assertClose(got, want, magnitudes(W, X, n), W.name);
+});
+
+test('tensors outside the kernel memory are refused with a clear error', () => {
+  const q = quantInfo(GGMLType.Q4_0)!;
+  const W: QTensor = { name: 'outside', type: q, rows: 2, cols: 32, data: new Uint8Array(36), offset: 0, rowBytes: 18 };
+  assert.throws(() => kernels.matvec(W, new Float32Array(32), new Float32Array(2)), /not in this kernel instance's WebAssembly memory/);
+  const other = createWasmKernels({ maxMemoryBytes: 1 << 20 });
+  const W2: QTensor = { ...W, data: other.alloc(36) };
+  assert.throws(() => kernels.matmul(W2, new Float32Array(32), 1, new Float32Array(2)), /not in this kernel instance's/);
+  assert.throws(() => other.alloc(2 << 20), /out of memory/);
+});
+
+test('views from alloc() stay valid while the memory grows', () => {
+  const k = createWasmKernels();
+  const q = quantInfo(GGMLType.Q4_0)!;
+  const rnd = mulberry32(5);
+  const W = makeTensor(k, q, 8, 64, rnd);
+  const x = randVec(64, rnd);
+  const before = new Float32Array(8);
+  k.matvec(W, x, before);
+  const big = k.alloc(8 << 20); // grows the memory
+  assert.equal(big.length, 8 << 20);
+  assert.ok(W.data.length > 0);
+  const after = new Float32Array(8);
+  k.matvec(W, x, after);
+  assert.deepEqual(after, before);
+  const W2 = makeTensor(k, q, 8, 64, rnd); // on the new buffer object
+  k.matvec(W2, x, after);
+  const want = new Float32Array(8);
+  refKernels.matvec(W2, x, want);
+  assertClose(after, want, magnitudes(W2, x, 1), 'after growth');
+});
+
+test('real model: SmolLM2-135M tensors read into kernel memory, wasm == ref', () => {
+  const h = readGGUFHeader(catalogModel('smollm2-135m-instruct'));
+  const k = createWasmKernels();
+  const data = readGGUFData(h, k.alloc(h.dataSize));
+  const rnd = mulberry32(11);
+  const seen = new Set<number>();
+  const checked: string[] = [];
+  for (const t of h.tensors) {
+    if (t.dims.length !== 2) continue;
+    // each type once, plus the layer-0 FFN and attention projections
+    if (seen.has(t.type.id) && !/^blk\.0\.(ffn_gate|ffn_down|attn_q)\./.test(t.name)) continue;
+    seen.add(t.type.id);
+    const W: QTensor = {
+      name: t.name, type: t.type, cols: t.dims[0]!, rows: Math.min(t.dims[1]!, 2048),
+      data, offset: t.offset, rowBytes: (t.dims[0]! / t.type.blockSize) * t.type.blockBytes,
+    };
+    const x = randVec(W.cols, rnd);
+    const want = new Float32Array(W.rows);
+    const got = new Float32Array(W.rows);
+    refKernels.matvec(W, x, want);
+    k.matvec(W, x, got);
+    assertClose(got, want, magnitudes(W, x, 1), `${t.name} (${t.type.name}) matvec`);
+    const n = 5;
+    const Wm = { ...W, rows: Math.min(W.rows, 256) };
+    const X = randVec(n * W.cols, rnd);
+    const wantM = new Float32Array(n * Wm.rows);
+    const gotM = new Float32Array(n * Wm.rows);
+    refKernels.matmul(Wm, X, n, wantM);
+    k.matmul(Wm, X, n, gotM);
+    assertClose(gotM, wantM, magnitudes(Wm, X, n), `${t.name} (${t.type.name}) matmul`);
+    checked.push(`${t.name}:${t.type.name}`);
+  }
+  assert.ok(checked.length >= 3, `checked ${checked.join(', ')}`);
+});
+
+test('real model: Qwen2.5-Coder-0.5B Q5_0 / Q4_K / Q6_K / Q8_0 tensors, wasm == ref', () => {
+  const h = readGGUFHeader(catalogModel('qwen2.5-coder-0.5b-instruct'));
+  const k = createWasmKernels();
+  const rnd = mulberry32(12);
+  const fd = openSync(h.path, 'r');
+  try {
+    const types = new Set<string>();
+    for (const name of ['blk.0.ffn_gate.weight', 'blk.0.ffn_down.weight', 'blk.11.ffn_down.weight', 'blk.0.attn_v.weight']) {
+      const t = h.tensorsByName.get(name);
+      assert.ok(t, `missing ${name}`);
+      // just this tensor's bytes, read into kernel memory
+      const data = k.alloc(t.nBytes);
+      assert.equal(readSync(fd, data, 0, t.nBytes, h.dataOffset + t.offset), t.nBytes);
+      const W: QTensor = {
+        name, type: t.type, cols: t.dims[0]!, rows: t.dims[1]!, data, offset: 0,
+        rowBytes: (t.dims[0]! / t.type.blockSize) * t.type.blockBytes,
+      };
+      types.add(t.type.name);
+      const x = randVec(W.cols, rnd);
+      const want = new Float32Array(W.rows);
+      const got = new Float32Array(W.rows);
+      refKernels.matvec(W, x, want);
+      k.matvec(W, x, got);
+      assertClose(got, want, magnitudes(W, x, 1), `${name} (${t.type.name}) matvec`);
+      const n = 3;
+      const Wm = { ...W, rows: Math.min(W.rows, 512) };
+      const X = randVec(n * W.cols, rnd);
+      const wantM = new Float32Array(n * Wm.rows);
+      const gotM = new Float32Array(n * Wm.rows);
+      refKernels.matmul(Wm, X, n, wantM);
+      k.matmul(Wm, X, n, gotM);
+      assertClose(gotM, wantM, magnitudes(Wm, X, n), `${name} (${t.type.name}) matmul`);
+    }
+    assert.deepEqual([...types].sort(), ['Q4_K', 'Q5_0', 'Q6_K', 'Q8_0']);
+  } finally {
+    closeSync(fd);
+  }
+});
