@@ -12,18 +12,7 @@ import { dequantize } from '../src/quant/dequant.js';
 import { f32ToBF16, f32ToF16 } from '../src/quant/fp16.js';
 import { readGGUFData, readGGUFHeader } from '../src/formats/gguf.js';
 import type { Selection } from '../src/sparsity/policy.js';
-import { catalogModel } from './helpers.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { catalogModel, mulberry32 } from './helpers.js';
 
 /** byte offsets of the f16 scales inside one block of each quantized type */
 const SCALES: Partial<Record<GGMLType, number[]>> = {

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, SHARED, modelsDir } from './helpers.js';
+import { ROOT, SHARED, modelsDir, mulberry32 } from './helpers.js';
 import { allQuantTypes, bytesFor, quantInfo, GGMLType } from '../src/quant/types.js';
 import { dequantize, dotRow, hasDequantizer } from '../src/quant/dequant.js';
 import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16 } from '../src/quant/fp16.js';
@@ -47,17 +47,6 @@ function readF32(file: string): Float32Array {
 }
 function readU16(file: string): Uint16Array {
   return new Uint16Array(readBytes(file).buffer);
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function bitsOf(f: Float32Array): Uint32Array {

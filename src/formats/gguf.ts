@@ -3,8 +3,9 @@
 // caller provides, so the file is never held twice in memory. Everything is validated before
 // any tensor data is touched, and every error names the file and the key or tensor at fault.
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { CtxError } from '../errors.js';
+import { openForRead } from './files.js';
 import { bytesFor, quantInfo, typeName, type QuantInfo } from '../quant/types.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as little-endian u32
@@ -194,12 +195,7 @@ function readArray(c: FileCursor, key: string, path: string): GGUFValue {
 
 /** Parse and validate a GGUF file's header; no tensor data is read. */
 export function readGGUFHeader(path: string): GGUFHeader {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new CtxError(`${path}: cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  const fd = openForRead(path);
   try {
     const size = fstatSync(fd).size;
     return parseHeader(new FileCursor(fd, size, path), path);
@@ -311,7 +307,7 @@ function parseHeader(c: FileCursor, path: string): GGUFHeader {
  */
 export function readGGUFData(h: GGUFHeader, dst: Uint8Array = new Uint8Array(h.dataSize)): Uint8Array {
   if (dst.length < h.dataSize) throw new Error(`readGGUFData: destination holds ${dst.length} bytes, need ${h.dataSize}`);
-  const fd = openSync(h.path, 'r');
+  const fd = openForRead(h.path);
   try {
     let got = 0;
     const chunk = 1 << 26;

@@ -2,7 +2,8 @@
 // fixed order. The file is read once into one buffer and exposed under GGUF tensor names, so
 // the rest of the engine does not know where the weights came from.
 
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, readSync, statSync } from 'node:fs';
+import { openForRead } from './files.js';
 import { CtxError } from '../errors.js';
 import { GGMLType, quantInfo } from '../quant/types.js';
 import type { ModelConfig } from '../model/config.js';
@@ -25,7 +26,7 @@ export function readLlama2c(path: string, alloc: (bytes: number) => Uint8Array =
   }
   if (size < HEADER_BYTES) throw new CtxError(`${path}: truncated llama2.c checkpoint: ${size} bytes, the header alone is ${HEADER_BYTES}`);
   const data = alloc(size);
-  const fd = openSync(path, 'r');
+  const fd = openForRead(path);
   try {
     for (let got = 0; got < size;) {
       const n = readSync(fd, data, got, size - got, got);

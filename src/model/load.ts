@@ -1,6 +1,7 @@
 // Loading a model file (GGUF, or a llama2.c checkpoint with its tokenizer) into a ready Model.
 
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, readSync } from 'node:fs';
+import { openForRead } from '../formats/files.js';
 import { dirname, join } from 'node:path';
 import { CtxError } from '../errors.js';
 import { Metadata, readGGUFData, readGGUFHeader, type GGUFHeader } from '../formats/gguf.js';
@@ -47,12 +48,7 @@ export function defaultKernels(): Kernels {
 }
 
 function startsWithGGUF(path: string): boolean {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new CtxError(`${path}: cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  const fd = openForRead(path);
   try {
     const b = new Uint8Array(4);
     const n = readSync(fd, b, 0, 4, 0);
