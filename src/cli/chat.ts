@@ -1,6 +1,6 @@
 // `ctxsparse chat`: an interactive, streaming, multi-turn conversation in the terminal.
 
-import { createInterface } from 'node:readline/promises';
+import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { chatPromptIds, type ChatMessage } from '../generate/chat.js';
 import { Session } from '../generate/session.js';
@@ -28,39 +28,36 @@ export function register(program: Command): void {
     const session = new Session(model, o.ctx !== undefined ? { ctx: o.ctx } : {});
     const start: ChatMessage[] = o.system !== undefined ? [{ role: 'system', content: o.system }] : [];
     let messages: ChatMessage[] = [...start];
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
-    const ask = async (): Promise<string | null> => {
-      try {
-        return await rl.question('> ');
-      } catch {
-        return null; // closed (Ctrl-D or end of piped input)
-      }
-    };
+    // the line iterator buffers input, so piped conversations lose no line while a reply is generated
+    const rl = createInterface({ input: process.stdin, terminal: false });
+    const promptUser = () => process.stdout.write('> ');
     process.stderr.write(`${model.path}: ${model.config.arch}, ${model.config.nLayers} layers. /reset starts over, /exit quits.\n`);
-    for (;;) {
-      const line = await ask();
-      if (line === null || line.trim() === '/exit') break;
-      if (line.trim() === '') continue;
-      if (line.trim() === '/reset') {
+    promptUser();
+    for await (const line of rl) {
+      const cmd = line.trim();
+      if (cmd === '/exit') break;
+      if (cmd === '/reset') {
         messages = [...start];
         session.reset();
-        continue;
+      } else if (cmd !== '') {
+        messages.push({ role: 'user', content: line });
+        const ids = chatPromptIds(model, messages);
+        let answer = '';
+        let n = 0;
+        const t0 = performance.now();
+        for (const ev of session.generate(ids, { ...samplerOptions(o), maxTokens: o.maxTokens })) {
+          process.stdout.write(ev.text);
+          answer += ev.text;
+          n++;
+        }
+        const secs = (performance.now() - t0) / 1000;
+        process.stdout.write('\n');
+        process.stderr.write(`[${n} tokens, ${(n / secs).toFixed(1)} tok/s${session.finishReason === 'context' ? ', context full: /reset to continue' : ''}]\n`);
+        messages.push({ role: 'assistant', content: answer });
       }
-      messages.push({ role: 'user', content: line });
-      const ids = chatPromptIds(model, messages);
-      let answer = '';
-      let n = 0;
-      const t0 = performance.now();
-      for (const ev of session.generate(ids, { ...samplerOptions(o), maxTokens: o.maxTokens })) {
-        process.stdout.write(ev.text);
-        answer += ev.text;
-        n++;
-      }
-      const secs = (performance.now() - t0) / 1000;
-      process.stdout.write('\n');
-      process.stderr.write(`[${n} tokens, ${(n / secs).toFixed(1)} tok/s${session.finishReason === 'context' ? ', context full: /reset to continue' : ''}]\n`);
-      messages.push({ role: 'assistant', content: answer });
+      promptUser();
     }
+    process.stdout.write('\n');
     rl.close();
   });
 }

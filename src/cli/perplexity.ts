@@ -35,7 +35,8 @@ export function register(program: Command): void {
       onChunk: (done, total, ppl) => {
         bar ??= progressBar('perplexity', total);
         bar.update(done, `ppl ${ppl.toFixed(4)}`);
-        if (!process.stderr.isTTY && !o.json) process.stderr.write(`[${done}/${total}] ${ppl.toFixed(4)}\n`);
+        // logs and pipes get a line per chunk, as llama-perplexity prints them (stdout stays JSON-only)
+        if (!process.stderr.isTTY) process.stderr.write(`[${done}/${total}] ${ppl.toFixed(4)}\n`);
       },
     });
     bar?.stop();

@@ -1,0 +1,74 @@
+// The sampler chain: greedy, the seeded RNG, top-k, top-p, min-p, temperature, repetition penalty.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Rng, Sampler, argmax, topLogits } from '../src/generate/sampler.js';
+
+const logits = () => Float32Array.from([1, 3, 2, 5, 4, 0, -1, 4.5]);
+
+function histogram(s: Sampler, n: number, make = logits): Map<number, number> {
+  const h = new Map<number, number>();
+  for (let i = 0; i < n; i++) {
+    const id = s.sample(make());
+    h.set(id, (h.get(id) ?? 0) + 1);
+  }
+  return h;
+}
+
+test('temperature 0 is argmax of the raw logits', () => {
+  const s = new Sampler({ temperature: 0 });
+  assert.equal(s.sample(logits()), 3);
+  assert.equal(argmax(logits()), 3);
+});
+
+test('topLogits returns the k largest, best first', () => {
+  assert.deepEqual(topLogits(logits(), 3), { ids: [3, 7, 4], logits: [5, 4.5, 4] });
+});
+
+test('the same seed gives the same draws; another seed other draws', () => {
+  const draw = (seed: number) => Array.from({ length: 50 }, (() => { const s = new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0, seed }); return () => s.sample(logits()); })());
+  const a = draw(7);
+  assert.deepEqual(a, draw(7));
+  assert.notDeepEqual(a, draw(8));
+  const r = new Rng(1);
+  for (let i = 0; i < 1000; i++) {
+    const v = r.next();
+    assert.ok(v >= 0 && v < 1);
+  }
+});
+
+test('top-k keeps only the k most likely tokens', () => {
+  const h = histogram(new Sampler({ temperature: 5, topK: 2, topP: 1, minP: 0, seed: 1 }), 2000);
+  assert.deepEqual([...h.keys()].sort(), [3, 7]);
+});
+
+test('top-p keeps the smallest set reaching p', () => {
+  // softmax of [5, 4.5, 4, 3, ...]: 5 alone is ~0.44, with 4.5 ~0.71
+  const h = histogram(new Sampler({ temperature: 1, topK: 0, topP: 0.6, minP: 0, seed: 2 }), 2000);
+  assert.deepEqual([...h.keys()].sort(), [3, 7]);
+});
+
+test('min-p drops tokens below p × the top probability', () => {
+  // p(4)/p(5) = e^-1 ≈ 0.37, p(4.5)/p(5) ≈ 0.61
+  const h = histogram(new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0.5, seed: 3 }), 2000);
+  assert.deepEqual([...h.keys()].sort(), [3, 7]);
+});
+
+test('sampling frequencies follow softmax(logits / T)', () => {
+  const n = 20000;
+  const h = histogram(new Sampler({ temperature: 2, topK: 0, topP: 1, minP: 0, seed: 4 }), n);
+  const l = logits();
+  const z = l.reduce((a, v) => a + Math.exp(v / 2), 0);
+  for (let i = 0; i < l.length; i++) {
+    const p = Math.exp(l[i]! / 2) / z;
+    const got = (h.get(i) ?? 0) / n;
+    assert.ok(Math.abs(got - p) < 4 * Math.sqrt((p * (1 - p)) / n) + 1e-3, `token ${i}: ${got} vs ${p}`);
+  }
+});
+
+test('repetition penalty divides positive and multiplies negative logits of recent tokens', () => {
+  const s = new Sampler({ temperature: 0, repeatPenalty: 2, repeatLastN: 2 });
+  const l = Float32Array.from([1, 3, -1, 2.9]);
+  // token 1 (3 → 1.5) and token 2 (-1 → -2) were seen recently; token 0 is outside the window
+  assert.equal(s.sample(l, [0, 1, 2]), 3);
+  assert.deepEqual(Array.from(l), [1, 1.5, -2, 2.9].map(Math.fround));
+});
