@@ -99,6 +99,7 @@ test('real files: tensor tables and sizes add up', () => {
   for (const p of [catalogModel('smollm2-135m-instruct'), catalogModel('qwen2.5-coder-0.5b-instruct'), catalogModel('gemma-3-270m'), sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q4_0.gguf'), sharedPath('tokenizers', 'llama.cpp-vocab', 'ggml-vocab-gpt-2.gguf')]) {
     const h = readGGUFHeader(p);
     assert.ok(h.version === 2 || h.version === 3, p);
+    if (h.tensors.length === 0) continue; // vocabulary-only files end before the aligned data offset
     assert.ok(h.dataOffset + h.dataSize <= h.fileSize, p);
     assert.ok(h.fileSize - (h.dataOffset + h.dataSize) < h.alignment, `${p}: no unexplained tail`);
   }
