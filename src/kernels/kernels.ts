@@ -11,12 +11,36 @@ export interface MatvecOptions {
   readonly rows?: Selection | null;
 }
 
+/** One query position attending over cache positions start..start+n-1 (grouped-query heads). */
+export interface AttentionArgs {
+  /** queries of all heads: nHeads × headDim from qOffset */
+  readonly q: Float32Array;
+  readonly qOffset: number;
+  /** one layer's cache: [position][nKvHeads × headDim] and [position][nKvHeads × headDimV] */
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+  readonly start: number;
+  readonly n: number;
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  readonly headDimV: number;
+  readonly scale: number;
+  /** nHeads × headDimV from outOffset; heads not selected are 0 */
+  readonly out: Float32Array;
+  readonly outOffset: number;
+  /** compute only these heads (null = all) */
+  readonly heads: Selection | null;
+}
+
 export interface Kernels {
   readonly name: string;
   /** out[r] = Σ_c W[r,c]·x[c] for all rows (or the selected ones). */
   matvec(W: QTensor, x: Float32Array, out: Float32Array, opts?: MatvecOptions): void;
   /** Batched: X is n rows of W.cols, Out n rows of W.rows; each weight block is decoded once for all n. */
   matmul(W: QTensor, X: Float32Array, n: number, Out: Float32Array): void;
+  /** softmax(q·Kᵀ·scale)·V for one position. */
+  attention(args: AttentionArgs): void;
   /** Where the model loader should place the weight bytes (e.g. WebAssembly memory); absent = ordinary buffer. */
   alloc?(bytes: number): Uint8Array;
 }

@@ -5,7 +5,7 @@
 
 import { dequantize } from '../quant/dequant.js';
 import type { Kernels } from '../kernels/kernels.js';
-import { gelu, rmsnorm, rope, silu, softmax } from '../kernels/ref/ops.js';
+import { gelu, rmsnorm, rope, silu } from '../kernels/ref/ops.js';
 import { densePolicy, type LinearSite, type Selection, type SparsityPolicy } from '../sparsity/policy.js';
 import type { ModelConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
@@ -32,7 +32,6 @@ export class Forward {
   private readonly proj: Float32Array;     // [B][dim] attention or MLP output
   private readonly gate: Float32Array;     // [B][ffn]
   private readonly up: Float32Array;       // [B][ffn]
-  private scores: Float32Array;            // [ctx] one head's attention scores
   private readonly cos: Float64Array;      // [ropeDims/2]
   private readonly sin: Float64Array;
   private logitsBuf: Float32Array;         // [1 or B][vocab]
@@ -48,7 +47,6 @@ export class Forward {
     this.proj = new Float32Array(B * cfg.dim);
     this.gate = new Float32Array(B * cfg.ffnDim);
     this.up = new Float32Array(B * cfg.ffnDim);
-    this.scores = new Float32Array(0);
     this.cos = new Float64Array(cfg.rope.dims / 2);
     this.sin = new Float64Array(cfg.rope.dims / 2);
     this.logitsBuf = new Float32Array(cfg.vocabSize);
@@ -170,7 +168,6 @@ export class Forward {
     const kvDimV = nKvHeads * headDimV;
     const sliding = cfg.slidingLayers[l]!;
     const base = sliding ? cfg.rope.baseSliding : cfg.rope.base;
-    const group = nHeads / nKvHeads;
     const K = kv.k[l]!;
     const Vc = kv.v[l]!;
 
@@ -197,37 +194,16 @@ export class Forward {
       this.tap('v', l, this.v, T, kvDimV);
     }
 
-    const scale = cfg.attnScale;
-    if (this.scores.length < kv.ctx) this.scores = new Float32Array(kv.ctx);
-    const s = this.scores;
     const D = cfg.dim;
     for (let t = 0; t < T; t++) {
       const p = pos + t;
       const start = sliding ? Math.max(0, p - cfg.slidingWindow + 1) : 0;
-      const n = p - start + 1;
-      const heads = this.policy.heads(l, this.xn.subarray(t * D, (t + 1) * D));
-      const ao = t * nHeads * headDimV;
-      if (heads) this.att.fill(0, ao, ao + nHeads * headDimV);
-      const nh = heads ? heads.n : nHeads;
-      for (let hi = 0; hi < nh; hi++) {
-        const h = heads ? heads.idx[hi]! : hi;
-        const qo = t * qDim + h * headDim;
-        const kh = Math.floor(h / group);
-        for (let j = 0; j < n; j++) {
-          const kb = (start + j) * kvDim + kh * headDim;
-          let dot = 0;
-          for (let i = 0; i < headDim; i++) dot += this.q[qo + i]! * K[kb + i]!;
-          s[j] = dot * scale;
-        }
-        softmax(s, 0, n);
-        const out = ao + h * headDimV;
-        for (let i = 0; i < headDimV; i++) this.att[out + i] = 0;
-        for (let j = 0; j < n; j++) {
-          const vb = (start + j) * kvDimV + kh * headDimV;
-          const a = s[j]!;
-          for (let i = 0; i < headDimV; i++) this.att[out + i]! += a * Vc[vb + i]!;
-        }
-      }
+      this.kernels.attention({
+        q: this.q, qOffset: t * qDim, k: K, v: Vc, start, n: p - start + 1,
+        nHeads, nKvHeads, headDim, headDimV, scale: cfg.attnScale,
+        out: this.att, outOffset: t * nHeads * headDimV,
+        heads: this.policy.heads(l, this.xn.subarray(t * D, (t + 1) * D)),
+      });
     }
   }
 

@@ -2,6 +2,7 @@
 import { dequantize, dotRow } from '../../quant/dequant.js';
 import type { QTensor } from '../../model/tensor.js';
 import type { Kernels, MatvecOptions } from '../kernels.js';
+import { attention } from './attention.js';
 
 let scratch = new Float32Array(0);
 function scratchOf(n: number): Float32Array {
@@ -45,4 +46,4 @@ function matmul(W: QTensor, X: Float32Array, n: number, Out: Float32Array): void
   }
 }
 
-export const refKernels: Kernels = { name: 'ref', matvec, matmul };
+export const refKernels: Kernels = { name: 'ref', matvec, matmul, attention };

@@ -234,6 +234,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     name: 'wasm-simd',
     matvec,
     matmul,
+    // attention still runs in the TypeScript reference (a SIMD version is next)
+    attention: refKernels.attention,
     alloc(bytes: number): Uint8Array {
       if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`wasm kernels: alloc(${bytes})`);
       const p = reserve(bytes);
