@@ -617,3 +617,203 @@ export function matmul(type: i32, w: usize, rowBytes: usize, cols: i32, rows: i3
     }
   }
 }
+
+// ------------------------------------------------------------------ attention
+// One query position over n cached positions, per selected head h (kv head h / group):
+//   s_j = (q_h · k_j)·scale, p = softmax(s), out_h = Σ_j p_j·v_j.
+// q and out (and the head list and the scores) are in the scratch region; k and v point into the
+// KV cache itself (position `start` of one layer, rows kStride / vStride bytes apart), read in place.
+
+const LOG2E: f32 = 1.44269504088896341;
+const LN2_HI: f32 = 0.693359375; // 355/512: n·LN2_HI is exact for the |n| <= 126 used here
+const LN2_LO: f32 = -2.12194440e-4;
+/** below ln(FLT_MIN) the result is flushed to 0 (the reference gives a subnormal there) */
+const EXP_LO: f32 = -87.33654;
+
+/**
+ * e^x for four lanes, x <= 0 (Cephes expf: x = n·ln2 + r, |r| <= ln2/2, a degree-7 polynomial
+ * for e^r, times 2^n built in the exponent bits). Within 2 ulp of the correctly rounded value;
+ * lanes below EXP_LO (incl. -inf) give 0, NaN stays NaN.
+ */
+// @ts-ignore: decorator
+@inline function expx4(x: v128): v128 {
+  const lo = f32x4.splat(EXP_LO);
+  const xc = f32x4.pmax(x, lo); // x < lo ? lo : x (keeps NaN)
+  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(LOG2E)));
+  let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(LN2_HI)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(LN2_LO)));
+  let p = f32x4.add(f32x4.mul(f32x4.splat(1.9875691500e-4), r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
+  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return v128.andnot(f32x4.mul(p, pow2n), f32x4.lt(x, lo));
+}
+
+/** Public for tests: dst[i] = e^src[i] for i < n (n a multiple of 4; src <= 0). */
+export function expBuf(src: usize, dst: usize, n: i32): void {
+  for (let i: usize = 0; i < (<usize>n << 2); i += 16) v128.store(dst + i, expx4(v128.load(src + i)));
+}
+
+/** q · k over d elements, one key (the tail positions of the score loop). */
+// @ts-ignore: decorator
+@inline function dot1(q: usize, k: usize, d: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  const d8 = <usize>(d & ~7) << 2, d4 = <usize>(d & ~3) << 2, db = <usize>d << 2;
+  let i: usize = 0;
+  for (; i < d8; i += 32) {
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(q + i), v128.load(k + i)));
+    a1 = f32x4.add(a1, f32x4.mul(v128.load(q + i, 16), v128.load(k + i, 16)));
+  }
+  if (i < d4) {
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(q + i), v128.load(k + i)));
+    i += 16;
+  }
+  let s = hsum(f32x4.add(a0, a1));
+  for (; i < db; i += 4) s += load<f32>(q + i) * load<f32>(k + i);
+  return s;
+}
+
+/** (q·k0, q·k1, q·k2, q·k3) over d elements: four keys at a time, q loaded once for all four. */
+// @ts-ignore: decorator
+@inline function dot4(q: usize, k0: usize, k1: usize, k2: usize, k3: usize, d: i32): v128 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const d8 = <usize>(d & ~7) << 2, d4 = <usize>(d & ~3) << 2, db = <usize>d << 2;
+  let i: usize = 0;
+  for (; i < d8; i += 32) {
+    const x = v128.load(q + i), y = v128.load(q + i, 16);
+    a0 = f32x4.add(a0, f32x4.mul(x, v128.load(k0 + i))); b0 = f32x4.add(b0, f32x4.mul(y, v128.load(k0 + i, 16)));
+    a1 = f32x4.add(a1, f32x4.mul(x, v128.load(k1 + i))); b1 = f32x4.add(b1, f32x4.mul(y, v128.load(k1 + i, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(x, v128.load(k2 + i))); b2 = f32x4.add(b2, f32x4.mul(y, v128.load(k2 + i, 16)));
+    a3 = f32x4.add(a3, f32x4.mul(x, v128.load(k3 + i))); b3 = f32x4.add(b3, f32x4.mul(y, v128.load(k3 + i, 16)));
+  }
+  if (i < d4) {
+    const x = v128.load(q + i);
+    a0 = f32x4.add(a0, f32x4.mul(x, v128.load(k0 + i)));
+    a1 = f32x4.add(a1, f32x4.mul(x, v128.load(k1 + i)));
+    a2 = f32x4.add(a2, f32x4.mul(x, v128.load(k2 + i)));
+    a3 = f32x4.add(a3, f32x4.mul(x, v128.load(k3 + i)));
+    i += 16;
+  }
+  a0 = f32x4.add(a0, b0); a1 = f32x4.add(a1, b1); a2 = f32x4.add(a2, b2); a3 = f32x4.add(a3, b3);
+  // transpose-add: lane t = Σ lanes of a_t
+  const s01 = f32x4.add(i32x4.shuffle(a0, a1, 0, 1, 4, 5), i32x4.shuffle(a0, a1, 2, 3, 6, 7));
+  const s23 = f32x4.add(i32x4.shuffle(a2, a3, 0, 1, 4, 5), i32x4.shuffle(a2, a3, 2, 3, 6, 7));
+  let s = f32x4.add(i32x4.shuffle(s01, s23, 0, 2, 4, 6), i32x4.shuffle(s01, s23, 1, 3, 5, 7));
+  if (i < db) {
+    let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+    for (; i < db; i += 4) {
+      const x = load<f32>(q + i);
+      t0 += x * load<f32>(k0 + i); t1 += x * load<f32>(k1 + i); t2 += x * load<f32>(k2 + i); t3 += x * load<f32>(k3 + i);
+    }
+    s = f32x4.add(s, f32x4(t0, t1, t2, t3));
+  }
+  return s;
+}
+
+/** out[0..d) = inv · Σ_{j<n} p[j]·v_j, v_j = v + j·vStride (p = the unnormalised softmax weights). */
+function weightedSum(p: usize, v: usize, vStride: usize, n: i32, d: i32, inv: f32, out: usize): void {
+  const db = <usize>d << 2;
+  const sv = f32x4.splat(inv);
+  let i: usize = 0;
+  // 16 columns at a time, two positions per step (8 independent sums)
+  for (; i + 64 <= db; i += 64) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+    let r = v + i;
+    let j = 0;
+    for (; j + 2 <= n; j += 2, r += vStride << 1) {
+      const x = v128.load32_splat(p + (<usize>j << 2)), y = v128.load32_splat(p + (<usize>j << 2), 4);
+      const r1 = r + vStride;
+      a0 = f32x4.add(a0, f32x4.mul(x, v128.load(r, 0))); b0 = f32x4.add(b0, f32x4.mul(y, v128.load(r1, 0)));
+      a1 = f32x4.add(a1, f32x4.mul(x, v128.load(r, 16))); b1 = f32x4.add(b1, f32x4.mul(y, v128.load(r1, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(x, v128.load(r, 32))); b2 = f32x4.add(b2, f32x4.mul(y, v128.load(r1, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(x, v128.load(r, 48))); b3 = f32x4.add(b3, f32x4.mul(y, v128.load(r1, 48)));
+    }
+    if (j < n) {
+      const x = v128.load32_splat(p + (<usize>j << 2));
+      a0 = f32x4.add(a0, f32x4.mul(x, v128.load(r, 0)));
+      a1 = f32x4.add(a1, f32x4.mul(x, v128.load(r, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(x, v128.load(r, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(x, v128.load(r, 48)));
+    }
+    v128.store(out + i, f32x4.mul(f32x4.add(a0, b0), sv), 0);
+    v128.store(out + i, f32x4.mul(f32x4.add(a1, b1), sv), 16);
+    v128.store(out + i, f32x4.mul(f32x4.add(a2, b2), sv), 32);
+    v128.store(out + i, f32x4.mul(f32x4.add(a3, b3), sv), 48);
+  }
+  // 4 columns at a time
+  for (; i + 16 <= db; i += 16) {
+    let a = f32x4.splat(0), b = f32x4.splat(0);
+    let r = v + i;
+    let j = 0;
+    for (; j + 2 <= n; j += 2, r += vStride << 1) {
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(r)));
+      b = f32x4.add(b, f32x4.mul(v128.load32_splat(p + (<usize>j << 2), 4), v128.load(r + vStride)));
+    }
+    if (j < n) a = f32x4.add(a, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(r)));
+    v128.store(out + i, f32x4.mul(f32x4.add(a, b), sv));
+  }
+  // the last d % 4 columns
+  for (; i < db; i += 4) {
+    let s: f32 = 0;
+    let r = v + i;
+    for (let j = 0; j < n; j++, r += vStride) s += load<f32>(p + (<usize>j << 2)) * load<f32>(r);
+    store<f32>(out + i, s * inv);
+  }
+}
+
+/**
+ * out_h (headDimV f32 at out + h·headDimV·4) for the nh heads listed at heads (i32; 0 = heads 0..nh-1).
+ * q: nHeads × headDim f32; k / v: position `start` of the cache, kStride / vStride bytes per position;
+ * n >= 1 positions; group = nHeads / nKvHeads; scores: room for n rounded up to 4 f32.
+ * The other heads' out is left as it is (the host zeroes it).
+ */
+export function attention(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
+  headDim: i32, headDimV: i32, group: i32, scale: f32, out: usize, heads: usize, nh: i32, scores: usize): void {
+  const n4 = (n + 3) & ~3;
+  const sc = f32x4.splat(scale);
+  const ninf = f32x4.splat(-Infinity);
+  for (let hi = 0; hi < nh; hi++) {
+    const h = heads ? load<i32>(heads + (<usize>hi << 2)) : hi;
+    const kh = <usize>(h / group);
+    const qh = q + (<usize>(h * headDim) << 2);
+    const kb = k + kh * (<usize>headDim << 2);
+    const vb = v + kh * (<usize>headDimV << 2);
+
+    // scores and their maximum
+    let mx = ninf;
+    let j = 0;
+    let kj = kb;
+    for (; j + 4 <= n; j += 4, kj += kStride << 2) {
+      const s = f32x4.mul(dot4(qh, kj, kj + kStride, kj + 2 * kStride, kj + 3 * kStride, headDim), sc);
+      v128.store(scores + (<usize>j << 2), s);
+      mx = f32x4.pmax(mx, s);
+    }
+    if (j < n) {
+      // the last 1..3 positions; the rest of the vector is -inf, which exp turns into 0
+      let s = ninf;
+      s = f32x4.replace_lane(s, 0, dot1(qh, kj, headDim) * scale);
+      if (j + 1 < n) s = f32x4.replace_lane(s, 1, dot1(qh, kj + kStride, headDim) * scale);
+      if (j + 2 < n) s = f32x4.replace_lane(s, 2, dot1(qh, kj + 2 * kStride, headDim) * scale);
+      v128.store(scores + (<usize>j << 2), s);
+      mx = f32x4.pmax(mx, s);
+    }
+    mx = f32x4.pmax(mx, i32x4.shuffle(mx, mx, 2, 3, 0, 1));
+    mx = f32x4.pmax(mx, i32x4.shuffle(mx, mx, 1, 0, 3, 2));
+
+    // e_j = exp(s_j - max), Σ e_j in f64
+    let sum = f64x2.splat(0);
+    for (let b: usize = 0; b < (<usize>n4 << 2); b += 16) {
+      const e = expx4(f32x4.sub(v128.load(scores + b), mx));
+      v128.store(scores + b, e);
+      sum = f64x2.add(sum, f64x2.add(f64x2.promote_low_f32x4(e), f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1))));
+    }
+    const inv = <f32>(1.0 / (f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1)));
+
+    weightedSum(scores, vb, vStride, n, headDimV, inv, out + (<usize>(h * headDimV) << 2));
+  }
+}

@@ -1,6 +1,7 @@
 // The WebAssembly SIMD kernels against the reference kernels: random valid blocks of every type,
 // ragged sizes, with and without row / input-channel selections, matmul for n = 1..9, the wasm
-// decoder bit-exact against the reference dequantizer, and matvec/matmul on a real model's tensors.
+// decoder bit-exact against the reference dequantizer, matvec/matmul on a real model's tensors,
+// and attention over a KV cache in kernel memory (grouped-query shapes, head selections, ragged sizes).
 import { test } from 'node:test';
 import { closeSync, openSync, readSync } from 'node:fs';
 import assert from 'node:assert/strict';
@@ -12,6 +13,9 @@ import { dequantize } from '../src/quant/dequant.js';
 import { f32ToBF16, f32ToF16 } from '../src/quant/fp16.js';
 import { readGGUFData, readGGUFHeader } from '../src/formats/gguf.js';
 import type { Selection } from '../src/sparsity/policy.js';
+import type { AttentionArgs } from '../src/kernels/kernels.js';
+import type { ModelConfig } from '../src/model/config.js';
+import { KVCache } from '../src/model/kv-cache.js';
 import { catalogModel, mulberry32 } from './helpers.js';
 
 /** byte offsets of the f16 scales inside one block of each quantized type */
@@ -314,4 +318,151 @@ test('real model: Qwen2.5-Coder-0.5B Q5_0 / Q4_K / Q6_K / Q8_0 tensors, wasm == 
   } finally {
     closeSync(fd);
   }
+});
+
+// ------------------------------------------------------------------ attention
+
+/** |got - want| <= 1e-5·|want| + 1e-6 */
+function assertCloseAbs(got: Float32Array, want: Float32Array, what: string): void {
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i]!, b = want[i]!;
+    const tol = 1e-5 * Math.abs(b) + 1e-6;
+    if (!(Math.abs(a - b) <= tol)) assert.fail(`${what}[${i}]: wasm ${a} vs ref ${b} (|diff| ${Math.abs(a - b)} > tol ${tol})`);
+  }
+}
+
+/** Uniform in [-a, a). */
+function uniform(n: number, a: number, rnd: () => number): Float32Array {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = (rnd() * 2 - 1) * a;
+  return v;
+}
+
+/** A Float32Array of n random values in kernel memory, `skew` floats past a 64-byte boundary. */
+function memF32(k: WasmKernels, n: number, rnd: () => number, skew = 0): Float32Array {
+  const u = k.alloc((n + skew) * 4);
+  const f = new Float32Array(u.buffer, u.byteOffset + skew * 4, n);
+  f.set(uniform(n, 1, rnd));
+  return f;
+}
+
+interface AttnCase {
+  nHeads: number; nKvHeads: number; headDim: number; headDimV: number; n: number; start: number;
+  heads: Selection | null; qScale: number;
+}
+
+/** Runs one case through wasm and ref (same inputs; out pre-filled with garbage) and compares. */
+function checkAttention(k: WasmKernels, c: AttnCase, rnd: () => number): void {
+  const { nHeads, nKvHeads, headDim, headDimV, n, start, heads } = c;
+  const ctx = start + n + ((rnd() * 3) | 0); // positions past the span are never read
+  const K = memF32(k, ctx * nKvHeads * headDim, rnd, (rnd() * 5) | 0);
+  const V = memF32(k, ctx * nKvHeads * headDimV, rnd, (rnd() * 5) | 0);
+  const qOffset = (rnd() * 7) | 0, outOffset = (rnd() * 7) | 0;
+  const q = new Float32Array(qOffset + nHeads * headDim + 3);
+  q.set(uniform(nHeads * headDim, c.qScale, rnd), qOffset);
+  const outLen = outOffset + nHeads * headDimV + 2;
+  const want = new Float32Array(outLen).fill(7);
+  const got = new Float32Array(outLen).fill(7);
+  const args: Omit<AttentionArgs, 'out'> = {
+    q, qOffset, k: K, v: V, start, n, nHeads, nKvHeads, headDim, headDimV, scale: 1 / Math.sqrt(headDim), outOffset, heads,
+  };
+  refKernels.attention({ ...args, out: want });
+  k.attention({ ...args, out: got });
+  const what = `attention ${nHeads}/${nKvHeads} heads, headDim ${headDim}/${headDimV}, n ${n}, start ${start}, `
+    + `q·${c.qScale}, heads ${heads ? `[${heads.idx.subarray(0, heads.n).join(',')}]` : 'all'}`;
+  assertCloseAbs(got, want, what);
+}
+
+test('attention: wasm == ref (grouped-query heads, head dims 8/64/256, n up to 300, start > 0, head selections)', () => {
+  const k = createWasmKernels();
+  const rnd = mulberry32(31);
+  let cases = 0;
+  for (const [nHeads, nKvHeads] of [[1, 1], [4, 1], [8, 4], [9, 3], [14, 2]] as const) {
+    for (const headDim of [8, 64, 256]) {
+      for (const n of [1, 2, 7, 33, 300]) {
+        for (const start of [0, 1 + ((rnd() * 40) | 0)]) {
+          for (const sel of [false, true]) {
+            const heads = sel ? randSelection(nHeads, 0.5, rnd) : null;
+            // flat and peaked softmaxes: scores ~ ±√headDim/3 and 4× that
+            const qScale = cases % 2 === 0 ? 1 : 4;
+            checkAttention(k, { nHeads, nKvHeads, headDim, headDimV: headDim, n, start, heads, qScale }, rnd);
+            cases++;
+          }
+        }
+      }
+    }
+  }
+  assert.equal(cases, 300);
+});
+
+test('attention: ragged head sizes (scalar tails), headDimV != headDim, empty and full head selections', () => {
+  const k = createWasmKernels();
+  const rnd = mulberry32(32);
+  for (const [headDim, headDimV] of [[1, 1], [3, 5], [6, 6], [13, 7], [20, 12], [36, 36], [64, 32], [4, 128]] as const) {
+    for (const n of [1, 3, 4, 5, 17, 64]) {
+      checkAttention(k, { nHeads: 6, nKvHeads: 2, headDim, headDimV, n, start: n % 5, heads: null, qScale: 2 }, rnd);
+      checkAttention(k, { nHeads: 6, nKvHeads: 3, headDim, headDimV, n, start: 2, heads: randSelection(6, 0.4, rnd), qScale: 2 }, rnd);
+    }
+  }
+  const all: Selection = { idx: Int32Array.from([5, 0, 3, 1, 2, 4]), n: 6 };
+  checkAttention(k, { nHeads: 6, nKvHeads: 2, headDim: 64, headDimV: 64, n: 40, start: 3, heads: all, qScale: 1 }, rnd);
+  checkAttention(k, { nHeads: 6, nKvHeads: 2, headDim: 64, headDimV: 64, n: 40, start: 3, heads: { idx: new Int32Array(4), n: 0 }, qScale: 1 }, rnd);
+  // extreme scores: a softmax that is one-hot to f32 precision, exp of scores far below the max
+  checkAttention(k, { nHeads: 4, nKvHeads: 2, headDim: 64, headDimV: 64, n: 50, start: 0, heads: null, qScale: 40 }, rnd);
+});
+
+test('attention: a cache outside the kernel memory falls back to the reference; bad spans are refused', () => {
+  const k = createWasmKernels();
+  const rnd = mulberry32(33);
+  const [nHeads, nKvHeads, headDim, n] = [4, 2, 16, 9];
+  const args = {
+    q: uniform(nHeads * headDim, 1, rnd), qOffset: 0, k: uniform(n * nKvHeads * headDim, 1, rnd), v: uniform(n * nKvHeads * headDim, 1, rnd),
+    start: 0, n, nHeads, nKvHeads, headDim, headDimV: headDim, scale: 0.25, outOffset: 0, heads: null,
+  };
+  const want = new Float32Array(nHeads * headDim);
+  const got = new Float32Array(nHeads * headDim);
+  refKernels.attention({ ...args, out: want });
+  k.attention({ ...args, out: got });
+  assert.deepEqual(got, want);
+  const K = memF32(k, n * nKvHeads * headDim, rnd), V = memF32(k, n * nKvHeads * headDim, rnd);
+  assert.throws(() => k.attention({ ...args, k: K, v: V, start: 1, out: got }), RangeError);
+  assert.throws(() => k.attention({ ...args, k: K, v: V, heads: { idx: Int32Array.from([4]), n: 1 }, out: got }), RangeError);
+});
+
+test('KVCache on the kernels\' allocator: aligned views in kernel memory that wasm attention reads in place', () => {
+  const k = createWasmKernels();
+  const cfg = { nLayers: 3, nHeads: 14, nKvHeads: 2, headDim: 64, headDimV: 64 } as ModelConfig;
+  const ctx = 40;
+  const kv = new KVCache(cfg, ctx, (b) => k.alloc(b));
+  assert.equal(kv.bytes, 3 * 2 * ctx * 128 * 4);
+  const rnd = mulberry32(34);
+  for (const a of [...kv.k, ...kv.v]) {
+    assert.equal(a.length, ctx * 128);
+    assert.equal(a.byteOffset % 4, 0);
+    assert.ok(a.every((x) => x === 0));
+    a.set(uniform(a.length, 1, rnd));
+  }
+  // the layers do not overlap
+  const spans = [...kv.k, ...kv.v].map((a) => [a.byteOffset, a.byteOffset + a.byteLength] as const).sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < spans.length; i++) assert.ok(spans[i]![0] >= spans[i - 1]![1]);
+  const q = uniform(14 * 64, 2, rnd);
+  for (let l = 0; l < 3; l++) {
+    const args = { q, qOffset: 0, k: kv.k[l]!, v: kv.v[l]!, start: 5, n: 30, nHeads: 14, nKvHeads: 2, headDim: 64, headDimV: 64, scale: 0.125, outOffset: 0, heads: null };
+    const want = new Float32Array(14 * 64), got = new Float32Array(14 * 64);
+    refKernels.attention({ ...args, out: want });
+    k.attention({ ...args, out: got });
+    assertCloseAbs(got, want, `layer ${l}`);
+  }
+  // an allocator that hands out unaligned views still gets aligned Float32Arrays
+  const pool = new Uint8Array(1 << 16);
+  let top = 1;
+  const odd = new KVCache(cfg, 4, (b) => { const u = pool.subarray(top, top + b); top += b + 1; return u; });
+  for (const a of [...odd.k, ...odd.v]) {
+    assert.equal(a.byteOffset % 4, 0);
+    assert.equal(a.length, 4 * 128);
+  }
+  // without an allocator: ordinary arrays (the wasm kernels then use the reference attention)
+  const plain = new KVCache(cfg, 4);
+  assert.equal(plain.k[0]!.buffer.byteLength, 4 * 128 * 4);
 });

@@ -1,5 +1,10 @@
 // Keys and values of every past position, per layer: k[l] is [ctx][nKvHeads*headDim].
 // `length` is how many positions are valid; rolling back (Sirius) just lowers it.
+//
+// With an allocator (the wasm kernels' `alloc`), the arrays are views of the kernels' memory, so
+// attention reads the cache in place. That memory is never freed: every cache made this way stays
+// allocated for the life of the kernel instance (and counts against its 4 GiB limit), even after
+// the KVCache is dropped. Fine for one or a few sessions per model; a free list would be next.
 
 import { CtxError } from '../errors.js';
 import type { ModelConfig } from './config.js';
@@ -11,11 +16,13 @@ export class KVCache {
   readonly kvDimV: number;
   length = 0;
 
-  constructor(cfg: ModelConfig, readonly ctx: number) {
+  /** `alloc`: where to place the arrays (bytes → a zero-filled view); absent = ordinary Float32Arrays. */
+  constructor(cfg: ModelConfig, readonly ctx: number, alloc?: (bytes: number) => Uint8Array) {
     this.kvDim = cfg.nKvHeads * cfg.headDim;
     this.kvDimV = cfg.nKvHeads * cfg.headDimV;
-    this.k = Array.from({ length: cfg.nLayers }, () => new Float32Array(ctx * this.kvDim));
-    this.v = Array.from({ length: cfg.nLayers }, () => new Float32Array(ctx * this.kvDimV));
+    const make = (n: number): Float32Array => (alloc ? f32On(alloc, n) : new Float32Array(n));
+    this.k = Array.from({ length: cfg.nLayers }, () => make(ctx * this.kvDim));
+    this.v = Array.from({ length: cfg.nLayers }, () => make(ctx * this.kvDimV));
   }
 
   /** Throws a clear error when `n` more positions from `pos` do not fit. */
@@ -33,4 +40,11 @@ export class KVCache {
   get bytes(): number {
     return this.k.reduce((a, t) => a + t.byteLength, 0) + this.v.reduce((a, t) => a + t.byteLength, 0);
   }
+}
+
+/** A Float32Array of n elements on memory from `alloc`, 4-byte aligned. */
+function f32On(alloc: (bytes: number) => Uint8Array, n: number): Float32Array {
+  let u = alloc(n * 4);
+  if (u.byteOffset % 4 !== 0) u = alloc(n * 4 + 3); // an allocator without alignment: room to align
+  return new Float32Array(u.buffer, u.byteOffset + ((4 - (u.byteOffset % 4)) % 4), n);
 }

