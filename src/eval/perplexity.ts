@@ -47,7 +47,8 @@ export function perplexity(model: Model, text: string, opts: PerplexityOptions):
   const available = Math.floor(ids.length / ctx);
   if (available === 0) throw new CtxError(`the text has ${ids.length} tokens, fewer than one chunk of --ctx ${ctx}`);
   const nChunks = Math.min(available, opts.chunks ?? available);
-  const forward = model.createForward(opts.batch ?? 64);
+  const batch = opts.batch ?? 64;
+  const forward = model.createForward(batch);
   forward.policy = opts.policy ?? densePolicy;
   const kv = model.createCache(ctx);
   const V = model.config.vocabSize;
@@ -64,12 +65,16 @@ export function perplexity(model: Model, text: string, opts: PerplexityOptions):
     kv.truncate(0);
     // the first half only builds context; its logits are not needed
     forward.run(kv, chunk.slice(0, first), 0, 'none');
-    const logits = forward.run(kv, chunk.slice(first), first, 'all')!;
-    for (let j = first; j < ctx - 1; j++) {
-      const lp = logProb(logits, (j - first) * V, V, chunk[j + 1]!);
-      nll -= lp;
-      nll2 += lp * lp;
-      count++;
+    // the second half in batches, each scored as soon as its logits exist (one batch of logits in memory)
+    for (let b = first; b < ctx; b += batch) {
+      const e = Math.min(ctx, b + batch);
+      const logits = forward.run(kv, chunk.slice(b, e), b, 'all')!;
+      for (let j = b; j < Math.min(e, ctx - 1); j++) {
+        const lp = logProb(logits, (j - b) * V, V, chunk[j + 1]!);
+        nll -= lp;
+        nll2 += lp * lp;
+        count++;
+      }
     }
     const ppl = Math.exp(nll / count);
     perChunk.push(ppl);

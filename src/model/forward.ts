@@ -6,6 +6,14 @@
 import { dequantize } from '../quant/dequant.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { gelu, rmsnorm, rope, silu } from '../kernels/ref/ops.js';
+import { f16ToF32, f32ToF16 } from '../quant/fp16.js';
+// EXPERIMENT: llama.cpp's GELU through an f16 table
+function geluF16(x: number): number {
+  if (x <= -10) return 0;
+  if (x >= 10) return x;
+  const xf = f16ToF32(f32ToF16(x));
+  return f16ToF32(f32ToF16(Math.fround(gelu(xf))));
+}
 import { densePolicy, type LinearSite, type Selection, type SparsityPolicy } from '../sparsity/policy.js';
 import type { ModelConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
@@ -54,14 +62,17 @@ export class Forward {
 
   /**
    * Feed `tokens` at positions pos, pos+1, … (the cache must hold pos entries already).
-   * Returns logits: of the last token ([vocab]), of every token ([n][vocab]), or null.
+   * Returns logits: of the last token ([vocab]), of every token ([n][vocab]), or null. A result
+   * of at most one batch is a view of the run state, overwritten by the next call.
    */
   run(kv: KVCache, tokens: ArrayLike<number>, pos: number, want: LogitsWanted = 'last'): Float32Array | null {
     const n = tokens.length;
     kv.ensureRoom(pos, n);
     if (kv.length < pos) throw new Error(`forward: cache holds ${kv.length} positions, cannot start at ${pos}`);
     const V = this.cfg.vocabSize;
-    const all = want === 'all' ? new Float32Array(n * V) : null;
+    // one batch's logits are returned as a view of the run state (valid until the next call);
+    // longer 'all' requests get a fresh array
+    const all = want === 'all' && n > this.maxBatch ? new Float32Array(n * V) : null;
     for (let s = 0; s < n; s += this.maxBatch) {
       const T = Math.min(this.maxBatch, n - s);
       const chunk = Array.from({ length: T }, (_, i) => tokens[s + i]!);
@@ -71,7 +82,7 @@ export class Forward {
       if (all) all.set(this.logitsBuf.subarray(0, T * V), s * V);
     }
     if (want === 'none') return null;
-    return all ?? this.logitsBuf.subarray(0, V);
+    return all ?? this.logitsBuf.subarray(0, (want === 'all' ? n : 1) * V);
   }
 
   /** One batch of T ≤ maxBatch tokens; computes logits for the last `logitRows` of them. */
@@ -211,7 +222,7 @@ export class Forward {
     const { cfg, w } = this;
     const L = w.layers[l]!;
     const F = cfg.ffnDim;
-    const act = cfg.act === 'gelu' ? gelu : silu;
+    const act = cfg.act === 'gelu' ? (process.env.CTXSPARSE_GELU === 'f16' ? geluF16 : gelu) : silu;
     // gate first: neuron-sparsity methods decide from act(gate·x) which rows of up and down to use
     const inputs = this.select(l, 'ffn_in', this.xn, T, cfg.dim);
     this.linear([L.gate], this.xn, T, [this.gate], inputs);
