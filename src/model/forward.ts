@@ -6,14 +6,6 @@
 import { dequantize } from '../quant/dequant.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { gelu, rmsnorm, rope, silu } from '../kernels/ref/ops.js';
-import { f16ToF32, f32ToF16 } from '../quant/fp16.js';
-// EXPERIMENT: llama.cpp's GELU through an f16 table
-function geluF16(x: number): number {
-  if (x <= -10) return 0;
-  if (x >= 10) return x;
-  const xf = f16ToF32(f32ToF16(x));
-  return f16ToF32(f32ToF16(Math.fround(gelu(xf))));
-}
 import { densePolicy, type LinearSite, type Selection, type SparsityPolicy } from '../sparsity/policy.js';
 import type { ModelConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
@@ -222,7 +214,7 @@ export class Forward {
     const { cfg, w } = this;
     const L = w.layers[l]!;
     const F = cfg.ffnDim;
-    const act = cfg.act === 'gelu' ? (process.env.CTXSPARSE_GELU === 'f16' ? geluF16 : gelu) : silu;
+    const act = cfg.act === 'gelu' ? gelu : silu;
     // gate first: neuron-sparsity methods decide from act(gate·x) which rows of up and down to use
     const inputs = this.select(l, 'ffn_in', this.xn, T, cfg.dim);
     this.linear([L.gate], this.xn, T, [this.gate], inputs);
