@@ -85,10 +85,10 @@ export class Forward {
     const tap = this.tap;
 
     // token embeddings
+    const E = w.tokenEmbd;
     for (let t = 0; t < T; t++) {
       const tok = tokens[t]!;
       if (!(tok >= 0 && tok < cfg.vocabSize)) throw new Error(`forward: token id ${tok} is outside the vocabulary (${cfg.vocabSize})`);
-      const E = w.tokenEmbd;
       dequantize(E.type.id, E.data, E.offset + tok * E.rowBytes, this.x, t * D, D);
       if (cfg.embedScale !== 1) for (let i = 0; i < D; i++) this.x[t * D + i]! *= cfg.embedScale;
     }
@@ -100,8 +100,8 @@ export class Forward {
       tap?.('attn_in', l, this.xn, T, D);
       this.linear([L.wq, L.wk, L.wv], this.xn, T, [this.q, this.k, this.v], this.select(l, 'attn_in', this.xn, T, D));
       this.attention(l, kv, pos, T);
-      tap?.('attn_out', l, this.att, T, cfg.nHeads * cfg.headDimV);
       const attWidth = cfg.nHeads * cfg.headDimV;
+      tap?.('attn_out', l, this.att, T, attWidth);
       this.linear([L.wo], this.att, T, [this.proj], this.select(l, 'attn_out', this.att, T, attWidth));
       if (L.postAttnNorm) for (let t = 0; t < T; t++) rmsnorm(this.proj, t * D, this.proj, t * D, L.postAttnNorm, D, cfg.normEps);
       tap?.('attn_proj', l, this.proj, T, D);
