@@ -11,12 +11,16 @@ import { SAMPLER_DEFAULTS, type SamplerOptions } from '../generate/sampler.js';
 export function addModelOptions(cmd: Command): Command {
   return cmd
     .option('-m, --model <name|path>', `catalog name or path to a .gguf (or llama2.c .bin) file`, DEFAULT_MODEL)
-    .option('--tokenizer <path>', 'tokenizer for a llama2.c .bin checkpoint (default: tok512.bin beside it)');
+    .option('--tokenizer <path>', 'tokenizer for a llama2.c .bin checkpoint (default: tok512.bin beside it)')
+    .option('--threads <n>', 'worker threads for the kernels (default: the machine\'s cores)', int('--threads', 1));
 }
 
-export function openModel(opts: { model: string; tokenizer?: string }): Model {
+export function openModel(opts: { model: string; tokenizer?: string; threads?: number }): Model {
   const path = resolveModel(opts.model);
-  return loadModel(path, opts.tokenizer ? { tokenizerPath: opts.tokenizer } : {});
+  return loadModel(path, {
+    ...(opts.tokenizer !== undefined && { tokenizerPath: opts.tokenizer }),
+    ...(opts.threads !== undefined && { threads: opts.threads }),
+  });
 }
 
 /** A parser for commander that turns a flag's text into a number or fails naming the flag. */

@@ -37,14 +37,16 @@ export interface LoadOptions {
   readonly tokenizerPath?: string;
   /** default: WebAssembly SIMD kernels with their own memory; CTXSPARSE_KERNELS=ref selects the reference */
   readonly kernels?: Kernels;
+  /** threads for the default kernels (default: the machine's cores); ignored when `kernels` is given */
+  readonly threads?: number;
 }
 
 /** The kernels a model gets unless told otherwise: a fresh WebAssembly SIMD instance (its memory holds the weights). */
-export function defaultKernels(): Kernels {
+export function defaultKernels(opts: { threads?: number } = {}): Kernels {
   const which = process.env.CTXSPARSE_KERNELS ?? 'wasm';
   if (which === 'ref') return refKernels;
   if (which !== 'wasm') throw new CtxError(`CTXSPARSE_KERNELS=${which}: expected wasm or ref`);
-  return createWasmKernels();
+  return createWasmKernels(opts.threads !== undefined ? { threads: opts.threads } : {});
 }
 
 function startsWithGGUF(path: string): boolean {
@@ -72,7 +74,7 @@ export function loadTokenizer(path: string, opts: LoadOptions = {}): Tokenizer {
 }
 
 export function loadModel(path: string, opts: LoadOptions = {}): Model {
-  const kernels = opts.kernels ?? defaultKernels();
+  const kernels = opts.kernels ?? defaultKernels(opts.threads !== undefined ? { threads: opts.threads } : {});
   // weights are read once, straight into the kernels' memory when they have one
   const alloc = kernels.alloc?.bind(kernels);
   if (!startsWithGGUF(path) && path.endsWith('.bin')) {

@@ -36,6 +36,8 @@ export interface WasmKernels extends Kernels {
 export interface WasmKernelOptions {
   /** Upper bound of the memory (weights + scratch), bytes; default and maximum 4 GiB. */
   maxMemoryBytes?: number;
+  /** threads that split each kernel call (default: the machine's cores) */
+  threads?: number;
 }
 
 // ---------------------------------------------------------------- the few WebAssembly JS API types we use
