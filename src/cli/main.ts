@@ -1,6 +1,7 @@
 // The `ctxsparse` command: one file per subcommand, each exporting `register(program)`.
 import { Command, CommanderError } from 'commander';
 import { CtxError } from '../errors.js';
+import * as benchCmd from './bench.js';
 import * as chatCmd from './chat.js';
 import * as generateCmd from './generate.js';
 import * as inspectCmd from './inspect.js';
@@ -12,7 +13,7 @@ import * as tokenizeCmd from './tokenize.js';
 type CommandModule = { register: (program: Command) => void };
 
 // Add one line per subcommand module.
-const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd];
+const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd, benchCmd];
 
 export function buildProgram(): Command {
   const program = new Command();
