@@ -8,6 +8,8 @@
 
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { basename } from 'node:path';
 import { CtxError } from '../errors.js';
 import { Rng } from '../generate/sampler.js';
@@ -218,7 +220,9 @@ export function bench(path: string, opts: BenchFileOptions = {}): BenchReport {
     results.push(...benchModel(model, threads, { ...opts, seed }));
     loads.push({ threads, load_seconds: Math.round(loadSeconds * 1000) / 1000, peak_rss_bytes: peakRssBytes() });
     model = undefined;
-    (globalThis as { gc?: () => void }).gc?.(); // only with --expose-gc; otherwise V8 collects when it needs room
+    // collect it now: V8 would not before the next load, and the next thread count's peak RSS would
+    // include two models (seen: SmolLM2 at threads 1,2 gave 186 then 311 MB; 186 then 208 with this)
+    collectGarbage();
   }
   return {
     model: opts.name ?? basename(path).replace(/\.(gguf|bin)$/i, ''),
@@ -226,6 +230,24 @@ export function bench(path: string, opts: BenchFileOptions = {}): BenchReport {
     peak_rss_bytes: peakRssBytes(),
     kv_cache_bytes: kvBytes, n_ctx: nPrompt + nGen, batch, seed, kernels,
   };
+}
+
+/**
+ * A full garbage collection: global.gc with --expose-gc, else the same function fetched by turning
+ * the flag on for a moment (a common Node idiom); a no-op if neither works.
+ */
+export function collectGarbage(): void {
+  let gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) {
+    try {
+      setFlagsFromString('--expose-gc');
+      gc = runInNewContext('gc') as () => void;
+      setFlagsFromString('--no-expose-gc');
+    } catch {
+      return;
+    }
+  }
+  gc?.();
 }
 
 /** The default thread count: os.availableParallelism(), as the kernels' own default. */
