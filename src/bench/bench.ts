@@ -35,10 +35,13 @@ export interface BenchTestResult {
   readonly seconds: Stats;
   /** the process's RSS high-water mark (not this test's own use) when the test finished */
   readonly peak_rss_bytes: number;
+  /** the kernels' name for this load (it may name the thread count) */
+  readonly kernels: string;
 }
 
 export interface BenchLoad {
   readonly threads: number;
+  readonly kernels: string;
   readonly load_seconds: number;
   /** the process's RSS high-water mark when this thread count's tests finished */
   readonly peak_rss_bytes: number;
@@ -61,6 +64,7 @@ export interface BenchReport {
   /** tokens per forward batch in pp */
   readonly batch: number;
   readonly seed: number;
+  /** the kernels' name (their distinct names, comma-separated, if they differ between thread counts) */
   readonly kernels: string;
 }
 
@@ -152,6 +156,7 @@ export function benchModel(model: Model, threads: number, opts: BenchOptions = {
       tokens_per_second: stats(secs.map((s) => tokens / s)),
       seconds: stats(secs),
       peak_rss_bytes: peakRssBytes(),
+      kernels: model.kernels.name,
     });
   };
 
@@ -183,8 +188,11 @@ export interface BenchFileOptions extends BenchOptions {
   readonly onLoad?: (threads: number, seconds: number) => void;
 }
 
-/** Benchmark a model file at each thread count: load, pp and tg, drop the model, next. */
-export function bench(path: string, opts: BenchFileOptions = {}): BenchReport {
+/**
+ * Benchmark a model file at each thread count: load, pp and tg, drop the model, next. Async only
+ * so that a dropped model's worker threads can end (and its memory be freed) before the next load.
+ */
+export async function bench(path: string, opts: BenchFileOptions = {}): Promise<BenchReport> {
   const nPrompt = opts.nPrompt ?? BENCH_DEFAULTS.nPrompt;
   const nGen = opts.nGen ?? BENCH_DEFAULTS.nGen;
   const batch = opts.batch ?? BENCH_DEFAULTS.batch;
@@ -204,31 +212,38 @@ export function bench(path: string, opts: BenchFileOptions = {}): BenchReport {
   const results: BenchTestResult[] = [];
   const loads: BenchLoad[] = [];
   let arch = '';
-  let kernels = '';
+  const kernels: string[] = [];
   let kvBytes = 0;
-  for (const threads of threadList) {
+  for (const [i, threads] of threadList.entries()) {
     const t0 = performance.now();
     const loadOpts: LoadOptions = { threads, ...(opts.tokenizerPath !== undefined && { tokenizerPath: opts.tokenizerPath }) };
-    // the model lives only in this iteration: the previous one is garbage by the time the next loads
     let model: Model | undefined = loadModel(path, loadOpts);
     const loadSeconds = (performance.now() - t0) / 1000;
     opts.onLoad?.(threads, loadSeconds);
     arch = model.config.arch;
-    kernels = model.kernels.name;
+    if (!kernels.includes(model.kernels.name)) kernels.push(model.kernels.name);
     kvBytes = kvCacheBytes(model.config, nPrompt + nGen);
     // the same token ids at every thread count
     results.push(...benchModel(model, threads, { ...opts, seed }));
-    loads.push({ threads, load_seconds: Math.round(loadSeconds * 1000) / 1000, peak_rss_bytes: peakRssBytes() });
+    loads.push({ threads, kernels: model.kernels.name, load_seconds: Math.round(loadSeconds * 1000) / 1000, peak_rss_bytes: peakRssBytes() });
+    // drop the model before the next load: end the kernels' worker threads, which hold its memory
+    // (close(), where the kernels have one; the workers take a few ms to exit), and collect it. V8
+    // would not collect before the next load, and the next peak RSS would include both models
+    // (seen: SmolLM2 at threads 2,2 gave 197 then 315 MB without this).
+    (model.kernels as { close?: () => void }).close?.();
     model = undefined;
-    // collect it now: V8 would not before the next load, and the next thread count's peak RSS would
-    // include two models (seen: SmolLM2 at threads 1,2 gave 186 then 311 MB; 186 then 208 with this)
-    collectGarbage();
+    if (i < threadList.length - 1) {
+      for (const ms of [0, 20, 50]) {
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        collectGarbage();
+      }
+    }
   }
   return {
     model: opts.name ?? basename(path).replace(/\.(gguf|bin)$/i, ''),
     path, file_bytes: fileBytes, arch, results, loads,
     peak_rss_bytes: peakRssBytes(),
-    kv_cache_bytes: kvBytes, n_ctx: nPrompt + nGen, batch, seed, kernels,
+    kv_cache_bytes: kvBytes, n_ctx: nPrompt + nGen, batch, seed, kernels: kernels.join(', '),
   };
 }
 

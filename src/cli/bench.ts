@@ -49,14 +49,14 @@ export function register(program: Command): void {
       + 'peak_rss_bytes is the process RSS high-water mark (maxRSS), not one test\'s own use')
     .addHelpText('after', '\nTokens/s are the mean ± sample standard deviation of the per-run rates (llama-bench\'s avg_ts, stddev_ts).\n'
       + 'Peak RSS is the process high-water mark (process.resourceUsage().maxRSS): after several thread counts it covers all of them.')
-    .action((o: BenchFlags) => {
+    .action(async (o: BenchFlags) => {
       if (o.nPrompt === 0 && o.nGen === 0) throw new CtxError('-p and -n are both 0: nothing to measure');
       const path = resolveModel(o.model);
       const threads = o.threads ?? [defaultThreads()];
       const total = threads.length * ((o.nPrompt > 0 ? 1 : 0) + (o.nGen > 0 ? 1 : 0)) * (o.repetitions + 1);
       let done = 0;
       const bar = progressBar('bench', total);
-      const report = bench(path, {
+      const report = await bench(path, {
         threads, nPrompt: o.nPrompt, nGen: o.nGen, reps: o.repetitions, batch: o.batch, seed: o.seed,
         name: looksLikePath(o.model) ? undefined : o.model,
         ...(o.tokenizer !== undefined && { tokenizerPath: o.tokenizer }),
@@ -83,7 +83,7 @@ export function table(r: BenchReport): string {
   const size = binary(r.file_bytes);
   for (const t of r.results) {
     const ts = t.tokens_per_second;
-    rows.push([`${r.model} (${r.arch})`, size, r.kernels, String(t.threads), t.test, `${ts.mean.toFixed(2)} ± ${ts.stdev.toFixed(2)}`]);
+    rows.push([`${r.model} (${r.arch})`, size, t.kernels, String(t.threads), t.test, `${ts.mean.toFixed(2)} ± ${ts.stdev.toFixed(2)}`]);
   }
   const right = [false, true, false, true, true, true];
   const w = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
