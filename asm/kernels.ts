@@ -11,6 +11,10 @@
 // term is m·Σx, with Σx over each 32-element group precomputed once per mat-vec (`xsum`).
 // Block layouts: see src/quant/dequant.ts.
 
+import { f16, f32to16 } from './common';
+import { qmatvec, qmatmul } from './q8';
+export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, setF16Table, RELAXED } from './q8';
+
 // ggml type ids (src/quant/types.ts)
 const F32: i32 = 0;
 const F16: i32 = 1;
@@ -36,15 +40,6 @@ export function supports(type: i32): bool {
 }
 
 // ------------------------------------------------------------------ helpers
-
-/** IEEE half (low 16 bits of h) to f32, exact for every value incl. subnormals, ±inf, NaN. */
-// @ts-ignore: decorator
-@inline function f16(h: u32): f32 {
-  let bits = reinterpret<u32>(reinterpret<f32>((h & 0x7fff) << 13) * reinterpret<f32>(0x77800000)); // * 2^112
-  bits |= (h & 0x8000) << 16;
-  if ((h & 0x7c00) == 0x7c00) bits |= 0x7f800000;
-  return reinterpret<f32>(bits);
-}
 
 // @ts-ignore: decorator
 @inline function f16at(p: usize): f32 {
@@ -357,7 +352,7 @@ function dotQ6_K(w: usize, x: usize, nb: i32): f32 {
 }
 
 /** xs[g] = Σ x[32g .. 32g+32) for the types with a min term (cols a multiple of 32). */
-function blockSums(x: usize, cols: i32, xs: usize): void {
+export function blockSums(x: usize, cols: i32, xs: usize): void {
   for (let g = 0; g < (cols >> 5); g++, x += 128, xs += 4) {
     const a = f32x4.add(f32x4.add(v128.load(x, 0), v128.load(x, 16)), f32x4.add(v128.load(x, 32), v128.load(x, 48)));
     const b = f32x4.add(f32x4.add(v128.load(x, 64), v128.load(x, 80)), f32x4.add(v128.load(x, 96), v128.load(x, 112)));
@@ -365,26 +360,33 @@ function blockSums(x: usize, cols: i32, xs: usize): void {
   }
 }
 
-// @ts-ignore: decorator
-@inline function needsSums(type: i32): bool {
+export function needsSums(type: i32): bool {
   return type == Q4_1 || type == Q5_1 || type == Q4_K || type == Q5_K;
 }
 
 /**
- * out[r] = W[r,:]·x for r in 0..nRows (rowIdx == 0), or for r = rowIdx[i], i in 0..nRows, writing
- * out[i] (compacted: the host scatters). xs: scratch for cols/32 f32 sums.
+ * The f32-activation mat-vec, rows i in [i0, i1): out[i] = W[r,:]·x with r = i, or r = rowIdx[i]
+ * when rowIdx != 0 (out compacted; the host scatters). xs: the 32-element sums of x (blockSums),
+ * for the types with a min term.
  */
+export function fmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, i0: i32, i1: i32,
+  x: usize, xs: usize, out: usize): void {
+  if (rowIdx == 0) {
+    let wr = w + <usize>i0 * rowBytes;
+    for (let i = i0; i < i1; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), dotRow(type, wr, x, xs, cols));
+  } else {
+    for (let i = i0; i < i1; i++) {
+      const r = <usize>load<i32>(rowIdx + (<usize>i << 2));
+      store<f32>(out + (<usize>i << 2), dotRow(type, w + r * rowBytes, x, xs, cols));
+    }
+  }
+}
+
+/** Single-threaded f32 mat-vec over nRows rows (tests and one-off calls). */
 export function matvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, nRows: i32,
   x: usize, xs: usize, out: usize): void {
   if (needsSums(type)) blockSums(x, cols, xs);
-  if (rowIdx == 0) {
-    for (let r = 0; r < nRows; r++, w += rowBytes, out += 4) store<f32>(out, dotRow(type, w, x, xs, cols));
-  } else {
-    for (let i = 0; i < nRows; i++, out += 4) {
-      const r = <usize>load<i32>(rowIdx + (<usize>i << 2));
-      store<f32>(out, dotRow(type, w + r * rowBytes, x, xs, cols));
-    }
-  }
+  fmatvec(type, w, rowBytes, cols, rowIdx, 0, nRows, x, xs, out);
 }
 
 // ------------------------------------------------------------------ row dequantizers (matmul)
@@ -583,18 +585,17 @@ export function dequantize(type: i32, w: usize, cols: i32, dst: usize): void {
 }
 
 /**
- * Out[t*rows + r] = W[r,:]·X[t] for r < rows, t < n. Each row's blocks are dequantized once
- * into wbuf (2*cols f32, 16-byte aligned) and reused for all n token rows (two rows at a time).
- * Token rows are padded by the host to a multiple of 4 (X and Out hold nPad rows).
+ * Out[t·ostride + r] = W[r,:]·X[t] (f32 activations) for rows r in [r0, r1), t < nPad. Each row's
+ * blocks are dequantized once into wbuf (2·cols f32, 16-byte aligned) and reused for all token
+ * rows (two weight rows at a time). Token rows are padded by the host to a multiple of 4.
  */
-export function matmul(type: i32, w: usize, rowBytes: usize, cols: i32, rows: i32, X: usize, nPad: i32,
-  Out: usize, wbuf: usize): void {
+export function fmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32, r1: i32, X: usize, nPad: i32,
+  Out: usize, ostride: usize, wbuf: usize): void {
   const xstride = <usize>cols << 2;
-  const ostride = <usize>rows << 2;
   const wb1 = wbuf + (<usize>((cols + 3) & ~3) << 2);
   const direct = type == F32;
-  let r = 0;
-  for (; r + 2 <= rows; r += 2) {
+  let r = r0;
+  for (; r + 2 <= r1; r += 2) {
     let w0 = w + <usize>r * rowBytes, w1 = w0 + rowBytes;
     if (!direct) {
       dequantRow(type, w0, cols, wbuf);
@@ -606,7 +607,7 @@ export function matmul(type: i32, w: usize, rowBytes: usize, cols: i32, rows: i3
       tile2x4(w0, w1, X + <usize>t * xstride, xstride, cols, Out + <usize>t * ostride + (<usize>r << 2), ostride);
     }
   }
-  if (r < rows) {
+  if (r < r1) {
     let w0 = w + <usize>r * rowBytes;
     if (!direct) {
       dequantRow(type, w0, cols, wbuf);
@@ -774,10 +775,16 @@ function weightedSum(p: usize, v: usize, vStride: usize, n: i32, d: i32, inv: f3
  */
 export function attention(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
   headDim: i32, headDimV: i32, group: i32, scale: f32, out: usize, heads: usize, nh: i32, scores: usize): void {
+  attentionHeads(q, k, v, kStride, vStride, n, headDim, headDimV, group, scale, out, heads, 0, nh, scores);
+}
+
+/** attention() for the listed heads hi in [h0, h1). */
+export function attentionHeads(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
+  headDim: i32, headDimV: i32, group: i32, scale: f32, out: usize, heads: usize, h0: i32, h1: i32, scores: usize): void {
   const n4 = (n + 3) & ~3;
   const sc = f32x4.splat(scale);
   const ninf = f32x4.splat(-Infinity);
-  for (let hi = 0; hi < nh; hi++) {
+  for (let hi = h0; hi < h1; hi++) {
     const h = heads ? load<i32>(heads + (<usize>hi << 2)) : hi;
     const kh = <usize>(h / group);
     const qh = q + (<usize>(h * headDim) << 2);
@@ -815,5 +822,59 @@ export function attention(q: usize, k: usize, v: usize, kStride: usize, vStride:
     const inv = <f32>(1.0 / (f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1)));
 
     weightedSum(scores, vb, vStride, n, headDimV, inv, out + (<usize>(h * headDimV) << 2));
+  }
+}
+
+// ------------------------------------------------------------------ task lists (one per dispatch)
+// The host writes a list of tasks (TASK_WORDS i32 each) and every thread calls run() with its id:
+// the units of all tasks (rows of a mat-vec / mat-mul, heads of an attention) are numbered
+// consecutively and split into nth equal ranges, so mixed lists (q, k and v together) stay balanced.
+
+export const TASK_WORDS: i32 = 16;
+export const T_QMATVEC: i32 = 1;  // type w rowBytes cols units rowIdx qa out
+export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
+export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride
+export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
+export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
+
+// @ts-ignore: decorator
+@inline function word(t: usize, i: i32): i32 { return load<i32>(t + (<usize>i << 2)); }
+
+/** The units of a task (at word 5 for the linears, word 13 for attention). */
+// @ts-ignore: decorator
+@inline function units(t: usize): i32 { return word(t, 0) == T_ATTN ? word(t, 13) : word(t, 5); }
+
+export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
+  let total: i64 = 0;
+  for (let i = 0; i < nTasks; i++) total += units(table + (<usize>(i * TASK_WORDS) << 2));
+  const lo = <i32>(total * tid / nth), hi = <i32>(total * (tid + 1) / nth);
+  let base = 0;
+  for (let i = 0; i < nTasks && base < hi; i++) {
+    const t = table + (<usize>(i * TASK_WORDS) << 2);
+    const u = units(t);
+    const a = max(lo, base) - base, b = min(hi, base + u) - base;
+    base += u;
+    if (a >= b) continue;
+    switch (word(t, 0)) {
+      case T_QMATVEC:
+        qmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 6), a, b, word(t, 7), word(t, 8));
+        break;
+      case T_FMATVEC:
+        fmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 6), a, b, word(t, 7), word(t, 9), word(t, 8));
+        break;
+      case T_QMATMUL:
+        qmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10));
+        break;
+      case T_FMATMUL:
+        fmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9),
+          <usize>word(t, 10) + <usize>tid * <usize>word(t, 11));
+        break;
+      case T_ATTN:
+        attentionHeads(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 5), word(t, 6), word(t, 7), word(t, 8),
+          word(t, 9), reinterpret<f32>(word(t, 10)), word(t, 11), word(t, 12), a, b,
+          <usize>word(t, 14) + <usize>tid * <usize>word(t, 15));
+        break;
+      default: unreachable();
+    }
   }
 }

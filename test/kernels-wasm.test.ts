@@ -10,75 +10,13 @@ import { refKernels } from '../src/kernels/ref/index.js';
 import type { QTensor } from '../src/model/tensor.js';
 import { allQuantTypes, GGMLType, quantInfo, type QuantInfo } from '../src/quant/types.js';
 import { dequantize } from '../src/quant/dequant.js';
-import { f32ToBF16, f32ToF16 } from '../src/quant/fp16.js';
 import { readGGUFData, readGGUFHeader } from '../src/formats/gguf.js';
 import type { Selection } from '../src/sparsity/policy.js';
 import type { AttentionArgs } from '../src/kernels/kernels.js';
 import type { ModelConfig } from '../src/model/config.js';
 import { KVCache } from '../src/model/kv-cache.js';
 import { catalogModel, mulberry32 } from './helpers.js';
-
-/** byte offsets of the f16 scales inside one block of each quantized type */
-const SCALES: Partial<Record<GGMLType, number[]>> = {
-  [GGMLType.Q4_0]: [0],
-  [GGMLType.Q4_1]: [0, 2],
-  [GGMLType.Q5_0]: [0],
-  [GGMLType.Q5_1]: [0, 2],
-  [GGMLType.Q8_0]: [0],
-  [GGMLType.Q2_K]: [80, 82],
-  [GGMLType.Q3_K]: [108],
-  [GGMLType.Q4_K]: [0, 2],
-  [GGMLType.Q5_K]: [0, 2],
-  [GGMLType.Q6_K]: [208],
-};
-
-/** Random valid bytes for `rows` rows of `cols` elements of type q at dst[0..). */
-function fillRandom(q: QuantInfo, dst: Uint8Array, rows: number, cols: number, rnd: () => number): void {
-  const n = rows * cols;
-  const dv = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
-  if (q.id === GGMLType.F32) {
-    for (let i = 0; i < n; i++) dv.setFloat32(4 * i, rnd() * 2 - 1, true);
-    return;
-  }
-  if (q.id === GGMLType.F16 || q.id === GGMLType.BF16) {
-    const conv = q.id === GGMLType.F16 ? f32ToF16 : f32ToBF16;
-    for (let i = 0; i < n; i++) dv.setUint16(2 * i, conv(rnd() * 2 - 1), true);
-    return;
-  }
-  const bytes = (n / q.blockSize) * q.blockBytes;
-  for (let i = 0; i < bytes; i++) dst[i] = (rnd() * 256) | 0;
-  const sc = SCALES[q.id]!;
-  for (let o = 0; o < bytes; o += q.blockBytes) {
-    // scales like a real model's: small, either sign (mins too), now and then a subnormal / zero
-    for (const s of sc) {
-      const u = rnd();
-      const v = u < 0.03 ? 0 : u < 0.06 ? (rnd() - 0.5) * 1e-6 : (rnd() * 2 - 1) * 0.05;
-      dv.setUint16(o + s, f32ToF16(v), true);
-    }
-  }
-}
-
-function makeTensor(k: WasmKernels, q: QuantInfo, rows: number, cols: number, rnd: () => number, pad = 0): QTensor {
-  const rowBytes = (cols / q.blockSize) * q.blockBytes;
-  // a random offset inside the view, so that rows start unaligned
-  const data = k.alloc(pad + rows * rowBytes + 8);
-  fillRandom(q, data.subarray(pad), rows, cols, rnd);
-  return { name: `rand-${q.name}-${rows}x${cols}`, type: q, rows, cols, data, offset: pad, rowBytes };
-}
-
-function randVec(n: number, rnd: () => number): Float32Array {
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) v[i] = (rnd() * 2 - 1) * (rnd() < 0.05 ? 20 : 1);
-  return v;
-}
-
-function randSelection(n: number, keep: number, rnd: () => number): Selection {
-  const idx: number[] = [];
-  for (let i = 0; i < n; i++) if (rnd() < keep) idx.push(i);
-  const a = new Int32Array(idx.length + 3); // longer than n, like a reused buffer
-  a.set(idx);
-  return { idx: a, n: idx.length };
-}
+import { makeTensor, randSelection, randVec } from './kernel-helpers.js';
 
 /** Σ_c |W[r,c]·x[c]| per row: the scale of the rounding error of an f32 dot product */
 function magnitudes(W: QTensor, X: Float32Array, n: number): Float64Array {
@@ -112,7 +50,9 @@ function assertClose(got: Float32Array, want: Float32Array, mag: Float64Array | 
   }
 }
 
-const kernels = createWasmKernels();
+/** these tests pin the exact (f32-activation) kernels; the 8-bit path has its own (kernels-q8.test.ts) */
+const EXACT = { activations: 'f32', threads: 1 } as const;
+const kernels = createWasmKernels(EXACT);
 
 /** ragged shapes per type: cols a whole number of blocks (any count for the float types) */
 function shapes(q: QuantInfo, rnd: () => number): Array<[number, number]> {
@@ -219,14 +159,14 @@ test('tensors outside the kernel memory are refused with a clear error', () => {
   const q = quantInfo(GGMLType.Q4_0)!;
   const W: QTensor = { name: 'outside', type: q, rows: 2, cols: 32, data: new Uint8Array(36), offset: 0, rowBytes: 18 };
   assert.throws(() => kernels.matvec(W, new Float32Array(32), new Float32Array(2)), /not in this kernel instance's WebAssembly memory/);
-  const other = createWasmKernels({ maxMemoryBytes: 1 << 20 });
+  const other = createWasmKernels({ ...EXACT, maxMemoryBytes: 1 << 20 });
   const W2: QTensor = { ...W, data: other.alloc(36) };
   assert.throws(() => kernels.matmul(W2, new Float32Array(32), 1, new Float32Array(2)), /not in this kernel instance's/);
   assert.throws(() => other.alloc(2 << 20), /out of memory/);
 });
 
 test('views from alloc() stay valid while the memory grows', () => {
-  const k = createWasmKernels();
+  const k = createWasmKernels(EXACT);
   const q = quantInfo(GGMLType.Q4_0)!;
   const rnd = mulberry32(5);
   const W = makeTensor(k, q, 8, 64, rnd);
@@ -248,7 +188,7 @@ test('views from alloc() stay valid while the memory grows', () => {
 
 test('real model: SmolLM2-135M tensors read into kernel memory, wasm == ref', () => {
   const h = readGGUFHeader(catalogModel('smollm2-135m-instruct'));
-  const k = createWasmKernels();
+  const k = createWasmKernels(EXACT);
   const data = readGGUFData(h, k.alloc(h.dataSize));
   const rnd = mulberry32(11);
   const seen = new Set<number>();
@@ -283,7 +223,7 @@ test('real model: SmolLM2-135M tensors read into kernel memory, wasm == ref', ()
 
 test('real model: Qwen2.5-Coder-0.5B Q5_0 / Q4_K / Q6_K / Q8_0 tensors, wasm == ref', () => {
   const h = readGGUFHeader(catalogModel('qwen2.5-coder-0.5b-instruct'));
-  const k = createWasmKernels();
+  const k = createWasmKernels(EXACT);
   const rnd = mulberry32(12);
   const fd = openSync(h.path, 'r');
   try {
@@ -375,7 +315,7 @@ function checkAttention(k: WasmKernels, c: AttnCase, rnd: () => number): void {
 }
 
 test('attention: wasm == ref (grouped-query heads, head dims 8/64/256, n up to 300, start > 0, head selections)', () => {
-  const k = createWasmKernels();
+  const k = createWasmKernels(EXACT);
   const rnd = mulberry32(31);
   let cases = 0;
   for (const [nHeads, nKvHeads] of [[1, 1], [4, 1], [8, 4], [9, 3], [14, 2]] as const) {
@@ -397,7 +337,7 @@ test('attention: wasm == ref (grouped-query heads, head dims 8/64/256, n up to 3
 });
 
 test('attention: ragged head sizes (scalar tails), headDimV != headDim, empty and full head selections', () => {
-  const k = createWasmKernels();
+  const k = createWasmKernels(EXACT);
   const rnd = mulberry32(32);
   for (const [headDim, headDimV] of [[1, 1], [3, 5], [6, 6], [13, 7], [20, 12], [36, 36], [64, 32], [4, 128]] as const) {
     for (const n of [1, 3, 4, 5, 17, 64]) {
@@ -413,7 +353,7 @@ test('attention: ragged head sizes (scalar tails), headDimV != headDim, empty an
 });
 
 test('attention: a cache outside the kernel memory falls back to the reference; bad spans are refused', () => {
-  const k = createWasmKernels();
+  const k = createWasmKernels(EXACT);
   const rnd = mulberry32(33);
   const [nHeads, nKvHeads, headDim, n] = [4, 2, 16, 9];
   const args = {
@@ -431,7 +371,7 @@ test('attention: a cache outside the kernel memory falls back to the reference; 
 });
 
 test('KVCache on the kernels\' allocator: aligned views in kernel memory that wasm attention reads in place', () => {
-  const k = createWasmKernels();
+  const k = createWasmKernels(EXACT);
   const cfg = { nLayers: 3, nHeads: 14, nKvHeads: 2, headDim: 64, headDimV: 64 } as ModelConfig;
   const ctx = 40;
   const kv = new KVCache(cfg, ctx, (b) => k.alloc(b));

@@ -35,12 +35,26 @@ export interface AttentionArgs {
 
 export interface Kernels {
   readonly name: string;
+  /** threads each call is split over */
+  readonly threads: number;
   /** out[r] = Σ_c W[r,c]·x[c] for all rows (or the selected ones). */
   matvec(W: QTensor, x: Float32Array, out: Float32Array, opts?: MatvecOptions): void;
+  /**
+   * Several linears that share one input (q/k/v, gate/up) in one call: outs[i] = Ws[i]·x, with one
+   * input selection for all and optional output rows per linear.
+   */
+  matvecs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs?: Selection | null,
+    rows?: readonly (Selection | null)[] | null): void;
   /** Batched: X is n rows of W.cols, Out n rows of W.rows; each weight block is decoded once for all n. */
   matmul(W: QTensor, X: Float32Array, n: number, Out: Float32Array): void;
+  /** matmul for several linears that share X. */
+  matmuls(Ws: readonly QTensor[], X: Float32Array, n: number, Outs: readonly Float32Array[]): void;
   /** softmax(q·Kᵀ·scale)·V for one position. */
   attention(args: AttentionArgs): void;
+  /** attention for several positions (a prefill batch) in one call. */
+  attentions(args: readonly AttentionArgs[]): void;
   /** Where the model loader should place the weight bytes (e.g. WebAssembly memory); absent = ordinary buffer. */
   alloc?(bytes: number): Uint8Array;
+  /** Stop helper threads (the kernels must not be used afterwards); a no-op where there are none. */
+  close?(): void;
 }

@@ -4,7 +4,7 @@
 // by name through `tap` (golden comparisons, calibration statistics).
 
 import { dequantize } from '../quant/dequant.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { AttentionArgs, Kernels } from '../kernels/kernels.js';
 import { gelu, rmsnorm, rope, silu } from '../kernels/ref/ops.js';
 import { densePolicy, type LinearSite, type Selection, type SparsityPolicy } from '../sparsity/policy.js';
 import type { ModelConfig } from './config.js';
@@ -149,15 +149,14 @@ export class Forward {
   private linear(Ws: QTensor[], X: Float32Array, T: number, outs: Float32Array[], inputs: (Selection | null)[] | null, rows: (Selection | null)[] | null = null): void {
     const cols = Ws[0]!.cols;
     if (!inputs && !rows && T > 1) {
-      for (let i = 0; i < Ws.length; i++) this.kernels.matmul(Ws[i]!, X, T, outs[i]!);
+      this.kernels.matmuls(Ws, X, T, outs);
       return;
     }
     for (let t = 0; t < T; t++) {
       const x = X.subarray(t * cols, (t + 1) * cols);
-      for (let i = 0; i < Ws.length; i++) {
-        const W = Ws[i]!;
-        this.kernels.matvec(W, x, outs[i]!.subarray(t * W.rows, (t + 1) * W.rows), { inputs: inputs?.[t] ?? null, rows: rows?.[t] ?? null });
-      }
+      const o = outs.map((out, i) => out.subarray(t * Ws[i]!.rows, (t + 1) * Ws[i]!.rows));
+      const r = rows?.[t] ?? null;
+      this.kernels.matvecs(Ws, x, o, inputs?.[t] ?? null, r ? Ws.map(() => r) : null);
     }
   }
 
@@ -198,16 +197,18 @@ export class Forward {
     }
 
     const D = cfg.dim;
+    const args: AttentionArgs[] = [];
     for (let t = 0; t < T; t++) {
       const p = pos + t;
       const start = sliding ? Math.max(0, p - cfg.slidingWindow + 1) : 0;
-      this.kernels.attention({
+      args.push({
         q: this.q, qOffset: t * qDim, k: K, v: Vc, start, n: p - start + 1,
         nHeads, nKvHeads, headDim, headDimV, scale: cfg.attnScale,
         out: this.att, outOffset: t * nHeads * headDimV,
         heads: this.policy.heads(l, this.xn.subarray(t * D, (t + 1) * D)),
       });
     }
+    this.kernels.attentions(args);
   }
 
   private mlp(l: number, T: number): void {

@@ -46,4 +46,19 @@ function matmul(W: QTensor, X: Float32Array, n: number, Out: Float32Array): void
   }
 }
 
-export const refKernels: Kernels = { name: 'ref', matvec, matmul, attention };
+export const refKernels: Kernels = {
+  name: 'ref',
+  threads: 1,
+  matvec,
+  matvecs(Ws, x, outs, inputs, rows) {
+    for (let i = 0; i < Ws.length; i++) matvec(Ws[i]!, x, outs[i]!, { inputs: inputs ?? null, rows: rows?.[i] ?? null });
+  },
+  matmul,
+  matmuls(Ws, X, n, Outs) {
+    for (let i = 0; i < Ws.length; i++) matmul(Ws[i]!, X, n, Outs[i]!);
+  },
+  attention,
+  attentions(args) {
+    for (const a of args) attention(a);
+  },
+};

@@ -1,26 +1,36 @@
-// WebAssembly SIMD kernels (single-threaded), compiled from asm/kernels.ts by `npm run build:wasm`
-// into kernels.wasm beside this module (dist/src/kernels/wasm/kernels.wasm).
+// WebAssembly SIMD kernels, compiled from asm/ by `npm run build:wasm` into kernels.wasm (plain
+// SIMD) and kernels-relaxed.wasm (relaxed SIMD: 8-bit dot products) beside this module.
 //
 // The kernels own one WebAssembly memory. The model loader asks `alloc(bytes)` for a view into it
 // and reads the GGUF tensor data there, so the weights stay in their quantized blocks, in place,
-// and are never copied. matvec/matmul take QTensors whose `data` is such a view; x and out are
+// and are never copied. Kernel calls take QTensors whose `data` is such a view; activations are
 // ordinary Float32Arrays, copied into / out of a scratch region of the same memory per call.
 //
+// Activations: by default ('q8') each mat-vec input is quantized once to 8 bits in llama.cpp's
+// formats and multiplied in integers (asm/q8.ts); 'f32' keeps exact f32 activations (slower; the
+// reference tests use it). F32 / F16 / BF16 weights always use f32 activations.
+//
+// Threads: with threads > 1, worker threads run the same module on the same (shared) memory in
+// lockstep (pool.ts); every call is one task list whose rows / heads are split evenly.
+//
 // The memory is shared (a SharedArrayBuffer): growing it never detaches the views handed out
-// earlier (a plain memory's grow would), and worker threads can later run the same kernels on it.
-// Every growth makes a new SharedArrayBuffer object over the same memory; all of them are
-// remembered so that a tensor is recognised whichever one its view was made on.
+// earlier, and every growth makes a new SharedArrayBuffer object over the same memory; all of them
+// are remembered so that a tensor is recognised whichever one its view was made on.
 //
 // attention reads the KV cache in place: the cache's k / v arrays must be views of the same memory
 // (KVCache built on `alloc`, which createCache does); otherwise it falls back to the reference.
-//
-// Types computed in wasm: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K.
 // Q2_K and Q3_K fall back to the reference kernels (which read the same memory).
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 import type { QTensor } from '../../model/tensor.js';
 import { allQuantTypes } from '../../quant/types.js';
+import type { Selection } from '../../sparsity/policy.js';
 import type { AttentionArgs, Kernels, MatvecOptions } from '../kernels.js';
 import { refKernels } from '../ref/index.js';
+import { Pool } from './pool.js';
+
+export type SimdFlavour = 'relaxed' | 'plain';
 
 export interface WasmKernels extends Kernels {
   /** A zero-filled view of `bytes` bytes in the kernels' memory (64-byte aligned); never freed. */
@@ -31,6 +41,12 @@ export interface WasmKernels extends Kernels {
   dequantizeRow(W: QTensor, row: number, dst: Float32Array): void;
   /** Current size of the kernels' memory in bytes. */
   memoryBytes(): number;
+  /** The activation format of the mat-vecs and the SIMD flavour of this instance. */
+  readonly activations: 'q8' | 'f32';
+  readonly simd: SimdFlavour;
+  /** The 8-bit activation exactly as the mat-vecs see it, dequantized (tests): kind 0 Q8_0, 1 Q8_1, 2 Q8_K. */
+  quantizedActivation(kind: number, x: Float32Array): { q: Int16Array; d: Float32Array; s32: Float32Array; s16: Int32Array };
+  close(): void;
 }
 
 export interface WasmKernelOptions {
@@ -38,6 +54,10 @@ export interface WasmKernelOptions {
   maxMemoryBytes?: number;
   /** threads that split each kernel call (default: the machine's cores) */
   threads?: number;
+  /** 'q8' (default): 8-bit activations and integer dot products, as llama.cpp; 'f32': exact activations */
+  activations?: 'q8' | 'f32';
+  /** 'auto' (default): relaxed SIMD where the engine has it; or force one flavour */
+  simd?: 'auto' | SimdFlavour;
 }
 
 // ---------------------------------------------------------------- the few WebAssembly JS API types we use
@@ -51,6 +71,7 @@ interface WasmApi {
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { readonly exports: Record<string, unknown> };
   Memory: new (desc: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
+  validate(bytes: Uint8Array): boolean;
 }
 const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
@@ -58,41 +79,77 @@ interface Exports {
   heapBase(): number;
   supports(type: number): number;
   matvec(type: number, w: number, rowBytes: number, cols: number, rowIdx: number, nRows: number, x: number, xs: number, out: number): void;
-  matmul(type: number, w: number, rowBytes: number, cols: number, rows: number, X: number, nPad: number, Out: number, wbuf: number): void;
   dequantize(type: number, w: number, cols: number, dst: number): void;
   attention(q: number, k: number, v: number, kStride: number, vStride: number, n: number, headDim: number, headDimV: number,
     group: number, scale: number, out: number, heads: number, nh: number, scores: number): void;
+  blockSums(x: number, cols: number, xs: number): void;
+  needsSums(type: number): number;
+  actKind(type: number): number;
+  actBytes(n: number): number;
+  quantizeAct(kind: number, x: number, n: number, dst: number): void;
+  setF16Table(p: number, fill: number): void;
+  run(table: number, nTasks: number, tid: number, nth: number): void;
 }
+
+// task list layout: asm/kernels.ts
+const TASK_WORDS = 16;
+const T_QMATVEC = 1;
+const T_FMATVEC = 2;
+const T_QMATMUL = 3;
+const T_FMATMUL = 4;
+const T_ATTN = 5;
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
 /** X + Out bytes per matmul chunk of token rows: bounds the scratch for huge outputs (the vocabulary head). */
 const MATMUL_CHUNK_BYTES = 16 << 20;
 
-let compiled: object | null = null;
+const compiled = new Map<SimdFlavour, object>();
 
-/** Path of the compiled kernels (built by `npm run build:wasm`). */
+/** Paths of the compiled kernels (built by `npm run build:wasm`). */
 export const WASM_URL = new URL('./kernels.wasm', import.meta.url);
+export const WASM_RELAXED_URL = new URL('./kernels-relaxed.wasm', import.meta.url);
 
-function wasmModule(): object {
-  if (compiled) return compiled;
-  let bytes: Uint8Array;
+function readWasm(url: URL): Uint8Array {
   try {
-    bytes = readFileSync(WASM_URL);
+    return readFileSync(url);
   } catch (e) {
-    throw new Error(`wasm kernels: cannot read ${WASM_URL.pathname} (run \`npm run build:wasm\`): ${(e as Error).message}`);
+    throw new Error(`wasm kernels: cannot read ${url.pathname} (run \`npm run build:wasm\`): ${(e as Error).message}`);
   }
-  compiled = new WA.Module(bytes);
-  return compiled;
+}
+
+let relaxedOk: boolean | null = null;
+/** Whether this engine runs relaxed SIMD (Node 20 needs a V8 flag, which is set here before compiling). */
+export function relaxedSimdAvailable(): boolean {
+  if (relaxedOk === null) {
+    setFlagsFromString('--experimental-wasm-relaxed-simd');
+    relaxedOk = WA.validate(readWasm(WASM_RELAXED_URL));
+  }
+  return relaxedOk;
+}
+
+function wasmModule(flavour: SimdFlavour): object {
+  let m = compiled.get(flavour);
+  if (!m) {
+    m = new WA.Module(readWasm(flavour === 'relaxed' ? WASM_RELAXED_URL : WASM_URL));
+    compiled.set(flavour, m);
+  }
+  return m;
 }
 
 const align = (v: number, a: number): number => Math.ceil(v / a) * a;
 
-/** Create a kernel instance with its own memory (synchronous: the module is small and compiled once). */
+/** Create a kernel instance with its own memory and threads (synchronous: the module is small and compiled once). */
 export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   const maxPages = Math.min(MAX_PAGES, Math.max(1, Math.ceil((opts.maxMemoryBytes ?? MAX_PAGES * PAGE) / PAGE)));
+  const nth = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
+  const activations = opts.activations ?? 'q8';
+  const want = opts.simd ?? 'auto';
+  if (want === 'relaxed' && !relaxedSimdAvailable()) throw new Error('wasm kernels: this JavaScript engine has no relaxed SIMD');
+  const simd: SimdFlavour = want === 'plain' ? 'plain' : relaxedSimdAvailable() ? 'relaxed' : 'plain';
+  const module = wasmModule(simd);
   const memory = new WA.Memory({ initial: 1, maximum: maxPages, shared: true });
-  const instance = new WA.Instance(wasmModule(), { env: { memory } });
+  const instance = new WA.Instance(module, { env: { memory } });
   const ex = instance.exports as unknown as Exports;
 
   const ours = new WeakSet<ArrayBufferLike>();
@@ -127,14 +184,27 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return p;
   }
 
+  const f16tab = reserve(65536 * 4);
+  ex.setF16Table(f16tab, 1);
+
+  const pool = nth > 1 ? new Pool(module, memory, nth, f16tab, simd === 'relaxed', (t, n) => ex.run(t, n, 0, nth)) : null;
+
+  // One scratch region, carved up per call (nothing in it outlives a call).
   let scratchPtr = 0;
   let scratchCap = 0;
-  function scratch(bytes: number): number {
+  let cursor = 0;
+  function beginScratch(bytes: number): void {
     if (bytes > scratchCap) {
       scratchCap = Math.max(bytes, 2 * scratchCap, 1 << 16);
       scratchPtr = reserve(scratchCap);
     }
-    return scratchPtr;
+    cursor = scratchPtr;
+  }
+  /** The next `bytes` of the region begun with beginScratch (64-aligned; the caller sized it). */
+  function take(bytes: number): number {
+    const p = cursor;
+    cursor += align(bytes, 64);
+    return p;
   }
 
   /** Byte address of W's row 0 in the memory; throws unless W.data is a view of it. */
@@ -152,25 +222,62 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return p;
   }
 
-  function matvec(W: QTensor, x: Float32Array, out: Float32Array, o?: MatvecOptions): void {
-    const t = W.type.id;
-    if (!supported.has(t)) {
-      refKernels.matvec(W, x, out, o);
-      return;
+  /** The activation kind W is multiplied with on the integer path, or -1 (f32 activations). */
+  const kindOf = (W: QTensor): number => (activations === 'q8' ? ex.actKind(W.type.id) : -1);
+
+  // task list writer
+  let table = 0;
+  let nTasks = 0;
+  function task(words: number[]): void {
+    const o = (table >>> 2) + nTasks * TASK_WORDS;
+    for (let i = 0; i < TASK_WORDS; i++) i32[o + i] = words[i] ?? 0;
+    nTasks++;
+  }
+  function dispatch(): void {
+    if (nTasks === 0) return;
+    if (pool) pool.run(table, nTasks);
+    else ex.run(table, nTasks, 0, 1);
+  }
+
+  function checkRows(W: QTensor, sel: Selection): void {
+    for (let i = 0; i < sel.n; i++) {
+      const r = sel.idx[i]!;
+      if (!(r >= 0 && r < W.rows)) throw new RangeError(`matvec ${W.name}: selected row ${r} outside 0..${W.rows - 1}`);
     }
-    const w = addressOf(W);
-    const { cols, rows } = W;
-    if (x.length < cols) throw new RangeError(`matvec ${W.name}: x has ${x.length} elements, need ${cols}`);
-    if (out.length < rows) throw new RangeError(`matvec ${W.name}: out has ${out.length} elements, need ${rows}`);
-    const sel = o?.rows ?? null;
-    const nOut = sel ? sel.n : rows;
-    const xBytes = align(cols * 4, 64);
-    const xsBytes = align(Math.ceil(cols / 32) * 4, 64);
-    const idxBytes = sel ? align(sel.n * 4, 64) : 0;
-    const base = scratch(xBytes + xsBytes + idxBytes + nOut * 4);
-    const xp = base, xsp = xp + xBytes, idxp = xsp + xsBytes, outp = idxp + idxBytes;
+  }
+
+  function matvecs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs?: Selection | null,
+    rows?: readonly (Selection | null)[] | null): void {
+    // types without a wasm kernel go to the reference one by one
+    const fast: number[] = [];
+    for (let i = 0; i < Ws.length; i++) {
+      const W = Ws[i]!;
+      if (supported.has(W.type.id)) fast.push(i);
+      else refKernels.matvec(W, x, outs[i]!, { inputs: inputs ?? null, rows: rows?.[i] ?? null });
+    }
+    if (fast.length === 0) return;
+    const cols = Ws[fast[0]!]!.cols;
+    const kinds = new Set<number>();
+    let sums = false;
+    let bytes = align(cols * 4, 64) * 2 + 64 * TASK_WORDS * 4 * fast.length;
+    for (const i of fast) {
+      const W = Ws[i]!;
+      if (W.cols !== cols) throw new RangeError(`matvecs: ${W.name} has ${W.cols} columns, ${Ws[fast[0]!]!.name} ${cols}`);
+      if (x.length < cols) throw new RangeError(`matvec ${W.name}: x has ${x.length} elements, need ${cols}`);
+      if (outs[i]!.length < W.rows) throw new RangeError(`matvec ${W.name}: out has ${outs[i]!.length} elements, need ${W.rows}`);
+      const k = kindOf(W);
+      if (k >= 0) kinds.add(k);
+      else if (ex.needsSums(W.type.id)) sums = true;
+      const sel = rows?.[i] ?? null;
+      bytes += align((sel ? sel.n : W.rows) * 4, 64) * (sel ? 2 : 1);
+    }
+    bytes += kinds.size * align(ex.actBytes(cols), 64);
+    beginScratch(bytes);
+    const xp = take(cols * 4);
+    const xsp = take(cols * 4);
+    table = take(TASK_WORDS * 4 * fast.length);
+    nTasks = 0;
     const xo = xp >>> 2;
-    const inputs = o?.inputs ?? null;
     if (inputs) {
       // the reference semantics of input-channel sparsity: dropped channels count as zero
       f32.fill(0, xo, xo + cols);
@@ -182,49 +289,101 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     } else {
       f32.set(x.length === cols ? x : x.subarray(0, cols), xo);
     }
-    if (sel) {
-      for (let i = 0; i < sel.n; i++) {
-        const r = sel.idx[i]!;
-        if (!(r >= 0 && r < rows)) throw new RangeError(`matvec ${W.name}: selected row ${r} outside 0..${rows - 1}`);
+    const qa = new Map<number, number>();
+    for (const k of kinds) {
+      const p = take(ex.actBytes(cols));
+      ex.quantizeAct(k, xp, cols, p);
+      qa.set(k, p);
+    }
+    if (sums) ex.blockSums(xp, cols, xsp);
+    const outPtrs: number[] = [];
+    for (const i of fast) {
+      const W = Ws[i]!;
+      const sel = rows?.[i] ?? null;
+      let idxp = 0;
+      if (sel) {
+        checkRows(W, sel);
+        idxp = take(sel.n * 4);
+        i32.set(sel.idx.subarray(0, sel.n), idxp >>> 2);
       }
-      i32.set(sel.idx.subarray(0, sel.n), idxp >>> 2);
+      const n = sel ? sel.n : W.rows;
+      const op = take(n * 4);
+      outPtrs.push(op);
+      const k = kindOf(W);
+      if (k >= 0) task([T_QMATVEC, W.type.id, addressOf(W), W.rowBytes, cols, n, idxp, qa.get(k)!, op]);
+      else task([T_FMATVEC, W.type.id, addressOf(W), W.rowBytes, cols, n, idxp, xp, op, xsp]);
     }
-    ex.matvec(t, w, W.rowBytes, cols, sel ? idxp : 0, nOut, xp, xsp, outp);
-    const oo = outp >>> 2;
-    if (sel) {
-      out.fill(0, 0, rows);
-      for (let i = 0; i < sel.n; i++) out[sel.idx[i]!] = f32[oo + i]!;
-    } else {
-      out.set(f32.subarray(oo, oo + rows));
-    }
+    dispatch();
+    fast.forEach((i, j) => {
+      const W = Ws[i]!;
+      const out = outs[i]!;
+      const sel = rows?.[i] ?? null;
+      const oo = outPtrs[j]! >>> 2;
+      if (sel) {
+        out.fill(0, 0, W.rows);
+        for (let s = 0; s < sel.n; s++) out[sel.idx[s]!] = f32[oo + s]!;
+      } else {
+        out.set(f32.subarray(oo, oo + W.rows));
+      }
+    });
   }
 
-  function matmul(W: QTensor, X: Float32Array, n: number, Out: Float32Array): void {
-    const t = W.type.id;
-    if (!supported.has(t)) {
-      refKernels.matmul(W, X, n, Out);
-      return;
-    }
-    const w = addressOf(W);
-    const { cols, rows } = W;
-    if (X.length < n * cols) throw new RangeError(`matmul ${W.name}: X has ${X.length} elements, need ${n}×${cols}`);
-    if (Out.length < n * rows) throw new RangeError(`matmul ${W.name}: Out has ${Out.length} elements, need ${n}×${rows}`);
+  function matmuls(Ws: readonly QTensor[], X: Float32Array, n: number, Outs: readonly Float32Array[]): void {
     if (n <= 0) return;
-    // token rows per call: a multiple of 4 (the micro-kernel's width), X + Out within the chunk budget
-    const perToken = (cols + rows) * 4;
+    const fast: number[] = [];
+    for (let i = 0; i < Ws.length; i++) {
+      const W = Ws[i]!;
+      if (X.length < n * W.cols) throw new RangeError(`matmul ${W.name}: X has ${X.length} elements, need ${n}×${W.cols}`);
+      if (Outs[i]!.length < n * W.rows) throw new RangeError(`matmul ${W.name}: Out has ${Outs[i]!.length} elements, need ${n}×${W.rows}`);
+      if (supported.has(W.type.id)) fast.push(i);
+      else refKernels.matmul(W, X, n, Outs[i]!);
+    }
+    if (fast.length === 0) return;
+    const cols = Ws[fast[0]!]!.cols;
+    let sumRows = 0;
+    const kinds = new Set<number>();
+    let anyF = false;
+    for (const i of fast) {
+      const W = Ws[i]!;
+      if (W.cols !== cols) throw new RangeError(`matmuls: ${W.name} has ${W.cols} columns, ${Ws[fast[0]!]!.name} ${cols}`);
+      sumRows += W.rows;
+      const k = kindOf(W);
+      if (k >= 0) kinds.add(k);
+      else anyF = true;
+    }
+    const qaStride = align(ex.actBytes(cols), 64);
+    // token rows per call: a multiple of 4 (the f32 micro-kernel's width), inputs + outputs within the budget
+    const perToken = cols * 4 + kinds.size * qaStride + sumRows * 4;
     const chunk = Math.min(align(n, 4), Math.max(4, Math.floor(MATMUL_CHUNK_BYTES / perToken / 4) * 4));
-    const wbBytes = 2 * align(cols, 4) * 4;
-    const xBytes = align(chunk * cols * 4, 64);
-    const base = scratch(wbBytes + xBytes + chunk * rows * 4);
-    const wbp = base, Xp = wbp + wbBytes, Op = Xp + xBytes;
+    const wbBytes = anyF ? 2 * align(cols, 4) * 4 + 64 : 0;
+    beginScratch(nth * wbBytes + align(chunk * cols * 4, 64) + kinds.size * chunk * qaStride
+      + fast.reduce((a, i) => a + align(chunk * Ws[i]!.rows * 4, 64), 0) + TASK_WORDS * 4 * fast.length + 64 * 8);
+    const wbp = take(nth * wbBytes);
+    const Xp = take(chunk * cols * 4);
+    const qaBase = new Map<number, number>();
+    for (const k of kinds) qaBase.set(k, take(chunk * qaStride));
+    const outPtrs = fast.map((i) => take(chunk * Ws[i]!.rows * 4));
+    table = take(TASK_WORDS * 4 * fast.length);
     for (let t0 = 0; t0 < n; t0 += chunk) {
       const m = Math.min(chunk, n - t0);
       const mPad = align(m, 4);
       const xo = Xp >>> 2;
       f32.set(X.subarray(t0 * cols, (t0 + m) * cols), xo);
       if (mPad > m) f32.fill(0, xo + m * cols, xo + mPad * cols);
-      ex.matmul(t, w, W.rowBytes, cols, rows, Xp, mPad, Op, wbp);
-      Out.set(f32.subarray(Op >>> 2, (Op >>> 2) + m * rows), t0 * rows);
+      for (const [k, p] of qaBase) for (let t = 0; t < m; t++) ex.quantizeAct(k, Xp + t * cols * 4, cols, p + t * qaStride);
+      nTasks = 0;
+      fast.forEach((i, j) => {
+        const W = Ws[i]!;
+        const k = kindOf(W);
+        if (k >= 0) task([T_QMATMUL, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, qaBase.get(k)!, qaStride, m, outPtrs[j]!, W.rows * 4]);
+        else task([T_FMATMUL, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, Xp, mPad, outPtrs[j]!, W.rows * 4, wbp, wbBytes]);
+      });
+      dispatch();
+      fast.forEach((i, j) => {
+        const rowsW = Ws[i]!.rows;
+        const o = outPtrs[j]! >>> 2;
+        Outs[i]!.set(f32.subarray(o, o + m * rowsW), t0 * rowsW);
+      });
     }
   }
 
@@ -232,7 +391,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     if (!supported.has(W.type.id)) throw new Error(`wasm kernels: no ${W.type.name} decoder`);
     const w = addressOf(W);
     if (!(row >= 0 && row < W.rows)) throw new RangeError(`dequantizeRow ${W.name}: row ${row} outside 0..${W.rows - 1}`);
-    const p = scratch(W.cols * 4);
+    beginScratch(W.cols * 4);
+    const p = take(W.cols * 4);
     ex.dequantize(W.type.id, w + row * W.rowBytes, W.cols, p);
     dst.set(f32.subarray(p >>> 2, (p >>> 2) + W.cols));
   }
@@ -240,53 +400,106 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   /** Whether a Float32Array is a view of this instance's memory (so wasm can read it in place). */
   const inMemory = (a: Float32Array): boolean => ours.has(a.buffer);
 
-  function attention(a: AttentionArgs): void {
-    const { q, qOffset, k, v, start, n, nHeads, nKvHeads, headDim, headDimV, scale, out, outOffset, heads } = a;
-    // a cache outside the memory (e.g. built without alloc), uneven head groups, or nothing to attend to
-    if (!inMemory(k) || !inMemory(v) || !(nKvHeads > 0) || nHeads % nKvHeads !== 0 || !(n > 0)) {
-      refKernels.attention(a);
-      return;
+  function attentions(list: readonly AttentionArgs[]): void {
+    const fast: AttentionArgs[] = [];
+    for (const a of list) {
+      const { k, v, nHeads, nKvHeads, n } = a;
+      // a cache outside the memory (e.g. built without alloc), uneven head groups, or nothing to attend to
+      if (!inMemory(k) || !inMemory(v) || !(nKvHeads > 0) || nHeads % nKvHeads !== 0 || !(n > 0)) refKernels.attention(a);
+      else fast.push(a);
     }
-    const kvDim = nKvHeads * headDim;
-    const kvDimV = nKvHeads * headDimV;
-    const qDim = nHeads * headDim;
-    const outDim = nHeads * headDimV;
-    if (!(start >= 0) || (start + n) * kvDim > k.length || (start + n) * kvDimV > v.length) {
-      throw new RangeError(`attention: positions ${start}..${start + n - 1} exceed the cache (${k.length / kvDim} / ${v.length / kvDimV} positions)`);
-    }
-    if (!(qOffset >= 0) || qOffset + qDim > q.length) throw new RangeError(`attention: q has ${q.length} elements, need ${qOffset}+${qDim}`);
-    if (!(outOffset >= 0) || outOffset + outDim > out.length) throw new RangeError(`attention: out has ${out.length} elements, need ${outOffset}+${outDim}`);
-    const nh = heads ? heads.n : nHeads;
-    if (heads) {
-      for (let i = 0; i < nh; i++) {
-        const h = heads.idx[i]!;
-        if (!(h >= 0 && h < nHeads)) throw new RangeError(`attention: selected head ${h} outside 0..${nHeads - 1}`);
+    if (fast.length === 0) return;
+    let bytes = TASK_WORDS * 4 * fast.length + 64;
+    let maxN = 0;
+    for (const a of fast) {
+      const { q, qOffset, k, v, start, n, nHeads, nKvHeads, headDim, headDimV, out, outOffset, heads } = a;
+      const kvDim = nKvHeads * headDim;
+      const kvDimV = nKvHeads * headDimV;
+      const qDim = nHeads * headDim;
+      const outDim = nHeads * headDimV;
+      if (!(start >= 0) || (start + n) * kvDim > k.length || (start + n) * kvDimV > v.length) {
+        throw new RangeError(`attention: positions ${start}..${start + n - 1} exceed the cache (${k.length / kvDim} / ${v.length / kvDimV} positions)`);
       }
-      if (nh === 0) {
-        out.fill(0, outOffset, outOffset + outDim);
-        return;
+      if (!(qOffset >= 0) || qOffset + qDim > q.length) throw new RangeError(`attention: q has ${q.length} elements, need ${qOffset}+${qDim}`);
+      if (!(outOffset >= 0) || outOffset + outDim > out.length) throw new RangeError(`attention: out has ${out.length} elements, need ${outOffset}+${outDim}`);
+      if (heads) {
+        for (let i = 0; i < heads.n; i++) {
+          const h = heads.idx[i]!;
+          if (!(h >= 0 && h < nHeads)) throw new RangeError(`attention: selected head ${h} outside 0..${nHeads - 1}`);
+        }
       }
+      bytes += align(qDim * 4, 64) + align(outDim * 4, 64) + (heads ? align(heads.n * 4, 64) : 0);
+      maxN = Math.max(maxN, n);
     }
-    const qBytes = align(qDim * 4, 64);
-    const oBytes = align(outDim * 4, 64);
-    const idxBytes = heads ? align(nh * 4, 64) : 0;
-    const base = scratch(qBytes + oBytes + idxBytes + align(n, 4) * 4);
-    const qp = base, op = qp + qBytes, idxp = op + oBytes, sp = idxp + idxBytes;
-    f32.set(q.subarray(qOffset, qOffset + qDim), qp >>> 2);
-    if (heads) {
-      i32.set(heads.idx.subarray(0, nh), idxp >>> 2);
-      f32.fill(0, op >>> 2, (op >>> 2) + outDim);
+    const scoresBytes = align(align(maxN, 4) * 4, 64);
+    beginScratch(bytes + nth * scoresBytes);
+    table = take(TASK_WORDS * 4 * fast.length);
+    const scores = take(nth * scoresBytes);
+    nTasks = 0;
+    const outPtrs: number[] = [];
+    for (const a of fast) {
+      const { q, qOffset, k, v, start, n, nHeads, nKvHeads, headDim, headDimV, scale, heads } = a;
+      const kvDim = nKvHeads * headDim;
+      const kvDimV = nKvHeads * headDimV;
+      const qDim = nHeads * headDim;
+      const outDim = nHeads * headDimV;
+      const qp = take(qDim * 4);
+      const op = take(outDim * 4);
+      outPtrs.push(op);
+      f32.set(q.subarray(qOffset, qOffset + qDim), qp >>> 2);
+      let idxp = 0;
+      const nh = heads ? heads.n : nHeads;
+      if (heads) {
+        idxp = take(nh * 4);
+        i32.set(heads.idx.subarray(0, nh), idxp >>> 2);
+        f32.fill(0, op >>> 2, (op >>> 2) + outDim);
+      }
+      const scaleBits = new Int32Array(new Float32Array([scale]).buffer)[0]!;
+      task([T_ATTN, qp, k.byteOffset + start * kvDim * 4, v.byteOffset + start * kvDimV * 4, kvDim * 4, kvDimV * 4, n,
+        headDim, headDimV, nHeads / nKvHeads, scaleBits, op, idxp, nh, scores, scoresBytes]);
     }
-    ex.attention(qp, k.byteOffset + start * kvDim * 4, v.byteOffset + start * kvDimV * 4, kvDim * 4, kvDimV * 4, n,
-      headDim, headDimV, nHeads / nKvHeads, scale, op, heads ? idxp : 0, nh, sp);
-    out.set(f32.subarray(op >>> 2, (op >>> 2) + outDim), outOffset);
+    dispatch();
+    fast.forEach((a, j) => {
+      const outDim = a.nHeads * a.headDimV;
+      a.out.set(f32.subarray(outPtrs[j]! >>> 2, (outPtrs[j]! >>> 2) + outDim), a.outOffset);
+    });
+  }
+
+  function quantizedActivation(kind: number, x: Float32Array): { q: Int16Array; d: Float32Array; s32: Float32Array; s16: Int32Array } {
+    const n = x.length;
+    const blk = kind === 2 ? 256 : 32;
+    if (n % blk !== 0) throw new RangeError(`quantizedActivation: ${n} elements is not a whole number of ${blk}-blocks`);
+    beginScratch(n * 4 + ex.actBytes(n) + 128);
+    const xp = take(n * 4);
+    const p = take(ex.actBytes(n));
+    f32.set(x, xp >>> 2);
+    ex.quantizeAct(kind, xp, n, p);
+    const qsBytes = simd === 'relaxed' ? 1 : 2;
+    const q = new Int16Array(n);
+    if (qsBytes === 1) q.set(new Int8Array(buf, p, n));
+    else q.set(new Int16Array(buf, p, n));
+    const dOff = align(n * qsBytes, 16);
+    const s16Off = dOff + (n / 32) * 4;
+    const s32Off = s16Off + (n / 16) * 4;
+    return {
+      q,
+      d: new Float32Array(buf.slice(p + dOff, p + dOff + (n / blk) * 4)),
+      s16: new Int32Array(buf.slice(p + s16Off, p + s16Off + (n / 16) * 4)),
+      s32: new Float32Array(buf.slice(p + s32Off, p + s32Off + (n / 32) * 4)),
+    };
   }
 
   return {
-    name: 'wasm-simd',
-    matvec,
-    matmul,
-    attention,
+    name: `wasm-${simd}-simd${activations === 'q8' ? '-q8' : ''}${nth > 1 ? `-${nth}t` : ''}`,
+    threads: nth,
+    activations,
+    simd,
+    matvec: (W: QTensor, x: Float32Array, out: Float32Array, o?: MatvecOptions) => matvecs([W], x, [out], o?.inputs ?? null, o?.rows ? [o.rows] : null),
+    matvecs,
+    matmul: (W: QTensor, X: Float32Array, n: number, Out: Float32Array) => matmuls([W], X, n, [Out]),
+    matmuls,
+    attention: (a: AttentionArgs) => attentions([a]),
+    attentions,
     alloc(bytes: number): Uint8Array {
       if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`wasm kernels: alloc(${bytes})`);
       const p = reserve(bytes);
@@ -296,5 +509,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     supports: (id) => supported.has(id),
     dequantizeRow,
     memoryBytes: () => buf.byteLength,
+    quantizedActivation,
+    close: () => pool?.close(),
   };
 }

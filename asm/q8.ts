@@ -1,0 +1,442 @@
+// The integer path: activations quantized to 8 bits once per mat-vec, weights kept in their
+// ggml blocks, products summed in integers and scaled once per block — what llama.cpp does on
+// the CPU, with the same activation formats:
+//   Q8_0 (for Q4_0, Q5_0, Q8_0 weights): blocks of 32, d = amax/127 stored as f16, q = round(x/d)
+//   Q8_1 (for Q4_1, Q5_1): as Q8_0, plus s = d·Σq for the weights' additive min
+//   Q8_K (for Q4_K, Q5_K, Q6_K): blocks of 256, d in f32, plus Σq over every 16 (the mins' term)
+//
+// An activation ("qa") of n elements (n a multiple of 32) is laid out as
+//   qs   n codes: i8 with relaxed SIMD, i16 without (widened once here, not per row)
+//   d    f32 per block of 32 (Q8_K: per 256, the rest unused)
+//   s16  i32 per 16: Σ of the codes
+//   s32  per 32: Q8_1: f32 s = d·Σq rounded through f16 as llama.cpp stores it; Q8_0: i32 Σq
+//
+// Two builds: with relaxed SIMD, 16 weight codes (unsigned, < 128) times 16 signed activation
+// codes go through one i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw on x86); without, both are
+// widened to i16 and multiplied with i32x4.dot_i16x8_s. The "partial" sums `P` are i16x8 in the
+// first build and i32x4 in the second; pdot / padd / pwiden / pscale hide the difference.
+// (Node 20's i32x4.relaxed_dot_i8x16_i7x16_add_s gives wrong sums, so only the i16x8 form is used.)
+
+import { f32to16, f16 } from './common';
+
+export const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD;
+/** bytes per activation code */
+export const QS: usize = RELAXED ? 1 : 2;
+
+// activation kinds
+export const ACT_Q8_0: i32 = 0;
+export const ACT_Q8_1: i32 = 1;
+export const ACT_Q8_K: i32 = 2;
+
+// ggml type ids (src/quant/types.ts)
+const Q4_0: i32 = 2;
+const Q4_1: i32 = 3;
+const Q5_0: i32 = 6;
+const Q5_1: i32 = 7;
+const Q8_0: i32 = 8;
+const Q4_K: i32 = 12;
+const Q5_K: i32 = 13;
+const Q6_K: i32 = 14;
+
+/** The activation kind a weight type is multiplied with, or -1 (no integer path). */
+export function actKind(type: i32): i32 {
+  if (type == Q4_0 || type == Q5_0 || type == Q8_0) return ACT_Q8_0;
+  if (type == Q4_1 || type == Q5_1) return ACT_Q8_1;
+  if (type == Q4_K || type == Q5_K || type == Q6_K) return ACT_Q8_K;
+  return -1;
+}
+
+// @ts-ignore: decorator
+@inline function align16(v: usize): usize { return (v + 15) & ~15; }
+// @ts-ignore: decorator
+@inline function offD(n: i32): usize { return align16(<usize>n * QS); }
+// @ts-ignore: decorator
+@inline function offS16(n: i32): usize { return offD(n) + (<usize>(n >> 5) << 2); }
+// @ts-ignore: decorator
+@inline function offS32(n: i32): usize { return offS16(n) + (<usize>(n >> 4) << 2); }
+
+/** Bytes of a quantized activation of n elements. */
+export function actBytes(n: i32): usize {
+  return align16(offS32(n) + (<usize>(n >> 5) << 2));
+}
+
+// ------------------------------------------------------------------ f16 scales through a table
+
+let f16tab: usize = 0;
+
+/** Use the 65536-entry f16 → f32 table at p (256 KiB); fill it when `fill`. */
+export function setF16Table(p: usize, fill: bool): void {
+  f16tab = p;
+  if (fill) for (let h: u32 = 0; h < 65536; h++) store<f32>(p + (<usize>h << 2), f16(h));
+}
+
+// @ts-ignore: decorator
+@inline function h2f(p: usize): f32 {
+  return load<f32>(f16tab + (<usize>load<u16>(p) << 2));
+}
+
+// ------------------------------------------------------------------ quantizing activations
+
+// @ts-ignore: decorator
+@inline function amax4(a: v128, v: v128): v128 { return f32x4.max(a, f32x4.abs(v)); }
+
+// @ts-ignore: decorator
+@inline function hmax(v: v128): f32 {
+  const m = f32x4.max(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1));
+}
+
+/** 16 f32 at x times `id`, rounded to nearest even, stored as 16 codes at q; returns their i32 sums (i32x4). */
+// @ts-ignore: decorator
+@inline function codes16(x: usize, id: v128, q: usize): v128 {
+  const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x, 0), id)));
+  const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x, 16), id)));
+  const c = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x, 32), id)));
+  const e = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x, 48), id)));
+  const lo = i16x8.narrow_i32x4_s(a, b), hi = i16x8.narrow_i32x4_s(c, e);
+  if (RELAXED) {
+    v128.store(q, i8x16.narrow_i16x8_s(lo, hi));
+  } else {
+    v128.store(q, lo);
+    v128.store(q, hi, 16);
+  }
+  return i32x4.add(i32x4.add(a, b), i32x4.add(c, e));
+}
+
+// @ts-ignore: decorator
+@inline function hsumi(v: v128): i32 {
+  const s = i32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1);
+}
+
+/** Quantize x[0..n) (f32; n a multiple of 32, of 256 for Q8_K) into the activation at dst. */
+export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
+  const dp = dst + offD(n), s16 = dst + offS16(n), s32 = dst + offS32(n);
+  if (kind == ACT_Q8_K) {
+    for (let b = 0; b < (n >> 8); b++) {
+      const xb = x + (<usize>b << 10);
+      // the element of largest magnitude, with its sign (llama.cpp scales by -127/max)
+      let amax: f32 = 0, mx: f32 = 0;
+      let va = f32x4.splat(0);
+      for (let i: usize = 0; i < 1024; i += 16) va = amax4(va, v128.load(xb + i));
+      amax = hmax(va);
+      if (amax > 0) {
+        for (let i: usize = 0; i < 1024; i += 4) {
+          const v = load<f32>(xb + i);
+          if (abs(v) == amax) { mx = v; break; }
+        }
+      }
+      const qb = dst + (<usize>b << 8) * QS;
+      if (amax == 0) {
+        memory.fill(qb, 0, 256 * QS);
+        store<f32>(dp + (<usize>b << 2), 0);
+        for (let g = 0; g < 16; g++) store<i32>(s16 + (<usize>(b * 16 + g) << 2), 0);
+        continue;
+      }
+      const iscale: f32 = -127 / mx;
+      const id = f32x4.splat(iscale);
+      for (let g = 0; g < 16; g++) {
+        const sums = codes16(xb + (<usize>g << 6), id, qb + (<usize>g << 4) * QS);
+        store<i32>(s16 + (<usize>(b * 16 + g) << 2), hsumi(sums));
+      }
+      // |iscale·x| <= 127, so llama.cpp's clamp of the codes at 127 never applies
+      store<f32>(dp + (<usize>b << 2), 1 / iscale);
+    }
+    return;
+  }
+  for (let b = 0; b < (n >> 5); b++) {
+    const xb = x + (<usize>b << 7);
+    let va = f32x4.splat(0);
+    for (let i: usize = 0; i < 128; i += 16) va = amax4(va, v128.load(xb + i));
+    const amax = hmax(va);
+    const d: f32 = amax / 127;
+    const id = f32x4.splat(amax != 0 ? 127 / amax : 0);
+    const qb = dst + (<usize>b << 5) * QS;
+    const a = codes16(xb, id, qb);
+    const c = codes16(xb + 64, id, qb + 16 * QS);
+    const sa = hsumi(a), sc = hsumi(c);
+    store<i32>(s16 + (<usize>(2 * b) << 2), sa);
+    store<i32>(s16 + (<usize>(2 * b + 1) << 2), sc);
+    const dh = f16(f32to16(d));
+    store<f32>(dp + (<usize>b << 2), dh);
+    const sum = <f32>(sa + sc);
+    // Q8_1: s = d·Σq as llama.cpp stores it (f16); Q8_0: the integer Σq, for exact offsets (Q4_0, Q5_0)
+    if (kind == ACT_Q8_1) store<f32>(s32 + (<usize>b << 2), f16(f32to16(d * sum)));
+    else store<i32>(s32 + (<usize>b << 2), sa + sc);
+  }
+}
+
+// ------------------------------------------------------------------ integer dot primitives
+
+/** Products of 16 unsigned weight codes (< 128) with the 16 activation codes at xp, as partial sums P. */
+// @ts-ignore: decorator
+@inline function pdot(xp: usize, w: v128): v128 {
+  if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xp), w);
+  return i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), v128.load(xp)),
+    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), v128.load(xp, 16)));
+}
+// @ts-ignore: decorator
+@inline function padd(a: v128, b: v128): v128 {
+  return RELAXED ? i16x8.add(a, b) : i32x4.add(a, b);
+}
+/** P → i32x4 */
+// @ts-ignore: decorator
+@inline function pwiden(p: v128): v128 {
+  return RELAXED ? i32x4.extadd_pairwise_i16x8_s(p) : p;
+}
+/** P·s → i32x4 (s a small signed integer) */
+// @ts-ignore: decorator
+@inline function pscale(p: v128, s: i32): v128 {
+  return RELAXED ? i32x4.dot_i16x8_s(p, i16x8.splat(<i16>s)) : i32x4.mul(p, i32x4.splat(s));
+}
+/** Products of 16 signed weight codes (Q8_0) with the activation codes at xp, as i32x4. */
+// @ts-ignore: decorator
+@inline function sdot(xp: usize, w: v128): v128 {
+  if (RELAXED) {
+    // |w| · (x with w's sign): the unsigned operand stays below 128 (Q8_0 codes are in [-127, 127])
+    const m = i8x16.lt_s(w, i8x16.splat(0));
+    const x = v128.load(xp);
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(x, m), m), i8x16.abs(w)));
+  }
+  return i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), v128.load(xp)),
+    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), v128.load(xp, 16)));
+}
+
+// @ts-ignore: decorator
+@inline function hsum(v: v128): f32 {
+  const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+// @ts-ignore: decorator
+@inline function lo4(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
+// @ts-ignore: decorator
+@inline function hi4(v: v128): v128 { return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)); }
+
+/** 0x10 in byte j (j < 16) where bit base+j of qh is set (the 5th bit of Q5_0 / Q5_1 codes). */
+// @ts-ignore: decorator
+@inline function bit5(qh: u32, hiHalf: bool): v128 {
+  const s = i32x4.splat(qh);
+  const spread = hiHalf
+    ? i8x16.shuffle(s, s, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+    : i8x16.shuffle(s, s, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  return v128.and(i8x16.eq(v128.and(spread, bit), bit), i8x16.splat(0x10));
+}
+
+// Q4_K / Q5_K: the 6-bit scale and min of group j (0..7) from the 12 bytes at p.
+// @ts-ignore: decorator
+@inline function kScale(p: usize, j: i32): i32 {
+  return j < 4 ? <i32>load<u8>(p + j) & 63 : (<i32>load<u8>(p + j + 4) & 15) | ((<i32>load<u8>(p + j - 4) >> 6) << 4);
+}
+// @ts-ignore: decorator
+@inline function kMin(p: usize, j: i32): i32 {
+  return j < 4 ? <i32>load<u8>(p + j + 4) & 63 : (<i32>load<u8>(p + j + 4) >> 4) | ((<i32>load<u8>(p + j) >> 6) << 4);
+}
+
+// ------------------------------------------------------------------ row · activation
+// q: codes, d: scales, s16 / s32: sums of the activation (see the layout above); nb blocks.
+
+function dotQ4_0(w: usize, q: usize, d: usize, s32: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++, w += 18, q += 32 * QS, d += 4, s32 += 4) {
+    const v = v128.load(w, 2);
+    const p = padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v)));
+    // Σ(c − 8)·x = Σc·x − 8·Σx, exact in integers: 4 lanes × 2·Σx
+    const s = i32x4.sub(pwiden(p), i32x4.splat(load<i32>(s32) << 1));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(d))));
+  }
+  return hsum(acc);
+}
+
+function dotQ4_1(w: usize, q: usize, d: usize, s32: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let corr: f32 = 0;
+  for (let b = 0; b < nb; b++, w += 20, q += 32 * QS, d += 4, s32 += 4) {
+    const v = v128.load(w, 4);
+    const p = padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pwiden(p)), f32x4.splat(h2f(w) * load<f32>(d))));
+    corr += h2f(w + 2) * load<f32>(s32);
+  }
+  return hsum(acc) + corr;
+}
+
+function dotQ5_0(w: usize, q: usize, d: usize, s32: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++, w += 22, q += 32 * QS, d += 4, s32 += 4) {
+    const qh = load<u32>(w, 2);
+    const v = v128.load(w, 6);
+    const p = padd(pdot(q, v128.or(lo4(v), bit5(qh, false))), pdot(q + 16 * QS, v128.or(hi4(v), bit5(qh, true))));
+    const s = i32x4.sub(pwiden(p), i32x4.splat(load<i32>(s32) << 2)); // − 16·Σx
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(d))));
+  }
+  return hsum(acc);
+}
+
+function dotQ5_1(w: usize, q: usize, d: usize, s32: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let corr: f32 = 0;
+  for (let b = 0; b < nb; b++, w += 24, q += 32 * QS, d += 4, s32 += 4) {
+    const qh = load<u32>(w, 4);
+    const v = v128.load(w, 8);
+    const p = padd(pdot(q, v128.or(lo4(v), bit5(qh, false))), pdot(q + 16 * QS, v128.or(hi4(v), bit5(qh, true))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pwiden(p)), f32x4.splat(h2f(w) * load<f32>(d))));
+    corr += h2f(w + 2) * load<f32>(s32);
+  }
+  return hsum(acc) + corr;
+}
+
+function dotQ8_0(w: usize, q: usize, d: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++, w += 34, q += 32 * QS, d += 4) {
+    const s = i32x4.add(sdot(q, v128.load(w, 2)), sdot(q + 16 * QS, v128.load(w, 18)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(d))));
+  }
+  return hsum(acc);
+}
+
+function dotQ4_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let corr: f32 = 0;
+  for (let b = 0; b < nb; b++, w += 144, q += 256 * QS, d += 4, s16 += 64) {
+    const sp = w + 4;
+    let isum = i32x4.splat(0);
+    let mins = 0;
+    for (let c = 0; c < 4; c++) {
+      const qw = w + 16 + (<usize>c << 5);
+      const xq = q + (<usize>c << 6) * QS;
+      const v0 = v128.load(qw, 0), v1 = v128.load(qw, 16);
+      const pl = padd(pdot(xq, lo4(v0)), pdot(xq + 16 * QS, lo4(v1)));
+      const ph = padd(pdot(xq + 32 * QS, hi4(v0)), pdot(xq + 48 * QS, hi4(v1)));
+      isum = i32x4.add(isum, i32x4.add(pscale(pl, kScale(sp, 2 * c)), pscale(ph, kScale(sp, 2 * c + 1))));
+      const g = s16 + (<usize>c << 4);
+      mins += kMin(sp, 2 * c) * (load<i32>(g) + load<i32>(g, 4)) + kMin(sp, 2 * c + 1) * (load<i32>(g, 8) + load<i32>(g, 12));
+    }
+    const dx = load<f32>(d);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
+    corr += h2f(w + 2) * dx * <f32>mins;
+  }
+  return hsum(acc) - corr;
+}
+
+function dotQ5_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let corr: f32 = 0;
+  const b10 = i8x16.splat(0x10);
+  for (let b = 0; b < nb; b++, w += 176, q += 256 * QS, d += 4, s16 += 64) {
+    const sp = w + 4;
+    const h0 = v128.load(w, 16), h1 = v128.load(w, 32);
+    let isum = i32x4.splat(0);
+    let mins = 0;
+    for (let c = 0; c < 4; c++) {
+      const qw = w + 48 + (<usize>c << 5);
+      const xq = q + (<usize>c << 6) * QS;
+      const v0 = v128.load(qw, 0), v1 = v128.load(qw, 16);
+      // bit 2c of the high bits → the low-nibble codes, bit 2c+1 → the high ones
+      const bl = i32x4.splat(0x01010101 << (2 * c)), bh = i32x4.splat(0x02020202 << (2 * c));
+      const l0 = v128.or(lo4(v0), v128.and(i8x16.eq(v128.and(h0, bl), bl), b10));
+      const l1 = v128.or(lo4(v1), v128.and(i8x16.eq(v128.and(h1, bl), bl), b10));
+      const u0 = v128.or(hi4(v0), v128.and(i8x16.eq(v128.and(h0, bh), bh), b10));
+      const u1 = v128.or(hi4(v1), v128.and(i8x16.eq(v128.and(h1, bh), bh), b10));
+      const pl = padd(pdot(xq, l0), pdot(xq + 16 * QS, l1));
+      const ph = padd(pdot(xq + 32 * QS, u0), pdot(xq + 48 * QS, u1));
+      isum = i32x4.add(isum, i32x4.add(pscale(pl, kScale(sp, 2 * c)), pscale(ph, kScale(sp, 2 * c + 1))));
+      const g = s16 + (<usize>c << 4);
+      mins += kMin(sp, 2 * c) * (load<i32>(g) + load<i32>(g, 4)) + kMin(sp, 2 * c + 1) * (load<i32>(g, 8) + load<i32>(g, 12));
+    }
+    const dx = load<f32>(d);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
+    corr += h2f(w + 2) * dx * <f32>mins;
+  }
+  return hsum(acc) - corr;
+}
+
+function dotQ6_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  const m30 = i8x16.splat(0x30);
+  for (let b = 0; b < nb; b++, w += 210, q += 256 * QS, d += 4, s16 += 64) {
+    let isum = i32x4.splat(0);
+    let offs = 0;
+    for (let h = 0; h < 2; h++) {
+      const ql = w + (<usize>h << 6);
+      const qh = w + 128 + (<usize>h << 5);
+      const sc = w + 192 + (<usize>h << 3);
+      const xh = q + (<usize>h << 7) * QS;
+      for (let half = 0; half < 2; half++) {
+        const l = <usize>half << 4;
+        const a = v128.load(ql + l, 0), c = v128.load(ql + l, 32), hb = v128.load(qh + l);
+        // codes 0..63 (the −32 is applied through the activation sums)
+        const q1 = v128.or(lo4(a), v128.and(i16x8.shl(hb, 4), m30));
+        const q2 = v128.or(lo4(c), v128.and(i16x8.shl(hb, 2), m30));
+        const q3 = v128.or(hi4(a), v128.and(hb, m30));
+        const q4 = v128.or(hi4(c), v128.and(i16x8.shr_u(hb, 2), m30));
+        const s = sc + (l >> 4);
+        const s0 = <i32>load<i8>(s, 0), s1 = <i32>load<i8>(s, 2), s2 = <i32>load<i8>(s, 4), s3 = <i32>load<i8>(s, 6);
+        const xl = xh + l * QS;
+        isum = i32x4.add(isum, i32x4.add(
+          i32x4.add(pscale(pdot(xl, q1), s0), pscale(pdot(xl + 32 * QS, q2), s1)),
+          i32x4.add(pscale(pdot(xl + 64 * QS, q3), s2), pscale(pdot(xl + 96 * QS, q4), s3))));
+        // groups of 16: (h·128 + half·16 + {0,32,64,96}) / 16
+        const g = s16 + (<usize>(h * 8 + half) << 2);
+        offs += s0 * load<i32>(g) + s1 * load<i32>(g, 8) + s2 * load<i32>(g, 16) + s3 * load<i32>(g, 24);
+      }
+    }
+    isum = i32x4.sub(isum, i32x4.splat(offs << 3)); // − 32·Σ sc·Σx, 4 lanes × 8
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w + 208) * load<f32>(d))));
+  }
+  return hsum(acc);
+}
+
+/** W[row at w] · activation at qa (n = cols elements); NaN for a type without an integer path. */
+// @ts-ignore: decorator
+@inline function qdotRow(type: i32, w: usize, qa: usize, cols: i32): f32 {
+  const d = qa + offD(cols), s16 = qa + offS16(cols), s32 = qa + offS32(cols);
+  switch (type) {
+    case Q4_0: return dotQ4_0(w, qa, d, s32, cols >> 5);
+    case Q4_1: return dotQ4_1(w, qa, d, s32, cols >> 5);
+    case Q5_0: return dotQ5_0(w, qa, d, s32, cols >> 5);
+    case Q5_1: return dotQ5_1(w, qa, d, s32, cols >> 5);
+    case Q8_0: return dotQ8_0(w, qa, d, cols >> 5);
+    case Q4_K: return dotQ4_K(w, qa, d, s16, cols >> 8);
+    case Q5_K: return dotQ5_K(w, qa, d, s16, cols >> 8);
+    case Q6_K: return dotQ6_K(w, qa, d, s16, cols >> 8);
+    default: return NaN;
+  }
+}
+
+/**
+ * Rows i in [i0, i1) of a mat-vec on the integer path: out[i] = W[r]·qa with r = i, or
+ * r = rowIdx[i] when rowIdx != 0 (out compacted; the host scatters).
+ */
+export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, i0: i32, i1: i32, qa: usize, out: usize): void {
+  if (rowIdx == 0) {
+    let wr = w + <usize>i0 * rowBytes;
+    for (let i = i0; i < i1; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, qa, cols));
+  } else {
+    for (let i = i0; i < i1; i++) {
+      const r = <usize>load<i32>(rowIdx + (<usize>i << 2));
+      store<f32>(out + (<usize>i << 2), qdotRow(type, w + r * rowBytes, qa, cols));
+    }
+  }
+}
+
+/**
+ * Rows [r0, r1) for nTok token activations (qa + t·qaStride): Out[t·outStride + r] (bytes).
+ * Each weight row is read once from memory and stays in cache for all tokens.
+ */
+export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32, r1: i32,
+  qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
+  // rows in tiles small enough to stay in L1 while the tokens stream past them
+  const tile = max(1, min(16, <i32>(<usize>16384 / rowBytes)));
+  for (let ra = r0; ra < r1; ra += tile) {
+    const rb = min(r1, ra + tile);
+    for (let t = 0; t < nTok; t++) {
+      const a = qa + <usize>t * qaStride;
+      const o = Out + <usize>t * outStride;
+      let wr = w + <usize>ra * rowBytes;
+      for (let r = ra; r < rb; r++, wr += rowBytes) store<f32>(o + (<usize>r << 2), qdotRow(type, wr, a, cols));
+    }
+  }
+}

@@ -1,0 +1,86 @@
+// Lockstep worker threads over the kernels' shared memory.
+//
+// Each worker instantiates the same compiled module on the same WebAssembly.Memory (the weights
+// are never copied) and waits for work on a small control block. A dispatch is: the host writes a
+// task list into the memory, bumps the generation counter, runs its own share (thread 0), and
+// spins until every worker has counted itself done. Workers spin on the counter between
+// dispatches and sleep on Atomics.wait only after a while without work, so a decode step costs a
+// few hundred nanoseconds of synchronisation per kernel call, not a message round trip.
+
+import { Worker } from 'node:worker_threads';
+
+// control block (Int32Array over its own SharedArrayBuffer)
+export const GEN = 0;      // dispatch generation, bumped by the host
+export const DONE = 1;     // workers finished with the current generation
+export const TABLE = 2;    // task list address
+export const NTASKS = 3;   // task count
+export const SLEEPERS = 4; // workers blocked in Atomics.wait
+export const EXIT = 5;     // set before the last bump: workers leave their loop
+export const FAILED = 6;   // a worker's run() threw; its message is in the worker's error event
+const CTRL_WORDS = 16;
+
+export interface PoolInit {
+  readonly module: object;
+  readonly memory: object;
+  readonly ctrl: SharedArrayBuffer;
+  readonly tid: number;
+  readonly nth: number;
+  readonly f16tab: number;
+  readonly relaxed: boolean;
+}
+
+export class Pool {
+  private readonly ctrl: Int32Array;
+  private readonly workers: Worker[] = [];
+  private failure: Error | null = null;
+  private closed = false;
+
+  /** `run0(table, nTasks)` is the host's own share (thread 0 of nth). */
+  constructor(module: object, memory: object, readonly nth: number, f16tab: number, relaxed: boolean,
+    private readonly run0: (table: number, nTasks: number) => void) {
+    const sab = new SharedArrayBuffer(CTRL_WORDS * 4);
+    this.ctrl = new Int32Array(sab);
+    const url = new URL('./worker.js', import.meta.url);
+    for (let tid = 1; tid < nth; tid++) {
+      const init: PoolInit = { module, memory, ctrl: sab, tid, nth, f16tab, relaxed };
+      const w = new Worker(url, { workerData: init });
+      w.on('error', (e) => {
+        this.failure ??= e;
+        Atomics.store(this.ctrl, FAILED, 1);
+      });
+      w.unref(); // an idle pool never keeps the process alive
+      this.workers.push(w);
+    }
+  }
+
+  /** Run a task list on all threads; returns when every thread is done. */
+  run(table: number, nTasks: number): void {
+    if (this.closed) throw new Error('kernel thread pool: used after close()');
+    const c = this.ctrl;
+    c[TABLE] = table;
+    c[NTASKS] = nTasks;
+    Atomics.store(c, DONE, 0);
+    Atomics.add(c, GEN, 1);
+    if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, GEN);
+    this.run0(table, nTasks);
+    const want = this.nth - 1;
+    while (Atomics.load(c, DONE) < want) {
+      if (Atomics.load(c, FAILED)) this.fail();
+    }
+    if (Atomics.load(c, FAILED)) this.fail();
+  }
+
+  private fail(): never {
+    this.close();
+    throw new Error(`kernel thread pool: a worker failed: ${this.failure?.message ?? 'unknown error'}`);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctrl, EXIT, 1);
+    Atomics.add(this.ctrl, GEN, 1);
+    Atomics.notify(this.ctrl, GEN);
+    for (const w of this.workers) void w.terminate();
+  }
+}

@@ -1,0 +1,47 @@
+// A kernel thread: the same wasm module on the host's shared memory, running its share of each
+// task list in lockstep with the host (see pool.ts for the protocol).
+
+import { setFlagsFromString } from 'node:v8';
+import { workerData } from 'node:worker_threads';
+import { DONE, EXIT, FAILED, GEN, NTASKS, SLEEPERS, TABLE, type PoolInit } from './pool.js';
+
+interface WasmApi {
+  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { readonly exports: Record<string, unknown> };
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/** Spins on the generation counter before sleeping (~1 ms): decode steps come back far sooner. */
+const SPINS = 1 << 18;
+
+const init = workerData as PoolInit;
+if (init.relaxed) setFlagsFromString('--experimental-wasm-relaxed-simd');
+const ex = new WA.Instance(init.module, { env: { memory: init.memory } }).exports as unknown as {
+  setF16Table(p: number, fill: number): void;
+  run(table: number, nTasks: number, tid: number, nth: number): void;
+};
+ex.setF16Table(init.f16tab, 0);
+const c = new Int32Array(init.ctrl);
+
+let seen = 0;
+for (;;) {
+  let g = Atomics.load(c, GEN);
+  let spins = 0;
+  while (g === seen) {
+    if (++spins > SPINS) {
+      Atomics.add(c, SLEEPERS, 1);
+      Atomics.wait(c, GEN, seen);
+      Atomics.sub(c, SLEEPERS, 1);
+      spins = 0;
+    }
+    g = Atomics.load(c, GEN);
+  }
+  seen = g;
+  if (Atomics.load(c, EXIT)) break;
+  try {
+    ex.run(c[TABLE]!, c[NTASKS]!, init.tid, init.nth);
+  } catch (e) {
+    Atomics.store(c, FAILED, 1);
+    throw e;
+  }
+  Atomics.add(c, DONE, 1);
+}
