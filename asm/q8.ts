@@ -5,11 +5,12 @@
 //   Q8_1 (for Q4_1, Q5_1): as Q8_0, plus s = d·Σq for the weights' additive min
 //   Q8_K (for Q4_K, Q5_K, Q6_K): blocks of 256, d in f32, plus Σq over every 16 (the mins' term)
 //
-// An activation ("qa") of n elements (n a multiple of 32) is laid out as
-//   qs   n codes: i8 with relaxed SIMD, i16 without (widened once here, not per row)
-//   d    f32 per block of 32 (Q8_K: per 256, the rest unused)
-//   s16  i32 per 16: Σ of the codes
-//   s32  per 32: Q8_1: f32 s = d·Σq rounded through f16 as llama.cpp stores it; Q8_0: i32 Σq
+// An activation ("qa") of n elements (n a multiple of 32) is a row of blocks, each block its codes
+// followed by its scale and sums, so that a dot product walks one pointer through it:
+//   32-blocks (Q8_0, Q8_1): codes, d f32, s, Σq of the first and of the second 16 (i32)
+//                           s = Q8_1: d·Σq rounded through f16 as llama.cpp stores it (f32); Q8_0: Σq (i32)
+//   256-blocks (Q8_K):      codes, d f32, 12 bytes padding, Σq of each 16 (16 × i32)
+// Codes are i8 with relaxed SIMD, i16 without (widened once here, not per row).
 //
 // Two builds: with relaxed SIMD, 16 weight codes (unsigned, < 128) times 16 signed activation
 // codes go through one i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw on x86); without, both are
@@ -46,18 +47,13 @@ export function actKind(type: i32): i32 {
   return -1;
 }
 
-// @ts-ignore: decorator
-@inline function align16(v: usize): usize { return (v + 15) & ~15; }
-// @ts-ignore: decorator
-@inline function offD(n: i32): usize { return align16(<usize>n * QS); }
-// @ts-ignore: decorator
-@inline function offS16(n: i32): usize { return offD(n) + (<usize>(n >> 5) << 2); }
-// @ts-ignore: decorator
-@inline function offS32(n: i32): usize { return offS16(n) + (<usize>(n >> 4) << 2); }
+/** bytes of a 32-block and of a 256-block of activation */
+export const BLK32: usize = 32 * QS + 16;
+export const BLK256: usize = 256 * QS + 80;
 
-/** Bytes of a quantized activation of n elements. */
+/** Bytes of a quantized activation of n elements (either kind). */
 export function actBytes(n: i32): usize {
-  return align16(offS32(n) + (<usize>(n >> 5) << 2));
+  return <usize>(n >> 5) * BLK32;
 }
 
 // ------------------------------------------------------------------ f16 scales through a table
@@ -111,58 +107,48 @@ export function setF16Table(p: usize, fill: bool): void {
 
 /** Quantize x[0..n) (f32; n a multiple of 32, of 256 for Q8_K) into the activation at dst. */
 export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
-  const dp = dst + offD(n), s16 = dst + offS16(n), s32 = dst + offS32(n);
   if (kind == ACT_Q8_K) {
-    for (let b = 0; b < (n >> 8); b++) {
-      const xb = x + (<usize>b << 10);
+    for (let b = 0; b < (n >> 8); b++, x += 1024, dst += BLK256) {
       // the element of largest magnitude, with its sign (llama.cpp scales by -127/max)
-      let amax: f32 = 0, mx: f32 = 0;
       let va = f32x4.splat(0);
-      for (let i: usize = 0; i < 1024; i += 16) va = amax4(va, v128.load(xb + i));
-      amax = hmax(va);
-      if (amax > 0) {
-        for (let i: usize = 0; i < 1024; i += 4) {
-          const v = load<f32>(xb + i);
-          if (abs(v) == amax) { mx = v; break; }
-        }
-      }
-      const qb = dst + (<usize>b << 8) * QS;
+      for (let i: usize = 0; i < 1024; i += 16) va = amax4(va, v128.load(x + i));
+      const amax = hmax(va);
+      const meta = dst + 256 * QS;
       if (amax == 0) {
-        memory.fill(qb, 0, 256 * QS);
-        store<f32>(dp + (<usize>b << 2), 0);
-        for (let g = 0; g < 16; g++) store<i32>(s16 + (<usize>(b * 16 + g) << 2), 0);
+        memory.fill(dst, 0, BLK256);
         continue;
+      }
+      let mx: f32 = 0;
+      for (let i: usize = 0; i < 1024; i += 4) {
+        const v = load<f32>(x + i);
+        if (abs(v) == amax) { mx = v; break; }
       }
       const iscale: f32 = -127 / mx;
       const id = f32x4.splat(iscale);
-      for (let g = 0; g < 16; g++) {
-        const sums = codes16(xb + (<usize>g << 6), id, qb + (<usize>g << 4) * QS);
-        store<i32>(s16 + (<usize>(b * 16 + g) << 2), hsumi(sums));
-      }
       // |iscale·x| <= 127, so llama.cpp's clamp of the codes at 127 never applies
-      store<f32>(dp + (<usize>b << 2), 1 / iscale);
+      for (let g = 0; g < 16; g++) {
+        const sums = codes16(x + (<usize>g << 6), id, dst + (<usize>g << 4) * QS);
+        store<i32>(meta + 16 + (<usize>g << 2), hsumi(sums));
+      }
+      store<f32>(meta, 1 / iscale);
     }
     return;
   }
-  for (let b = 0; b < (n >> 5); b++) {
-    const xb = x + (<usize>b << 7);
+  for (let b = 0; b < (n >> 5); b++, x += 128, dst += BLK32) {
     let va = f32x4.splat(0);
-    for (let i: usize = 0; i < 128; i += 16) va = amax4(va, v128.load(xb + i));
+    for (let i: usize = 0; i < 128; i += 16) va = amax4(va, v128.load(x + i));
     const amax = hmax(va);
     const d: f32 = amax / 127;
     const id = f32x4.splat(amax != 0 ? 127 / amax : 0);
-    const qb = dst + (<usize>b << 5) * QS;
-    const a = codes16(xb, id, qb);
-    const c = codes16(xb + 64, id, qb + 16 * QS);
-    const sa = hsumi(a), sc = hsumi(c);
-    store<i32>(s16 + (<usize>(2 * b) << 2), sa);
-    store<i32>(s16 + (<usize>(2 * b + 1) << 2), sc);
-    const dh = f16(f32to16(d));
-    store<f32>(dp + (<usize>b << 2), dh);
-    const sum = <f32>(sa + sc);
+    const sa = hsumi(codes16(x, id, dst));
+    const sc = hsumi(codes16(x + 64, id, dst + 16 * QS));
+    const meta = dst + 32 * QS;
+    store<f32>(meta, f16(f32to16(d)));
     // Q8_1: s = d·Σq as llama.cpp stores it (f16); Q8_0: the integer Σq, for exact offsets (Q4_0, Q5_0)
-    if (kind == ACT_Q8_1) store<f32>(s32 + (<usize>b << 2), f16(f32to16(d * sum)));
-    else store<i32>(s32 + (<usize>b << 2), sa + sc);
+    if (kind == ACT_Q8_1) store<f32>(meta, f16(f32to16(d * <f32>(sa + sc))), 4);
+    else store<i32>(meta, sa + sc, 4);
+    store<i32>(meta, sa, 8);
+    store<i32>(meta, sc, 12);
   }
 }
 
@@ -237,71 +223,78 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
 }
 
 // ------------------------------------------------------------------ row · activation
-// q: codes, d: scales, s16 / s32: sums of the activation (see the layout above); nb blocks.
 
-function dotQ4_0(w: usize, q: usize, d: usize, s32: usize, nb: i32): f32 {
+// Each walks the weight row (w .. end) and the activation (q) block by block; M = the activation
+// block's metadata (d, s, sums) right after its codes.
+
+function dotQ4_0(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++, w += 18, q += 32 * QS, d += 4, s32 += 4) {
+  for (; w < end; w += 18, q += BLK32) {
     const v = v128.load(w, 2);
     const p = padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v)));
+    const M = q + 32 * QS;
     // Σ(c − 8)·x = Σc·x − 8·Σx, exact in integers: 4 lanes × 2·Σx
-    const s = i32x4.sub(pwiden(p), i32x4.splat(load<i32>(s32) << 1));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(d))));
+    const s = i32x4.sub(pwiden(p), i32x4.splat(load<i32>(M, 4) << 1));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(M))));
   }
   return hsum(acc);
 }
 
-function dotQ4_1(w: usize, q: usize, d: usize, s32: usize, nb: i32): f32 {
+function dotQ4_1(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
   let corr: f32 = 0;
-  for (let b = 0; b < nb; b++, w += 20, q += 32 * QS, d += 4, s32 += 4) {
+  for (; w < end; w += 20, q += BLK32) {
     const v = v128.load(w, 4);
     const p = padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v)));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pwiden(p)), f32x4.splat(h2f(w) * load<f32>(d))));
-    corr += h2f(w + 2) * load<f32>(s32);
+    const M = q + 32 * QS;
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pwiden(p)), f32x4.splat(h2f(w) * load<f32>(M))));
+    corr += h2f(w + 2) * load<f32>(M, 4);
   }
   return hsum(acc) + corr;
 }
 
-function dotQ5_0(w: usize, q: usize, d: usize, s32: usize, nb: i32): f32 {
+function dotQ5_0(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++, w += 22, q += 32 * QS, d += 4, s32 += 4) {
+  for (; w < end; w += 22, q += BLK32) {
     const qh = load<u32>(w, 2);
     const v = v128.load(w, 6);
     const p = padd(pdot(q, v128.or(lo4(v), bit5(qh, false))), pdot(q + 16 * QS, v128.or(hi4(v), bit5(qh, true))));
-    const s = i32x4.sub(pwiden(p), i32x4.splat(load<i32>(s32) << 2)); // − 16·Σx
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(d))));
+    const M = q + 32 * QS;
+    const s = i32x4.sub(pwiden(p), i32x4.splat(load<i32>(M, 4) << 2)); // − 16·Σx
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(M))));
   }
   return hsum(acc);
 }
 
-function dotQ5_1(w: usize, q: usize, d: usize, s32: usize, nb: i32): f32 {
+function dotQ5_1(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
   let corr: f32 = 0;
-  for (let b = 0; b < nb; b++, w += 24, q += 32 * QS, d += 4, s32 += 4) {
+  for (; w < end; w += 24, q += BLK32) {
     const qh = load<u32>(w, 4);
     const v = v128.load(w, 8);
     const p = padd(pdot(q, v128.or(lo4(v), bit5(qh, false))), pdot(q + 16 * QS, v128.or(hi4(v), bit5(qh, true))));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pwiden(p)), f32x4.splat(h2f(w) * load<f32>(d))));
-    corr += h2f(w + 2) * load<f32>(s32);
+    const M = q + 32 * QS;
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pwiden(p)), f32x4.splat(h2f(w) * load<f32>(M))));
+    corr += h2f(w + 2) * load<f32>(M, 4);
   }
   return hsum(acc) + corr;
 }
 
-function dotQ8_0(w: usize, q: usize, d: usize, nb: i32): f32 {
+function dotQ8_0(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++, w += 34, q += 32 * QS, d += 4) {
+  for (; w < end; w += 34, q += BLK32) {
     const s = i32x4.add(sdot(q, v128.load(w, 2)), sdot(q + 16 * QS, v128.load(w, 18)));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(d))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(q + 32 * QS))));
   }
   return hsum(acc);
 }
 
-function dotQ4_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
+function dotQ4_K(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
   let corr: f32 = 0;
-  for (let b = 0; b < nb; b++, w += 144, q += 256 * QS, d += 4, s16 += 64) {
+  for (; w < end; w += 144, q += BLK256) {
     const sp = w + 4;
+    const M = q + 256 * QS;
     let isum = i32x4.splat(0);
     let mins = 0;
     for (let c = 0; c < 4; c++) {
@@ -311,22 +304,23 @@ function dotQ4_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
       const pl = padd(pdot(xq, lo4(v0)), pdot(xq + 16 * QS, lo4(v1)));
       const ph = padd(pdot(xq + 32 * QS, hi4(v0)), pdot(xq + 48 * QS, hi4(v1)));
       isum = i32x4.add(isum, i32x4.add(pscale(pl, kScale(sp, 2 * c)), pscale(ph, kScale(sp, 2 * c + 1))));
-      const g = s16 + (<usize>c << 4);
+      const g = M + 16 + (<usize>c << 4);
       mins += kMin(sp, 2 * c) * (load<i32>(g) + load<i32>(g, 4)) + kMin(sp, 2 * c + 1) * (load<i32>(g, 8) + load<i32>(g, 12));
     }
-    const dx = load<f32>(d);
+    const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
     corr += h2f(w + 2) * dx * <f32>mins;
   }
   return hsum(acc) - corr;
 }
 
-function dotQ5_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
+function dotQ5_K(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
   let corr: f32 = 0;
   const b10 = i8x16.splat(0x10);
-  for (let b = 0; b < nb; b++, w += 176, q += 256 * QS, d += 4, s16 += 64) {
+  for (; w < end; w += 176, q += BLK256) {
     const sp = w + 4;
+    const M = q + 256 * QS;
     const h0 = v128.load(w, 16), h1 = v128.load(w, 32);
     let isum = i32x4.splat(0);
     let mins = 0;
@@ -343,20 +337,21 @@ function dotQ5_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
       const pl = padd(pdot(xq, l0), pdot(xq + 16 * QS, l1));
       const ph = padd(pdot(xq + 32 * QS, u0), pdot(xq + 48 * QS, u1));
       isum = i32x4.add(isum, i32x4.add(pscale(pl, kScale(sp, 2 * c)), pscale(ph, kScale(sp, 2 * c + 1))));
-      const g = s16 + (<usize>c << 4);
+      const g = M + 16 + (<usize>c << 4);
       mins += kMin(sp, 2 * c) * (load<i32>(g) + load<i32>(g, 4)) + kMin(sp, 2 * c + 1) * (load<i32>(g, 8) + load<i32>(g, 12));
     }
-    const dx = load<f32>(d);
+    const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
     corr += h2f(w + 2) * dx * <f32>mins;
   }
   return hsum(acc) - corr;
 }
 
-function dotQ6_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
+function dotQ6_K(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
   const m30 = i8x16.splat(0x30);
-  for (let b = 0; b < nb; b++, w += 210, q += 256 * QS, d += 4, s16 += 64) {
+  for (; w < end; w += 210, q += BLK256) {
+    const M = q + 256 * QS;
     let isum = i32x4.splat(0);
     let offs = 0;
     for (let h = 0; h < 2; h++) {
@@ -379,29 +374,29 @@ function dotQ6_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
           i32x4.add(pscale(pdot(xl, q1), s0), pscale(pdot(xl + 32 * QS, q2), s1)),
           i32x4.add(pscale(pdot(xl + 64 * QS, q3), s2), pscale(pdot(xl + 96 * QS, q4), s3))));
         // groups of 16: (h·128 + half·16 + {0,32,64,96}) / 16
-        const g = s16 + (<usize>(h * 8 + half) << 2);
+        const g = M + 16 + (<usize>(h * 8 + half) << 2);
         offs += s0 * load<i32>(g) + s1 * load<i32>(g, 8) + s2 * load<i32>(g, 16) + s3 * load<i32>(g, 24);
       }
     }
     isum = i32x4.sub(isum, i32x4.splat(offs << 3)); // − 32·Σ sc·Σx, 4 lanes × 8
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w + 208) * load<f32>(d))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w + 208) * load<f32>(M))));
   }
   return hsum(acc);
 }
 
-/** W[row at w] · activation at qa (n = cols elements); NaN for a type without an integer path. */
+/** W[row at w] · activation at qa (cols elements); NaN for a type without an integer path. */
 // @ts-ignore: decorator
-@inline function qdotRow(type: i32, w: usize, qa: usize, cols: i32): f32 {
-  const d = qa + offD(cols), s16 = qa + offS16(cols), s32 = qa + offS32(cols);
+@inline function qdotRow(type: i32, w: usize, rowBytes: usize, qa: usize): f32 {
+  const end = w + rowBytes;
   switch (type) {
-    case Q4_0: return dotQ4_0(w, qa, d, s32, cols >> 5);
-    case Q4_1: return dotQ4_1(w, qa, d, s32, cols >> 5);
-    case Q5_0: return dotQ5_0(w, qa, d, s32, cols >> 5);
-    case Q5_1: return dotQ5_1(w, qa, d, s32, cols >> 5);
-    case Q8_0: return dotQ8_0(w, qa, d, cols >> 5);
-    case Q4_K: return dotQ4_K(w, qa, d, s16, cols >> 8);
-    case Q5_K: return dotQ5_K(w, qa, d, s16, cols >> 8);
-    case Q6_K: return dotQ6_K(w, qa, d, s16, cols >> 8);
+    case Q4_0: return dotQ4_0(w, end, qa);
+    case Q4_1: return dotQ4_1(w, end, qa);
+    case Q5_0: return dotQ5_0(w, end, qa);
+    case Q5_1: return dotQ5_1(w, end, qa);
+    case Q8_0: return dotQ8_0(w, end, qa);
+    case Q4_K: return dotQ4_K(w, end, qa);
+    case Q5_K: return dotQ5_K(w, end, qa);
+    case Q6_K: return dotQ6_K(w, end, qa);
     default: return NaN;
   }
 }
@@ -413,11 +408,11 @@ function dotQ6_K(w: usize, q: usize, d: usize, s16: usize, nb: i32): f32 {
 export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, i0: i32, i1: i32, qa: usize, out: usize): void {
   if (rowIdx == 0) {
     let wr = w + <usize>i0 * rowBytes;
-    for (let i = i0; i < i1; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, qa, cols));
+    for (let i = i0; i < i1; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, rowBytes, qa));
   } else {
     for (let i = i0; i < i1; i++) {
       const r = <usize>load<i32>(rowIdx + (<usize>i << 2));
-      store<f32>(out + (<usize>i << 2), qdotRow(type, w + r * rowBytes, qa, cols));
+      store<f32>(out + (<usize>i << 2), qdotRow(type, w + r * rowBytes, rowBytes, qa));
     }
   }
 }
@@ -436,7 +431,7 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
       const a = qa + <usize>t * qaStride;
       const o = Out + <usize>t * outStride;
       let wr = w + <usize>ra * rowBytes;
-      for (let r = ra; r < rb; r++, wr += rowBytes) store<f32>(o + (<usize>r << 2), qdotRow(type, wr, a, cols));
+      for (let r = ra; r < rb; r++, wr += rowBytes) store<f32>(o + (<usize>r << 2), qdotRow(type, wr, rowBytes, a));
     }
   }
 }

@@ -35,6 +35,8 @@ export class Forward {
   private readonly cos: Float64Array;      // [ropeDims/2]
   private readonly sin: Float64Array;
   private logitsBuf: Float32Array;         // [1 or B][vocab]
+  private ropeP = -1;                      // the position and base cos / sin hold
+  private ropeBase = 0;
 
   constructor(readonly cfg: ModelConfig, readonly w: Weights, readonly kernels: Kernels, readonly maxBatch = 32) {
     const B = maxBatch;
@@ -238,6 +240,10 @@ export class Forward {
 
   /** cos/sin of position p for each rotated pair. */
   private ropeAngles(p: number, base: number): void {
+    // every layer of a decode step rotates at the same position: compute once per (p, base)
+    if (p === this.ropeP && base === this.ropeBase) return;
+    this.ropeP = p;
+    this.ropeBase = base;
     const { dims, freqScale } = this.cfg.rope;
     const ff = this.w.ropeFreqFactors;
     const half = dims / 2;

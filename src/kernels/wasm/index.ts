@@ -474,19 +474,28 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const p = take(ex.actBytes(n));
     f32.set(x, xp >>> 2);
     ex.quantizeAct(kind, xp, n, p);
-    const qsBytes = simd === 'relaxed' ? 1 : 2;
+    // block layout: asm/q8.ts
+    const QS = simd === 'relaxed' ? 1 : 2;
+    const dv = new DataView(buf, p);
     const q = new Int16Array(n);
-    if (qsBytes === 1) q.set(new Int8Array(buf, p, n));
-    else q.set(new Int16Array(buf, p, n));
-    const dOff = align(n * qsBytes, 16);
-    const s16Off = dOff + (n / 32) * 4;
-    const s32Off = s16Off + (n / 16) * 4;
-    return {
-      q,
-      d: new Float32Array(buf.slice(p + dOff, p + dOff + (n / blk) * 4)),
-      s16: new Int32Array(buf.slice(p + s16Off, p + s16Off + (n / 16) * 4)),
-      s32: new Float32Array(buf.slice(p + s32Off, p + s32Off + (n / 32) * 4)),
-    };
+    const d = new Float32Array(n / blk);
+    const s16 = new Int32Array(n / 16);
+    const s32 = new Float32Array(n / 32);
+    const blkBytes = blk === 256 ? 256 * QS + 80 : 32 * QS + 16;
+    for (let b = 0; b < n / blk; b++) {
+      const o = b * blkBytes;
+      for (let i = 0; i < blk; i++) q[b * blk + i] = QS === 1 ? dv.getInt8(o + i) : dv.getInt16(o + 2 * i, true);
+      const M = o + blk * QS;
+      d[b] = dv.getFloat32(M, true);
+      if (blk === 256) {
+        for (let g = 0; g < 16; g++) s16[b * 16 + g] = dv.getInt32(M + 16 + 4 * g, true);
+      } else {
+        s32[b] = kind === 1 ? dv.getFloat32(M + 4, true) : dv.getInt32(M + 4, true);
+        s16[2 * b] = dv.getInt32(M + 8, true);
+        s16[2 * b + 1] = dv.getInt32(M + 12, true);
+      }
+    }
+    return { q, d, s32, s16 };
   }
 
   return {
