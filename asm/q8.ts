@@ -417,6 +417,72 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
   }
 }
 
+// ------------------------------------------------------------------ four tokens at a time (prefill)
+// The 32-block types unpack each weight block once and multiply it with four tokens' activations
+// (at q, q + S, q + 2S, q + 3S): the unpacking (the 5th bits of Q5_0 above all) is shared.
+
+/** acc + (Σ codes·x − off)·dw·dx for one block of one token; `shift` ≥ 0 subtracts Σx << shift (the codes' offset). */
+// @ts-ignore: decorator
+@inline function step(acc: v128, q: usize, c0: v128, c1: v128, dw: f32, shift: i32): v128 {
+  let s = pwiden(padd(pdot(q, c0), pdot(q + 16 * QS, c1)));
+  if (shift >= 0) s = i32x4.sub(s, i32x4.splat(load<i32>(q + 32 * QS, 4) << shift));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(dw * load<f32>(q + 32 * QS))));
+}
+
+// @ts-ignore: decorator
+@inline function stepS(acc: v128, q: usize, w0: v128, w1: v128, dw: f32): v128 {
+  const s = i32x4.add(sdot(q, w0), sdot(q + 16 * QS, w1));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(dw * load<f32>(q + 32 * QS))));
+}
+
+/** out[t·ostride] = W row (w..end) · token t's activation, t < 4; false if the type has no 4-token kernel. */
+function dot4tok(type: i32, w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): bool {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let m0: f32 = 0, m1: f32 = 0, m2: f32 = 0, m3: f32 = 0;
+  if (type == Q5_0) {
+    for (; w < end; w += 22, q += BLK32) {
+      const qh = load<u32>(w, 2);
+      const v = v128.load(w, 6);
+      const c0 = v128.or(lo4(v), bit5(qh, false)), c1 = v128.or(hi4(v), bit5(qh, true));
+      const dw = h2f(w);
+      a0 = step(a0, q, c0, c1, dw, 2); a1 = step(a1, q + S, c0, c1, dw, 2);
+      a2 = step(a2, q + 2 * S, c0, c1, dw, 2); a3 = step(a3, q + 3 * S, c0, c1, dw, 2);
+    }
+  } else if (type == Q4_0) {
+    for (; w < end; w += 18, q += BLK32) {
+      const v = v128.load(w, 2);
+      const c0 = lo4(v), c1 = hi4(v);
+      const dw = h2f(w);
+      a0 = step(a0, q, c0, c1, dw, 1); a1 = step(a1, q + S, c0, c1, dw, 1);
+      a2 = step(a2, q + 2 * S, c0, c1, dw, 1); a3 = step(a3, q + 3 * S, c0, c1, dw, 1);
+    }
+  } else if (type == Q4_1) {
+    for (; w < end; w += 20, q += BLK32) {
+      const v = v128.load(w, 4);
+      const c0 = lo4(v), c1 = hi4(v);
+      const dw = h2f(w), mw = h2f(w + 2);
+      a0 = step(a0, q, c0, c1, dw, -1); a1 = step(a1, q + S, c0, c1, dw, -1);
+      a2 = step(a2, q + 2 * S, c0, c1, dw, -1); a3 = step(a3, q + 3 * S, c0, c1, dw, -1);
+      m0 += mw * load<f32>(q + 32 * QS, 4); m1 += mw * load<f32>(q + S + 32 * QS, 4);
+      m2 += mw * load<f32>(q + 2 * S + 32 * QS, 4); m3 += mw * load<f32>(q + 3 * S + 32 * QS, 4);
+    }
+  } else if (type == Q8_0) {
+    for (; w < end; w += 34, q += BLK32) {
+      const w0 = v128.load(w, 2), w1 = v128.load(w, 18);
+      const dw = h2f(w);
+      a0 = stepS(a0, q, w0, w1, dw); a1 = stepS(a1, q + S, w0, w1, dw);
+      a2 = stepS(a2, q + 2 * S, w0, w1, dw); a3 = stepS(a3, q + 3 * S, w0, w1, dw);
+    }
+  } else {
+    return false;
+  }
+  store<f32>(out, hsum(a0) + m0);
+  store<f32>(out + ostride, hsum(a1) + m1);
+  store<f32>(out + 2 * ostride, hsum(a2) + m2);
+  store<f32>(out + 3 * ostride, hsum(a3) + m3);
+  return true;
+}
+
 /**
  * Rows [r0, r1) for nTok token activations (qa + t·qaStride): Out[t·outStride + r] (bytes).
  * Each weight row is read once from memory and stays in cache for all tokens.
@@ -425,9 +491,19 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
   qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
   // rows in tiles small enough to stay in L1 while the tokens stream past them
   const tile = max(1, min(16, <i32>(<usize>16384 / rowBytes)));
+  const four = type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q8_0;
   for (let ra = r0; ra < r1; ra += tile) {
     const rb = min(r1, ra + tile);
-    for (let t = 0; t < nTok; t++) {
+    let t = 0;
+    if (four) {
+      for (; t + 4 <= nTok; t += 4) {
+        const a = qa + <usize>t * qaStride;
+        const o = Out + <usize>t * outStride;
+        let wr = w + <usize>ra * rowBytes;
+        for (let r = ra; r < rb; r++, wr += rowBytes) dot4tok(type, wr, wr + rowBytes, a, qaStride, o + (<usize>r << 2), outStride);
+      }
+    }
+    for (; t < nTok; t++) {
       const a = qa + <usize>t * qaStride;
       const o = Out + <usize>t * outStride;
       let wr = w + <usize>ra * rowBytes;

@@ -11,6 +11,8 @@ export { readGGUFHeader, readGGUFData, Metadata, type GGUFHeader, type GGUFValue
 export { type Tokenizer, type EncodeOptions, StreamDecoder } from './tokenizer/index.js';
 export { type Kernels } from './kernels/kernels.js';
 export { refKernels } from './kernels/ref/index.js';
+export { createWasmKernels, relaxedSimdAvailable, type WasmKernels, type WasmKernelOptions } from './kernels/wasm/index.js';
+export { bench, benchModel } from './bench/bench.js';
 export { densePolicy, type SparsityPolicy, type Selection, type LinearSite } from './sparsity/policy.js';
 export { CATALOG, DEFAULT_MODEL, resolveModel } from './models/catalog.js';
 export { pull } from './models/pull.js';

@@ -69,7 +69,7 @@ test('inspect shows metadata, types and tensors', () => {
 
 test('--help documents every command', () => {
   const help = run('--help');
-  for (const c of ['pull', 'models', 'inspect', 'tokenize', 'generate', 'chat', 'perplexity']) assert.match(help, new RegExp(`\\b${c}\\b`));
+  for (const c of ['pull', 'models', 'inspect', 'tokenize', 'generate', 'chat', 'perplexity', 'bench']) assert.match(help, new RegExp(`\\b${c}\\b`));
 });
 
 test('chat: multi-turn over a pipe, /reset, ends at the end of input', () => {
