@@ -9,7 +9,7 @@ import { readLlama2c } from '../formats/llama2c.js';
 import { tokenizerFromGGUF, tokenizerFromLlama2c, type Tokenizer } from '../tokenizer/index.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { refKernels } from '../kernels/ref/index.js';
-import { createWasmKernels } from '../kernels/wasm/index.js';
+import { createWasmKernels, relaxedSimdAvailable } from '../kernels/wasm/index.js';
 import { configFromGGUF, type ModelConfig } from './config.js';
 import { Forward } from './forward.js';
 import { KVCache } from './kv-cache.js';
@@ -41,12 +41,21 @@ export interface LoadOptions {
   readonly threads?: number;
 }
 
-/** The kernels a model gets unless told otherwise: a fresh WebAssembly SIMD instance (its memory holds the weights). */
+/**
+ * The kernels a model gets unless told otherwise: a fresh WebAssembly SIMD instance (its memory
+ * holds the weights). Environment: CTXSPARSE_KERNELS=wasm|ref, CTXSPARSE_ACTIVATIONS=q8|f32
+ * (8-bit activations as llama.cpp, or exact), CTXSPARSE_SIMD=auto|relaxed|plain.
+ */
 export function defaultKernels(opts: { threads?: number } = {}): Kernels {
   const which = process.env.CTXSPARSE_KERNELS ?? 'wasm';
   if (which === 'ref') return refKernels;
   if (which !== 'wasm') throw new CtxError(`CTXSPARSE_KERNELS=${which}: expected wasm or ref`);
-  return createWasmKernels(opts.threads !== undefined ? { threads: opts.threads } : {});
+  const activations = process.env.CTXSPARSE_ACTIVATIONS ?? 'q8';
+  if (activations !== 'q8' && activations !== 'f32') throw new CtxError(`CTXSPARSE_ACTIVATIONS=${activations}: expected q8 or f32`);
+  const simd = process.env.CTXSPARSE_SIMD ?? 'auto';
+  if (simd !== 'auto' && simd !== 'relaxed' && simd !== 'plain') throw new CtxError(`CTXSPARSE_SIMD=${simd}: expected auto, relaxed or plain`);
+  if (simd === 'relaxed' && !relaxedSimdAvailable()) throw new CtxError('CTXSPARSE_SIMD=relaxed: this Node.js has no relaxed SIMD');
+  return createWasmKernels({ activations, simd, ...(opts.threads !== undefined && { threads: opts.threads }) });
 }
 
 function startsWithGGUF(path: string): boolean {
