@@ -11,7 +11,9 @@
 // term is m·Σx, with Σx over each 32-element group precomputed once per mat-vec (`xsum`).
 // Block layouts: see src/quant/dequant.ts.
 
-import { f16, f32to16 } from './common';
+import { f16 } from './common';
+import { expx4 } from './exp';
+export { rmsnorm, activate, combine, rope } from './ops';
 import { qmatvec, qmatmul } from './q8';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, setF16Table, RELAXED } from './q8';
 
@@ -624,34 +626,6 @@ export function fmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
 //   s_j = (q_h · k_j)·scale, p = softmax(s), out_h = Σ_j p_j·v_j.
 // q and out (and the head list and the scores) are in the scratch region; k and v point into the
 // KV cache itself (position `start` of one layer, rows kStride / vStride bytes apart), read in place.
-
-const LOG2E: f32 = 1.44269504088896341;
-const LN2_HI: f32 = 0.693359375; // 355/512: n·LN2_HI is exact for the |n| <= 126 used here
-const LN2_LO: f32 = -2.12194440e-4;
-/** below ln(FLT_MIN) the result is flushed to 0 (the reference gives a subnormal there) */
-const EXP_LO: f32 = -87.33654;
-
-/**
- * e^x for four lanes, x <= 0 (Cephes expf: x = n·ln2 + r, |r| <= ln2/2, a degree-7 polynomial
- * for e^r, times 2^n built in the exponent bits). Within 2 ulp of the correctly rounded value;
- * lanes below EXP_LO (incl. -inf) give 0, NaN stays NaN.
- */
-// @ts-ignore: decorator
-@inline function expx4(x: v128): v128 {
-  const lo = f32x4.splat(EXP_LO);
-  const xc = f32x4.pmax(x, lo); // x < lo ? lo : x (keeps NaN)
-  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(LOG2E)));
-  let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(LN2_HI)));
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(LN2_LO)));
-  let p = f32x4.add(f32x4.mul(f32x4.splat(1.9875691500e-4), r), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
-  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
-  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
-  return v128.andnot(f32x4.mul(p, pow2n), f32x4.lt(x, lo));
-}
 
 /** Public for tests: dst[i] = e^src[i] for i < n (n a multiple of 4; src <= 0). */
 export function expBuf(src: usize, dst: usize, n: i32): void {

@@ -33,7 +33,30 @@ export interface AttentionArgs {
   readonly heads: Selection | null;
 }
 
-export interface Kernels {
+export type Activation = 'silu' | 'gelu';
+
+/**
+ * The element-wise operations of the forward pass (offset-based, in place where it says so).
+ * The WebAssembly kernels work in place on arrays in their memory (the forward pass allocates its
+ * run state there) and copy anything else once.
+ */
+export interface ElementwiseOps {
+  /** out[o..o+n) = x[xo..xo+n) / rms(x) · w */
+  rmsnorm(out: Float32Array, o: number, x: Float32Array, xo: number, w: Float32Array, n: number, eps: number): void;
+  /** x[o..o+n) = act(x) */
+  activate(x: Float32Array, o: number, n: number, act: Activation): void;
+  /** a[o..o+n) ·= b[bo..bo+n) */
+  mul(a: Float32Array, o: number, b: Float32Array, bo: number, n: number): void;
+  /** a[o..o+n) += b[bo..bo+n) */
+  add(a: Float32Array, o: number, b: Float32Array, bo: number, n: number): void;
+  /**
+   * Rotate nHeads heads of headDim at x[o..]: pairs (i, i + dims/2) (neox) or (2i, 2i + 1), by
+   * angles whose cos and sin are in cs (dims/2 cos, then dims/2 sin).
+   */
+  rope(x: Float32Array, o: number, nHeads: number, headDim: number, dims: number, cs: Float32Array, neox: boolean): void;
+}
+
+export interface Kernels extends ElementwiseOps {
   readonly name: string;
   /** threads each call is split over */
   readonly threads: number;

@@ -5,10 +5,9 @@
 
 import { dequantize } from '../quant/dequant.js';
 import type { AttentionArgs, Kernels } from '../kernels/kernels.js';
-import { gelu, rmsnorm, rope, silu } from '../kernels/ref/ops.js';
 import { densePolicy, type LinearSite, type Selection, type SparsityPolicy } from '../sparsity/policy.js';
 import type { ModelConfig } from './config.js';
-import type { KVCache } from './kv-cache.js';
+import { f32On, type KVCache } from './kv-cache.js';
 import type { QTensor } from './tensor.js';
 import type { Weights } from './weights.js';
 
@@ -32,25 +31,26 @@ export class Forward {
   private readonly proj: Float32Array;     // [B][dim] attention or MLP output
   private readonly gate: Float32Array;     // [B][ffn]
   private readonly up: Float32Array;       // [B][ffn]
-  private readonly cos: Float64Array;      // [ropeDims/2]
-  private readonly sin: Float64Array;
+  private readonly cs: Float32Array;       // [ropeDims/2 cos, then ropeDims/2 sin]
   private logitsBuf: Float32Array;         // [1 or B][vocab]
   private ropeP = -1;                      // the position and base cos / sin hold
   private ropeBase = 0;
 
   constructor(readonly cfg: ModelConfig, readonly w: Weights, readonly kernels: Kernels, readonly maxBatch = 32) {
     const B = maxBatch;
-    this.x = new Float32Array(B * cfg.dim);
-    this.xn = new Float32Array(B * cfg.dim);
-    this.q = new Float32Array(B * cfg.nHeads * cfg.headDim);
-    this.k = new Float32Array(B * cfg.nKvHeads * cfg.headDim);
-    this.v = new Float32Array(B * cfg.nKvHeads * cfg.headDimV);
-    this.att = new Float32Array(B * cfg.nHeads * cfg.headDimV);
-    this.proj = new Float32Array(B * cfg.dim);
-    this.gate = new Float32Array(B * cfg.ffnDim);
-    this.up = new Float32Array(B * cfg.ffnDim);
-    this.cos = new Float64Array(cfg.rope.dims / 2);
-    this.sin = new Float64Array(cfg.rope.dims / 2);
+    // the run state lives in the kernels' memory when they have one, so their element-wise ops
+    // work on it in place
+    const make = (n: number): Float32Array => (kernels.alloc ? f32On(kernels.alloc.bind(kernels), n) : new Float32Array(n));
+    this.x = make(B * cfg.dim);
+    this.xn = make(B * cfg.dim);
+    this.q = make(B * cfg.nHeads * cfg.headDim);
+    this.k = make(B * cfg.nKvHeads * cfg.headDim);
+    this.v = make(B * cfg.nKvHeads * cfg.headDimV);
+    this.att = make(B * cfg.nHeads * cfg.headDimV);
+    this.proj = make(B * cfg.dim);
+    this.gate = make(B * cfg.ffnDim);
+    this.up = make(B * cfg.ffnDim);
+    this.cs = make(cfg.rope.dims);
     this.logitsBuf = new Float32Array(cfg.vocabSize);
   }
 
@@ -98,24 +98,24 @@ export class Forward {
     for (let l = 0; l < cfg.nLayers; l++) {
       const L = w.layers[l]!;
       // ---- attention block
-      for (let t = 0; t < T; t++) rmsnorm(this.xn, t * D, this.x, t * D, L.attnNorm, D, cfg.normEps);
+      for (let t = 0; t < T; t++) this.kernels.rmsnorm(this.xn, t * D, this.x, t * D, L.attnNorm, D, cfg.normEps);
       tap?.('attn_in', l, this.xn, T, D);
       this.linear([L.wq, L.wk, L.wv], this.xn, T, [this.q, this.k, this.v], this.select(l, 'attn_in', this.xn, T, D));
       this.attention(l, kv, pos, T);
       const attWidth = cfg.nHeads * cfg.headDimV;
       tap?.('attn_out', l, this.att, T, attWidth);
       this.linear([L.wo], this.att, T, [this.proj], this.select(l, 'attn_out', this.att, T, attWidth));
-      if (L.postAttnNorm) for (let t = 0; t < T; t++) rmsnorm(this.proj, t * D, this.proj, t * D, L.postAttnNorm, D, cfg.normEps);
+      if (L.postAttnNorm) for (let t = 0; t < T; t++) this.kernels.rmsnorm(this.proj, t * D, this.proj, t * D, L.postAttnNorm, D, cfg.normEps);
       tap?.('attn_proj', l, this.proj, T, D);
-      for (let i = 0; i < T * D; i++) this.x[i]! += this.proj[i]!;
+      this.kernels.add(this.x, 0, this.proj, 0, T * D);
 
       // ---- MLP block: down( act(gate·x) ⊙ (up·x) )
-      for (let t = 0; t < T; t++) rmsnorm(this.xn, t * D, this.x, t * D, L.ffnNorm, D, cfg.normEps);
+      for (let t = 0; t < T; t++) this.kernels.rmsnorm(this.xn, t * D, this.x, t * D, L.ffnNorm, D, cfg.normEps);
       tap?.('ffn_in', l, this.xn, T, D);
       this.mlp(l, T);
-      if (L.postFfnNorm) for (let t = 0; t < T; t++) rmsnorm(this.proj, t * D, this.proj, t * D, L.postFfnNorm, D, cfg.normEps);
+      if (L.postFfnNorm) for (let t = 0; t < T; t++) this.kernels.rmsnorm(this.proj, t * D, this.proj, t * D, L.postFfnNorm, D, cfg.normEps);
       tap?.('ffn_out', l, this.proj, T, D);
-      for (let i = 0; i < T * D; i++) this.x[i]! += this.proj[i]!;
+      this.kernels.add(this.x, 0, this.proj, 0, T * D);
       tap?.('residual', l, this.x, T, D);
     }
 
@@ -123,7 +123,7 @@ export class Forward {
     const V = cfg.vocabSize;
     if (this.logitsBuf.length < logitRows * V) this.logitsBuf = new Float32Array(logitRows * V);
     const first = T - logitRows;
-    for (let t = first; t < T; t++) rmsnorm(this.xn, (t - first) * D, this.x, t * D, w.outputNorm, D, cfg.normEps);
+    for (let t = first; t < T; t++) this.kernels.rmsnorm(this.xn, (t - first) * D, this.x, t * D, w.outputNorm, D, cfg.normEps);
     tap?.('final', cfg.nLayers, this.xn, logitRows, D);
     if (logitRows === 1) this.kernels.matvec(w.output, this.xn, this.logitsBuf);
     else this.kernels.matmul(w.output, this.xn, logitRows, this.logitsBuf);
@@ -183,11 +183,11 @@ export class Forward {
       if (L.bq) for (let i = 0; i < qDim; i++) this.q[qo + i]! += L.bq[i]!;
       if (L.bk) for (let i = 0; i < kvDim; i++) this.k[ko + i]! += L.bk[i]!;
       if (L.bv) for (let i = 0; i < kvDimV; i++) this.v[vo + i]! += L.bv[i]!;
-      if (L.qNorm) for (let h = 0; h < nHeads; h++) rmsnorm(this.q, qo + h * headDim, this.q, qo + h * headDim, L.qNorm, headDim, cfg.normEps);
-      if (L.kNorm) for (let h = 0; h < nKvHeads; h++) rmsnorm(this.k, ko + h * headDim, this.k, ko + h * headDim, L.kNorm, headDim, cfg.normEps);
+      if (L.qNorm) for (let h = 0; h < nHeads; h++) this.kernels.rmsnorm(this.q, qo + h * headDim, this.q, qo + h * headDim, L.qNorm, headDim, cfg.normEps);
+      if (L.kNorm) for (let h = 0; h < nKvHeads; h++) this.kernels.rmsnorm(this.k, ko + h * headDim, this.k, ko + h * headDim, L.kNorm, headDim, cfg.normEps);
       this.ropeAngles(p, base);
-      rope(this.q, qo, nHeads, headDim, cfg.rope.dims, this.cos, this.sin, cfg.rope.neox);
-      rope(this.k, ko, nKvHeads, headDim, cfg.rope.dims, this.cos, this.sin, cfg.rope.neox);
+      this.kernels.rope(this.q, qo, nHeads, headDim, cfg.rope.dims, this.cs, cfg.rope.neox);
+      this.kernels.rope(this.k, ko, nKvHeads, headDim, cfg.rope.dims, this.cs, cfg.rope.neox);
       K.set(this.k.subarray(ko, ko + kvDim), p * kvDim);
       Vc.set(this.v.subarray(vo, vo + kvDimV), p * kvDimV);
     }
@@ -217,11 +217,10 @@ export class Forward {
     const { cfg, w } = this;
     const L = w.layers[l]!;
     const F = cfg.ffnDim;
-    const act = cfg.act === 'gelu' ? gelu : silu;
     // gate first: neuron-sparsity methods decide from act(gate·x) which rows of up and down to use
     const inputs = this.select(l, 'ffn_in', this.xn, T, cfg.dim);
     this.linear([L.gate], this.xn, T, [this.gate], inputs);
-    for (let i = 0; i < T * F; i++) this.gate[i] = act(this.gate[i]!);
+    this.kernels.activate(this.gate, 0, T * F, cfg.act === 'gelu' ? 'gelu' : 'silu');
     this.tap?.('ffn_gate_act', l, this.gate, T, F);
     let neurons: (Selection | null)[] | null = null;
     for (let t = 0; t < T; t++) {
@@ -230,7 +229,7 @@ export class Forward {
     }
     // rows of up that are not computed stay 0, so the product is 0 for dropped neurons
     this.linear([L.up], this.xn, T, [this.up], inputs, neurons);
-    for (let i = 0; i < T * F; i++) this.gate[i]! *= this.up[i]!;
+    this.kernels.mul(this.gate, 0, this.up, 0, T * F);
     this.tap?.('ffn_act', l, this.gate, T, F);
     // down reads only the kept neurons unless the policy thins its input further
     const thinned = this.select(l, 'ffn_down', this.gate, T, F);
@@ -250,8 +249,8 @@ export class Forward {
     for (let i = 0; i < half; i++) {
       let theta = (p * freqScale) / Math.pow(base, (2 * i) / dims);
       if (ff) theta /= ff[i]!;
-      this.cos[i] = Math.cos(theta);
-      this.sin[i] = Math.sin(theta);
+      this.cs[i] = Math.cos(theta);
+      this.cs[half + i] = Math.sin(theta);
     }
   }
 }

@@ -43,7 +43,7 @@ export class KVCache {
 }
 
 /** A Float32Array of n elements on memory from `alloc`, 4-byte aligned. */
-function f32On(alloc: (bytes: number) => Uint8Array, n: number): Float32Array {
+export function f32On(alloc: (bytes: number) => Uint8Array, n: number): Float32Array {
   let u = alloc(n * 4);
   if (u.byteOffset % 4 !== 0) u = alloc(n * 4 + 3); // an allocator without alignment: room to align
   return new Float32Array(u.buffer, u.byteOffset + ((4 - (u.byteOffset % 4)) % 4), n);

@@ -3,6 +3,7 @@ import { dequantize, dotRow } from '../../quant/dequant.js';
 import type { QTensor } from '../../model/tensor.js';
 import type { Kernels, MatvecOptions } from '../kernels.js';
 import { attention } from './attention.js';
+import { refOps } from './ops.js';
 
 let scratch = new Float32Array(0);
 function scratchOf(n: number): Float32Array {
@@ -61,4 +62,5 @@ export const refKernels: Kernels = {
   attentions(args) {
     for (const a of args) attention(a);
   },
+  ...refOps,
 };

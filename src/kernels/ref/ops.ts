@@ -34,9 +34,9 @@ export function gelu(x: number): number {
 
 /**
  * Rotate `nHeads` heads of size `headDim` stored at x[o..] by position-dependent angles.
- * cos/sin hold dims/2 entries for this position; neox pairs (i, i+dims/2), else (2i, 2i+1).
+ * cs holds dims/2 cosines then dims/2 sines for this position; neox pairs (i, i+dims/2), else (2i, 2i+1).
  */
-export function rope(x: Float32Array, o: number, nHeads: number, headDim: number, dims: number, cos: Float64Array, sin: Float64Array, neox: boolean): void {
+export function rope(x: Float32Array, o: number, nHeads: number, headDim: number, dims: number, cs: Float32Array, neox: boolean): void {
   const half = dims / 2;
   for (let h = 0; h < nHeads; h++) {
     const b = o + h * headDim;
@@ -45,8 +45,25 @@ export function rope(x: Float32Array, o: number, nHeads: number, headDim: number
       const i1 = neox ? b + i + half : b + 2 * i + 1;
       const x0 = x[i0]!;
       const x1 = x[i1]!;
-      x[i0] = x0 * cos[i]! - x1 * sin[i]!;
-      x[i1] = x0 * sin[i]! + x1 * cos[i]!;
+      const c = cs[i]!, s = cs[half + i]!;
+      x[i0] = x0 * c - x1 * s;
+      x[i1] = x0 * s + x1 * c;
     }
   }
 }
+
+/** The element-wise operations over arrays (the reference implementation of ElementwiseOps). */
+export const refOps = {
+  rmsnorm,
+  activate(x: Float32Array, o: number, n: number, act: 'silu' | 'gelu'): void {
+    const f = act === 'gelu' ? gelu : silu;
+    for (let i = o; i < o + n; i++) x[i] = f(x[i]!);
+  },
+  mul(a: Float32Array, o: number, b: Float32Array, bo: number, n: number): void {
+    for (let i = 0; i < n; i++) a[o + i]! *= b[bo + i]!;
+  },
+  add(a: Float32Array, o: number, b: Float32Array, bo: number, n: number): void {
+    for (let i = 0; i < n; i++) a[o + i]! += b[bo + i]!;
+  },
+  rope,
+};

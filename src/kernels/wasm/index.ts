@@ -26,8 +26,9 @@ import { setFlagsFromString } from 'node:v8';
 import type { QTensor } from '../../model/tensor.js';
 import { allQuantTypes } from '../../quant/types.js';
 import type { Selection } from '../../sparsity/policy.js';
-import type { AttentionArgs, Kernels, MatvecOptions } from '../kernels.js';
+import type { Activation, AttentionArgs, Kernels, MatvecOptions } from '../kernels.js';
 import { refKernels } from '../ref/index.js';
+import { refOps } from '../ref/ops.js';
 import { Pool } from './pool.js';
 
 export type SimdFlavour = 'relaxed' | 'plain';
@@ -89,6 +90,10 @@ interface Exports {
   quantizeAct(kind: number, x: number, n: number, dst: number): void;
   setF16Table(p: number, fill: number): void;
   run(table: number, nTasks: number, tid: number, nth: number): void;
+  rmsnorm(out: number, x: number, w: number, n: number, eps: number): void;
+  activate(x: number, n: number, act: number): void;
+  combine(a: number, b: number, n: number, op: number): void;
+  rope(x: number, nHeads: number, headDim: number, dims: number, cs: number, neox: number): void;
 }
 
 // task list layout: asm/kernels.ts
@@ -465,6 +470,51 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     });
   }
 
+  // ---- element-wise ops: in place on arrays in the memory; constant vectors from outside
+  // (norm weights) are copied in once and remembered
+  const copies = new WeakMap<Float32Array, number>();
+  /** Byte address of a[o] if a is a view of the memory, else -1. */
+  const addr = (a: Float32Array, o: number): number => (ours.has(a.buffer) ? a.byteOffset + o * 4 : -1);
+  function constAddr(w: Float32Array, n: number): number {
+    const p = addr(w, 0);
+    if (p >= 0) return p;
+    let c = copies.get(w);
+    if (c === undefined || w.length < n) {
+      c = reserve(w.length * 4);
+      f32.set(w, c >>> 2);
+      copies.set(w, c);
+    }
+    return c;
+  }
+  const ACT: Record<Activation, number> = { silu: 0, gelu: 1 };
+  const ops = {
+    rmsnorm(out: Float32Array, o: number, x: Float32Array, xo: number, w: Float32Array, n: number, eps: number): void {
+      const po = addr(out, o), px = addr(x, xo);
+      if (po < 0 || px < 0 || o + n > out.length || xo + n > x.length || w.length < n) return refOps.rmsnorm(out, o, x, xo, w, n, eps);
+      ex.rmsnorm(po, px, constAddr(w, n), n, eps);
+    },
+    activate(x: Float32Array, o: number, n: number, act: Activation): void {
+      const p = addr(x, o);
+      if (p < 0 || o + n > x.length) return refOps.activate(x, o, n, act);
+      ex.activate(p, n, ACT[act]);
+    },
+    mul(a: Float32Array, o: number, b: Float32Array, bo: number, n: number): void {
+      const pa = addr(a, o), pb = addr(b, bo);
+      if (pa < 0 || pb < 0 || o + n > a.length || bo + n > b.length) return refOps.mul(a, o, b, bo, n);
+      ex.combine(pa, pb, n, 0);
+    },
+    add(a: Float32Array, o: number, b: Float32Array, bo: number, n: number): void {
+      const pa = addr(a, o), pb = addr(b, bo);
+      if (pa < 0 || pb < 0 || o + n > a.length || bo + n > b.length) return refOps.add(a, o, b, bo, n);
+      ex.combine(pa, pb, n, 1);
+    },
+    rope(x: Float32Array, o: number, nHeads: number, headDim: number, dims: number, cs: Float32Array, neox: boolean): void {
+      const px = addr(x, o), pc = addr(cs, 0);
+      if (px < 0 || pc < 0 || o + nHeads * headDim > x.length || cs.length < dims) return refOps.rope(x, o, nHeads, headDim, dims, cs, neox);
+      ex.rope(px, nHeads, headDim, dims, pc, neox ? 1 : 0);
+    },
+  };
+
   function quantizedActivation(kind: number, x: Float32Array): { q: Int16Array; d: Float32Array; s32: Float32Array; s16: Int32Array } {
     const n = x.length;
     const blk = kind === 2 ? 256 : 32;
@@ -509,6 +559,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     matmuls,
     attention: (a: AttentionArgs) => attentions([a]),
     attentions,
+    ...ops,
     alloc(bytes: number): Uint8Array {
       if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`wasm kernels: alloc(${bytes})`);
       const p = reserve(bytes);
