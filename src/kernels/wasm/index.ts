@@ -251,8 +251,42 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     }
   }
 
+  const qaPtr = [0, 0, 0];
+  /**
+   * The common decode case without copies: dense mat-vecs on the integer path whose input and
+   * outputs are already in the memory (the forward pass's run state). False = take the general path.
+   */
+  function direct(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[]): boolean {
+    if (activations !== 'q8' || !ours.has(x.buffer)) return false;
+    const cols = Ws[0]!.cols;
+    if (x.length < cols) return false;
+    let kinds = 0;
+    for (let i = 0; i < Ws.length; i++) {
+      const W = Ws[i]!, out = outs[i]!;
+      const k = supported.has(W.type.id) ? ex.actKind(W.type.id) : -1;
+      if (k < 0 || W.cols !== cols || !ours.has(out.buffer) || out.length < W.rows) return false;
+      kinds |= 1 << k;
+    }
+    const aBytes = align(ex.actBytes(cols), 64);
+    beginScratch(3 * aBytes + TASK_WORDS * 4 * Ws.length + 64);
+    for (let k = 0; k < 3; k++) {
+      if (!(kinds & (1 << k))) continue;
+      qaPtr[k] = take(aBytes);
+      ex.quantizeAct(k, x.byteOffset, cols, qaPtr[k]!);
+    }
+    table = take(TASK_WORDS * 4 * Ws.length);
+    nTasks = 0;
+    for (let i = 0; i < Ws.length; i++) {
+      const W = Ws[i]!;
+      task([T_QMATVEC, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, 0, qaPtr[ex.actKind(W.type.id)]!, outs[i]!.byteOffset]);
+    }
+    dispatch();
+    return true;
+  }
+
   function matvecs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs?: Selection | null,
     rows?: readonly (Selection | null)[] | null): void {
+    if (!inputs && !rows && direct(Ws, x, outs)) return;
     // types without a wasm kernel go to the reference one by one
     const fast: number[] = [];
     for (let i = 0; i < Ws.length; i++) {
@@ -448,10 +482,12 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const kvDimV = nKvHeads * headDimV;
       const qDim = nHeads * headDim;
       const outDim = nHeads * headDimV;
-      const qp = take(qDim * 4);
-      const op = take(outDim * 4);
-      outPtrs.push(op);
-      f32.set(q.subarray(qOffset, qOffset + qDim), qp >>> 2);
+      // q and out are used in place when they are in the memory (the forward pass's run state)
+      const qIn = inMemory(q), outIn = inMemory(a.out);
+      const qp = qIn ? q.byteOffset + qOffset * 4 : take(qDim * 4);
+      const op = outIn ? a.out.byteOffset + a.outOffset * 4 : take(outDim * 4);
+      outPtrs.push(outIn ? -1 : op);
+      if (!qIn) f32.set(q.subarray(qOffset, qOffset + qDim), qp >>> 2);
       let idxp = 0;
       const nh = heads ? heads.n : nHeads;
       if (heads) {
@@ -465,6 +501,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     }
     dispatch();
     fast.forEach((a, j) => {
+      if (outPtrs[j]! < 0) return;
       const outDim = a.nHeads * a.headDimV;
       a.out.set(f32.subarray(outPtrs[j]! >>> 2, (outPtrs[j]! >>> 2) + outDim), a.outOffset);
     });

@@ -11,7 +11,7 @@ interface WasmApi {
 const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 /** Spins on the generation counter before sleeping (~1 ms): decode steps come back far sooner. */
-const SPINS = 1 << 18;
+const SPINS = 1 << 22;
 
 const init = workerData as PoolInit;
 if (init.relaxed) setFlagsFromString('--experimental-wasm-relaxed-simd');
