@@ -435,6 +435,104 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(dw * load<f32>(q + 32 * QS))));
 }
 
+/** One token's share of a Q6_K (h, half) step: Σ sc·Σ codes·x for the four 16-element groups. */
+// @ts-ignore: decorator
+@inline function q6part(isum: v128, xl: usize, q1: v128, q2: v128, q3: v128, q4: v128, s0: i32, s1: i32, s2: i32, s3: i32): v128 {
+  return i32x4.add(isum, i32x4.add(
+    i32x4.add(pscale(pdot(xl, q1), s0), pscale(pdot(xl + 32 * QS, q2), s1)),
+    i32x4.add(pscale(pdot(xl + 64 * QS, q3), s2), pscale(pdot(xl + 96 * QS, q4), s3))));
+}
+// @ts-ignore: decorator
+@inline function q6offs(g: usize, s0: i32, s1: i32, s2: i32, s3: i32): i32 {
+  return s0 * load<i32>(g) + s1 * load<i32>(g, 8) + s2 * load<i32>(g, 16) + s3 * load<i32>(g, 24);
+}
+// @ts-ignore: decorator
+@inline function q6acc(acc: v128, isum: v128, offs: i32, dw: f32, M: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.splat(offs << 3))), f32x4.splat(dw * load<f32>(M))));
+}
+
+function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const m30 = i8x16.splat(0x30);
+  for (; w < end; w += 210, q += BLK256) {
+    let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
+    let o0 = 0, o1 = 0, o2 = 0, o3 = 0;
+    for (let h = 0; h < 2; h++) {
+      const ql = w + (<usize>h << 6);
+      const qh = w + 128 + (<usize>h << 5);
+      const sc = w + 192 + (<usize>h << 3);
+      for (let half = 0; half < 2; half++) {
+        const l = <usize>half << 4;
+        const a = v128.load(ql + l, 0), c = v128.load(ql + l, 32), hb = v128.load(qh + l);
+        const q1 = v128.or(lo4(a), v128.and(i16x8.shl(hb, 4), m30));
+        const q2 = v128.or(lo4(c), v128.and(i16x8.shl(hb, 2), m30));
+        const q3 = v128.or(hi4(a), v128.and(hb, m30));
+        const q4 = v128.or(hi4(c), v128.and(i16x8.shr_u(hb, 2), m30));
+        const sp = sc + (l >> 4);
+        const s0 = <i32>load<i8>(sp, 0), s1 = <i32>load<i8>(sp, 2), s2 = <i32>load<i8>(sp, 4), s3 = <i32>load<i8>(sp, 6);
+        const xl = q + ((<usize>h << 7) + l) * QS;
+        const g = q + 256 * QS + 16 + (<usize>(h * 8 + half) << 2);
+        i0 = q6part(i0, xl, q1, q2, q3, q4, s0, s1, s2, s3); o0 += q6offs(g, s0, s1, s2, s3);
+        i1 = q6part(i1, xl + S, q1, q2, q3, q4, s0, s1, s2, s3); o1 += q6offs(g + S, s0, s1, s2, s3);
+        i2 = q6part(i2, xl + 2 * S, q1, q2, q3, q4, s0, s1, s2, s3); o2 += q6offs(g + 2 * S, s0, s1, s2, s3);
+        i3 = q6part(i3, xl + 3 * S, q1, q2, q3, q4, s0, s1, s2, s3); o3 += q6offs(g + 3 * S, s0, s1, s2, s3);
+      }
+    }
+    const dw = h2f(w + 208), M = q + 256 * QS;
+    a0 = q6acc(a0, i0, o0, dw, M); a1 = q6acc(a1, i1, o1, dw, M + S);
+    a2 = q6acc(a2, i2, o2, dw, M + 2 * S); a3 = q6acc(a3, i3, o3, dw, M + 3 * S);
+  }
+  store<f32>(out, hsum(a0));
+  store<f32>(out + ostride, hsum(a1));
+  store<f32>(out + 2 * ostride, hsum(a2));
+  store<f32>(out + 3 * ostride, hsum(a3));
+}
+
+/** One token's share of a Q4_K 64-element chunk. */
+// @ts-ignore: decorator
+@inline function q4kpart(isum: v128, xq: usize, l0: v128, l1: v128, h0: v128, h1: v128, sa: i32, sb: i32): v128 {
+  const pl = padd(pdot(xq, l0), pdot(xq + 16 * QS, l1));
+  const ph = padd(pdot(xq + 32 * QS, h0), pdot(xq + 48 * QS, h1));
+  return i32x4.add(isum, i32x4.add(pscale(pl, sa), pscale(ph, sb)));
+}
+// @ts-ignore: decorator
+@inline function q4kmins(g: usize, ma: i32, mb: i32): i32 {
+  return ma * (load<i32>(g) + load<i32>(g, 4)) + mb * (load<i32>(g, 8) + load<i32>(g, 12));
+}
+
+function dot4tokQ4_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let c0: f32 = 0, c1: f32 = 0, c2: f32 = 0, c3: f32 = 0;
+  for (; w < end; w += 144, q += BLK256) {
+    const sp = w + 4;
+    const M = q + 256 * QS;
+    let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
+    let n0 = 0, n1 = 0, n2 = 0, n3 = 0;
+    for (let c = 0; c < 4; c++) {
+      const qw = w + 16 + (<usize>c << 5);
+      const v0 = v128.load(qw, 0), v1 = v128.load(qw, 16);
+      const l0 = lo4(v0), l1 = lo4(v1), h0 = hi4(v0), h1 = hi4(v1);
+      const sa = kScale(sp, 2 * c), sb = kScale(sp, 2 * c + 1), ma = kMin(sp, 2 * c), mb = kMin(sp, 2 * c + 1);
+      const xq = q + (<usize>c << 6) * QS;
+      const g = M + 16 + (<usize>c << 4);
+      i0 = q4kpart(i0, xq, l0, l1, h0, h1, sa, sb); n0 += q4kmins(g, ma, mb);
+      i1 = q4kpart(i1, xq + S, l0, l1, h0, h1, sa, sb); n1 += q4kmins(g + S, ma, mb);
+      i2 = q4kpart(i2, xq + 2 * S, l0, l1, h0, h1, sa, sb); n2 += q4kmins(g + 2 * S, ma, mb);
+      i3 = q4kpart(i3, xq + 3 * S, l0, l1, h0, h1, sa, sb); n3 += q4kmins(g + 3 * S, ma, mb);
+    }
+    const d = h2f(w), dmin = h2f(w + 2);
+    const x0 = load<f32>(M), x1 = load<f32>(M + S), x2 = load<f32>(M + 2 * S), x3 = load<f32>(M + 3 * S);
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(d * x0))); c0 += dmin * x0 * <f32>n0;
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(d * x1))); c1 += dmin * x1 * <f32>n1;
+    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i2), f32x4.splat(d * x2))); c2 += dmin * x2 * <f32>n2;
+    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i3), f32x4.splat(d * x3))); c3 += dmin * x3 * <f32>n3;
+  }
+  store<f32>(out, hsum(a0) - c0);
+  store<f32>(out + ostride, hsum(a1) - c1);
+  store<f32>(out + 2 * ostride, hsum(a2) - c2);
+  store<f32>(out + 3 * ostride, hsum(a3) - c3);
+}
+
 /** out[t·ostride] = W row (w..end) · token t's activation, t < 4; false if the type has no 4-token kernel. */
 function dot4tok(type: i32, w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): bool {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
@@ -473,6 +571,12 @@ function dot4tok(type: i32, w: usize, end: usize, q: usize, S: usize, out: usize
       a0 = stepS(a0, q, w0, w1, dw); a1 = stepS(a1, q + S, w0, w1, dw);
       a2 = stepS(a2, q + 2 * S, w0, w1, dw); a3 = stepS(a3, q + 3 * S, w0, w1, dw);
     }
+  } else if (type == Q6_K) {
+    dot4tokQ6_K(w, end, q, S, out, ostride);
+    return true;
+  } else if (type == Q4_K) {
+    dot4tokQ4_K(w, end, q, S, out, ostride);
+    return true;
   } else {
     return false;
   }
@@ -491,7 +595,7 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
   qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
   // rows in tiles small enough to stay in L1 while the tokens stream past them
   const tile = max(1, min(16, <i32>(<usize>16384 / rowBytes)));
-  const four = type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q8_0;
+  const four = type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q8_0 || type == Q4_K || type == Q6_K;
   for (let ra = r0; ra < r1; ra += tile) {
     const rb = min(r1, ra + tile);
     let t = 0;
