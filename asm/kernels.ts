@@ -15,7 +15,7 @@ import { f16 } from './common';
 import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope } from './ops';
 import { qmatvec, qmatmul } from './q8';
-export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, setF16Table, RELAXED } from './q8';
+export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
 
 // ggml type ids (src/quant/types.ts)
 const F32: i32 = 0;
@@ -807,7 +807,7 @@ export function attentionHeads(q: usize, k: usize, v: usize, kStride: usize, vSt
 export const TASK_WORDS: i32 = 16;
 export const T_QMATVEC: i32 = 1;  // type w rowBytes cols units rowIdx qa out
 export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
-export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride
+export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride scratch scratchBytes(per thread)
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
 
@@ -837,7 +837,8 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
         fmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 6), a, b, word(t, 7), word(t, 9), word(t, 8));
         break;
       case T_QMATMUL:
-        qmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10));
+        qmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10),
+          <usize>word(t, 11) + <usize>tid * <usize>word(t, 12));
         break;
       case T_FMATMUL:
         fmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9),

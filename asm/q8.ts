@@ -533,6 +533,83 @@ function dot4tokQ4_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
   store<f32>(out + 3 * ostride, hsum(a3) - c3);
 }
 
+/**
+ * The four tokens' scales and sums side by side, per 32-block (built once per call by meta4()):
+ * [d_t0..d_t3] f32, then [s_t0..s_t3] (Q8_0: Σq as i32; Q8_1: s as f32). 32 bytes per block.
+ */
+export function meta4(q: usize, S: usize, nb: i32, dst: usize): void {
+  for (let b = 0; b < nb; b++, q += BLK32, dst += 32) {
+    const M = q + 32 * QS;
+    for (let t: usize = 0; t < 4; t++) {
+      store<u32>(dst + (t << 2), load<u32>(M + t * S));
+      store<u32>(dst + 16 + (t << 2), load<u32>(M + t * S, 4));
+    }
+  }
+}
+
+/** [Σ lanes of a, Σ b, Σ c, Σ d] (i32x4) */
+// @ts-ignore: decorator
+@inline function tsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/** Σ codes·x of one 32-block for one token, as i32x4 partial sums. */
+// @ts-ignore: decorator
+@inline function blk(q: usize, c0: v128, c1: v128): v128 {
+  return pwiden(padd(pdot(q, c0), pdot(q + 16 * QS, c1)));
+}
+
+/**
+ * The 32-block types for four tokens at once, the tokens in the lanes: per block the four integer
+ * sums are gathered into one vector, and offset, scale and accumulation are one vector op each.
+ * m4: meta4() of the four tokens. Returns [y_t0, y_t1, y_t2, y_t3].
+ */
+function dot4lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usize): v128 {
+  let acc = f32x4.splat(0);
+  if (type == Q5_0) {
+    for (; w < end; w += 22, q += BLK32, m4 += 32) {
+      const qh = load<u32>(w, 2);
+      const v = v128.load(w, 6);
+      const c0 = v128.or(lo4(v), bit5(qh, false)), c1 = v128.or(hi4(v), bit5(qh, true));
+      let s = tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1));
+      s = i32x4.sub(s, i32x4.shl(v128.load(m4, 16), 4)); // − 16·Σx per token
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
+    }
+  } else if (type == Q4_0) {
+    for (; w < end; w += 18, q += BLK32, m4 += 32) {
+      const v = v128.load(w, 2);
+      const c0 = lo4(v), c1 = hi4(v);
+      let s = tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1));
+      s = i32x4.sub(s, i32x4.shl(v128.load(m4, 16), 3)); // − 8·Σx
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
+    }
+  } else if (type == Q4_1) {
+    let mins = f32x4.splat(0);
+    for (; w < end; w += 20, q += BLK32, m4 += 32) {
+      const v = v128.load(w, 4);
+      const c0 = lo4(v), c1 = hi4(v);
+      const s = tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
+      mins = f32x4.add(mins, f32x4.mul(f32x4.splat(h2f(w + 2)), v128.load(m4, 16)));
+    }
+    acc = f32x4.add(acc, mins);
+  } else {
+    // Q8_0
+    for (; w < end; w += 34, q += BLK32, m4 += 32) {
+      const w0 = v128.load(w, 2), w1 = v128.load(w, 18);
+      const s = tsum4(
+        i32x4.add(sdot(q, w0), sdot(q + 16 * QS, w1)),
+        i32x4.add(sdot(q + S, w0), sdot(q + S + 16 * QS, w1)),
+        i32x4.add(sdot(q + 2 * S, w0), sdot(q + 2 * S + 16 * QS, w1)),
+        i32x4.add(sdot(q + 3 * S, w0), sdot(q + 3 * S + 16 * QS, w1)));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
+    }
+  }
+  return acc;
+}
+
 /** out[t·ostride] = W row (w..end) · token t's activation, t < 4; false if the type has no 4-token kernel. */
 function dot4tok(type: i32, w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): bool {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
@@ -592,26 +669,44 @@ function dot4tok(type: i32, w: usize, end: usize, q: usize, S: usize, out: usize
  * Each weight row is read once from memory and stays in cache for all tokens.
  */
 export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32, r1: i32,
-  qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
+  qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize, scratch: usize): void {
   // rows in tiles small enough to stay in L1 while the tokens stream past them
   const tile = max(1, min(16, <i32>(<usize>16384 / rowBytes)));
-  const four = type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q8_0 || type == Q4_K || type == Q6_K;
+  const lanes = type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q8_0;
+  const four = lanes || type == Q4_K || type == Q6_K;
+  const nb = cols >> 5;
+  const groups = four ? nTok >> 2 : 0;
+  // the four-token groups' scales and sums side by side (scratch: groups · nb · 32 bytes)
+  if (lanes) for (let g = 0; g < groups; g++) meta4(qa + <usize>(4 * g) * qaStride, qaStride, nb, scratch + <usize>(g * nb) * 32);
   for (let ra = r0; ra < r1; ra += tile) {
     const rb = min(r1, ra + tile);
-    let t = 0;
-    if (four) {
-      for (; t + 4 <= nTok; t += 4) {
-        const a = qa + <usize>t * qaStride;
-        const o = Out + <usize>t * outStride;
-        let wr = w + <usize>ra * rowBytes;
-        for (let r = ra; r < rb; r++, wr += rowBytes) dot4tok(type, wr, wr + rowBytes, a, qaStride, o + (<usize>r << 2), outStride);
+    for (let g = 0; g < groups; g++) {
+      const a = qa + <usize>(4 * g) * qaStride;
+      const o = Out + <usize>(4 * g) * outStride;
+      let wr = w + <usize>ra * rowBytes;
+      for (let r = ra; r < rb; r++, wr += rowBytes) {
+        const or = o + (<usize>r << 2);
+        if (lanes) {
+          const y = dot4lanes(type, wr, wr + rowBytes, a, qaStride, scratch + <usize>(g * nb) * 32);
+          store<f32>(or, f32x4.extract_lane(y, 0));
+          store<f32>(or + outStride, f32x4.extract_lane(y, 1));
+          store<f32>(or + 2 * outStride, f32x4.extract_lane(y, 2));
+          store<f32>(or + 3 * outStride, f32x4.extract_lane(y, 3));
+        } else {
+          dot4tok(type, wr, wr + rowBytes, a, qaStride, or, outStride);
+        }
       }
     }
-    for (; t < nTok; t++) {
+    for (let t = groups * 4; t < nTok; t++) {
       const a = qa + <usize>t * qaStride;
       const o = Out + <usize>t * outStride;
       let wr = w + <usize>ra * rowBytes;
       for (let r = ra; r < rb; r++, wr += rowBytes) store<f32>(o + (<usize>r << 2), qdotRow(type, wr, rowBytes, a));
     }
   }
+}
+
+/** Scratch bytes qmatmul needs per thread. */
+export function qmatmulScratch(cols: i32, nTok: i32): usize {
+  return <usize>((nTok >> 2) * (cols >> 5)) * 32 + 64;
 }

@@ -87,6 +87,7 @@ interface Exports {
   needsSums(type: number): number;
   actKind(type: number): number;
   actBytes(n: number): number;
+  qmatmulScratch(cols: number, nTok: number): number;
   quantizeAct(kind: number, x: number, n: number, dst: number): void;
   setF16Table(p: number, fill: number): void;
   run(table: number, nTasks: number, tid: number, nth: number): void;
@@ -395,9 +396,11 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const perToken = cols * 4 + kinds.size * qaStride + sumRows * 4;
     const chunk = Math.min(align(n, 4), Math.max(4, Math.floor(MATMUL_CHUNK_BYTES / perToken / 4) * 4));
     const wbBytes = anyF ? 2 * align(cols, 4) * 4 + 64 : 0;
-    beginScratch(nth * wbBytes + align(chunk * cols * 4, 64) + kinds.size * chunk * qaStride
+    const q4Bytes = kinds.size > 0 ? align(ex.qmatmulScratch(cols, chunk), 64) : 0;
+    beginScratch(nth * (wbBytes + q4Bytes) + align(chunk * cols * 4, 64) + kinds.size * chunk * qaStride
       + fast.reduce((a, i) => a + align(chunk * Ws[i]!.rows * 4, 64), 0) + TASK_WORDS * 4 * fast.length + 64 * 8);
     const wbp = take(nth * wbBytes);
+    const q4p = take(nth * q4Bytes);
     const Xp = take(chunk * cols * 4);
     const qaBase = new Map<number, number>();
     for (const k of kinds) qaBase.set(k, take(chunk * qaStride));
@@ -414,7 +417,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       fast.forEach((i, j) => {
         const W = Ws[i]!;
         const k = kindOf(W);
-        if (k >= 0) task([T_QMATMUL, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, qaBase.get(k)!, qaStride, m, outPtrs[j]!, W.rows * 4]);
+        if (k >= 0) task([T_QMATMUL, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, qaBase.get(k)!, qaStride, m, outPtrs[j]!, W.rows * 4, q4p, q4Bytes]);
         else task([T_FMATMUL, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, Xp, mPad, outPtrs[j]!, W.rows * 4, wbp, wbBytes]);
       });
       dispatch();
