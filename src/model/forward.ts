@@ -12,7 +12,7 @@ import type { QTensor } from './tensor.js';
 import type { Weights } from './weights.js';
 
 /** Named intermediate activations, `rows` rows of `width` each, in `data`. */
-export type TapName = 'attn_in' | 'q' | 'k' | 'v' | 'attn_out' | 'attn_proj' | 'ffn_in' | 'ffn_gate_act' | 'ffn_act' | 'ffn_out' | 'residual' | 'final';
+export type TapName = 'attn_in' | 'q' | 'k' | 'v' | 'attn_out' | 'attn_proj' | 'ffn_in' | 'ffn_gate_act' | 'ffn_up' | 'ffn_act' | 'ffn_out' | 'residual' | 'final';
 export type Tap = (name: TapName, layer: number, data: Float32Array, rows: number, width: number) => void;
 
 export type LogitsWanted = 'last' | 'all' | 'none';
@@ -100,7 +100,14 @@ export class Forward {
       // ---- attention block
       for (let t = 0; t < T; t++) this.kernels.rmsnorm(this.xn, t * D, this.x, t * D, L.attnNorm, D, cfg.normEps);
       tap?.('attn_in', l, this.xn, T, D);
-      this.linear([L.wq, L.wk, L.wv], this.xn, T, [this.q, this.k, this.v], this.select(l, 'attn_in', this.xn, T, D));
+      const qkvIn = this.select(l, 'attn_in', this.xn, T, D);
+      // a policy may thin q's input apart from k and v's ('attn_q'), which keeps the KV cache exact
+      const qIn = this.select(l, 'attn_q', this.xn, T, D);
+      if (!qIn) this.linear([L.wq, L.wk, L.wv], this.xn, T, [this.q, this.k, this.v], qkvIn);
+      else {
+        this.linear([L.wq], this.xn, T, [this.q], qIn.map((s, t) => s ?? qkvIn?.[t] ?? null));
+        this.linear([L.wk, L.wv], this.xn, T, [this.k, this.v], qkvIn);
+      }
       this.attention(l, kv, pos, T);
       const attWidth = cfg.nHeads * cfg.headDimV;
       tap?.('attn_out', l, this.att, T, attWidth);
@@ -229,6 +236,7 @@ export class Forward {
     }
     // rows of up that are not computed stay 0, so the product is 0 for dropped neurons
     this.linear([L.up], this.xn, T, [this.up], inputs, neurons);
+    this.tap?.('ffn_up', l, this.up, T, F);
     this.kernels.mul(this.gate, 0, this.up, 0, T * F);
     this.tap?.('ffn_act', l, this.gate, T, F);
     // down reads only the kept neurons unless the policy thins its input further

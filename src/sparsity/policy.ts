@@ -5,6 +5,7 @@
 /** The input of a group of linear layers that share it. */
 export type LinearSite =
   | 'attn_in'   // input of q, k, v
+  | 'attn_q'    // input of q alone, when it should differ from k and v's (null: q uses attn_in's)
   | 'attn_out'  // input of the attention output projection
   | 'ffn_in'    // input of gate and up
   | 'ffn_down'; // input of down
