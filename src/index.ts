@@ -14,6 +14,11 @@ export { refKernels } from './kernels/ref/index.js';
 export { createWasmKernels, relaxedSimdAvailable, type WasmKernels, type WasmKernelOptions } from './kernels/wasm/index.js';
 export { bench, benchModel } from './bench/bench.js';
 export { densePolicy, type SparsityPolicy, type Selection, type LinearSite } from './sparsity/policy.js';
+export {
+  fromProfile, MeasuredPolicy, TealPolicy, WinaPolicy, CatsPolicy, ChessPolicy, METHODS, loadProfile, saveProfile, checkProfileModel, modelSha256,
+  type Profile, type Method, type Allocation, type RealizedDensity, type Site,
+} from './sparsity/index.js';
+export { calibrate, calibrationChunks, defaultCalibrationFile, type CalibrateOptions } from './sparsity/calibrate.js';
 export { CATALOG, DEFAULT_MODEL, resolveModel } from './models/catalog.js';
 export { pull } from './models/pull.js';
 export { CtxError } from './errors.js';

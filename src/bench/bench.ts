@@ -15,6 +15,7 @@ import { CtxError } from '../errors.js';
 import { Rng } from '../generate/sampler.js';
 import type { ModelConfig } from '../model/config.js';
 import { loadModel, type LoadOptions, type Model } from '../model/load.js';
+import type { SparsityPolicy } from '../sparsity/policy.js';
 
 export interface Stats {
   readonly mean: number;
@@ -89,6 +90,8 @@ export interface BenchOptions {
   readonly seed?: number;
   /** called before each run (warm-up included) */
   readonly onProgress?: (p: BenchProgress) => void;
+  /** the sparsity policy of the forward pass (default dense) */
+  readonly policy?: SparsityPolicy;
 }
 
 export const BENCH_DEFAULTS = { nPrompt: 512, nGen: 128, reps: 5, batch: 32, seed: 1234 } as const;
@@ -135,6 +138,7 @@ export function benchModel(model: Model, threads: number, opts: BenchOptions = {
   const randomIds = (n: number): number[] => Array.from({ length: n }, () => rng.nextU32() % V);
 
   const forward = model.createForward(batch);
+  if (opts.policy) forward.policy = opts.policy;
   // one cache of n_prompt + n_gen positions, as llama-bench sizes its context, emptied before
   // every run (emptying is all a fresh cache means: attention reads only the first `length`
   // positions). Making a new one per run would leak: caches in kernel memory are never freed.
@@ -186,6 +190,8 @@ export interface BenchFileOptions extends BenchOptions {
   readonly tokenizerPath?: string;
   /** called after each thread count's model is loaded */
   readonly onLoad?: (threads: number, seconds: number) => void;
+  /** a sparsity policy for each loaded model (default dense) */
+  readonly makePolicy?: (model: Model) => SparsityPolicy;
 }
 
 /**
@@ -224,7 +230,7 @@ export async function bench(path: string, opts: BenchFileOptions = {}): Promise<
     if (!kernels.includes(model.kernels.name)) kernels.push(model.kernels.name);
     kvBytes = kvCacheBytes(model.config, nPrompt + nGen);
     // the same token ids at every thread count
-    results.push(...benchModel(model, threads, { ...opts, seed }));
+    results.push(...benchModel(model, threads, { ...opts, seed, ...(opts.makePolicy && { policy: opts.makePolicy(model) }) }));
     loads.push({ threads, kernels: model.kernels.name, load_seconds: Math.round(loadSeconds * 1000) / 1000, peak_rss_bytes: peakRssBytes() });
     // drop the model before the next load: end the kernels' worker threads, which hold its memory
     // (close(), where the kernels have one; the workers take a few ms to exit), and collect it. V8

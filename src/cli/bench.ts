@@ -4,6 +4,10 @@ import type { Command } from 'commander';
 import { BENCH_DEFAULTS, bench, defaultThreads, type BenchReport } from '../bench/bench.js';
 import { CtxError } from '../errors.js';
 import { DEFAULT_MODEL, looksLikePath, resolveModel } from '../models/catalog.js';
+import type { Model } from '../model/load.js';
+import type { MeasuredPolicy } from '../sparsity/measure.js';
+import { fromProfile } from '../sparsity/index.js';
+import { checkProfileModel, loadProfile } from '../sparsity/profile.js';
 import { int, progressBar } from './common.js';
 
 interface BenchFlags {
@@ -16,6 +20,7 @@ interface BenchFlags {
   batch: number;
   seed: number;
   json?: boolean;
+  sparsity?: string;
 }
 
 /** A parser for a comma list of integers ≥ min, naming the flag when it fails. */
@@ -44,6 +49,7 @@ export function register(program: Command): void {
     .option('-t, --threads <list>', `comma list of thread counts, the model loaded once for each (default: ${defaultThreads()}, the machine's cores)`, intList('--threads', 1))
     .option('-b, --batch <n>', 'tokens per forward batch in the pp test', int('--batch', 1), BENCH_DEFAULTS.batch)
     .option('--seed <n>', 'seed of the random token ids', int('--seed'), BENCH_DEFAULTS.seed)
+    .option('--sparsity <profile.json>', 'a sparsity profile written by `ctxsparse calibrate` (for this model file)')
     .option('--json', 'print one JSON object: {model, path, file_bytes, results: [{threads, test, n_prompt, n_gen, reps, '
       + 'tokens_per_second: {mean, stdev, samples}, ...}], peak_rss_bytes, kv_cache_bytes, kernels, ...}; '
       + 'peak_rss_bytes is the process RSS high-water mark (maxRSS), not one test\'s own use')
@@ -52,6 +58,8 @@ export function register(program: Command): void {
     .action(async (o: BenchFlags) => {
       if (o.nPrompt === 0 && o.nGen === 0) throw new CtxError('-p and -n are both 0: nothing to measure');
       const path = resolveModel(o.model);
+      const profile = o.sparsity !== undefined ? loadProfile(o.sparsity) : undefined;
+      let policy: MeasuredPolicy | undefined;
       const threads = o.threads ?? [defaultThreads()];
       const total = threads.length * ((o.nPrompt > 0 ? 1 : 0) + (o.nGen > 0 ? 1 : 0)) * (o.repetitions + 1);
       let done = 0;
@@ -60,11 +68,21 @@ export function register(program: Command): void {
         threads, nPrompt: o.nPrompt, nGen: o.nGen, reps: o.repetitions, batch: o.batch, seed: o.seed,
         name: looksLikePath(o.model) ? undefined : o.model,
         ...(o.tokenizer !== undefined && { tokenizerPath: o.tokenizer }),
+        ...(profile && {
+          makePolicy: (model: Model) => {
+            checkProfileModel(profile, o.sparsity!, model);
+            return (policy = fromProfile(profile, model));
+          },
+        }),
         onProgress: (p) => bar.update(done++, `t=${p.threads} ${p.test} ${p.run === 0 ? 'warm-up' : `${p.run}/${p.reps}`}`),
       });
       bar.update(total);
       bar.stop();
-      process.stdout.write(o.json ? JSON.stringify(report) + '\n' : table(report));
+      const sparsity = profile && policy && {
+        profile: o.sparsity, method: profile.method, target: profile.sparsity, allocation: profile.allocation, density: policy.realized().linear,
+      };
+      if (o.json) process.stdout.write(JSON.stringify(sparsity ? { ...report, sparsity } : report) + '\n');
+      else process.stdout.write(table(report) + (sparsity ? `sparsity: ${sparsity.method} ${sparsity.target} (${o.sparsity}), realized density ${sparsity.density.toFixed(3)} of the linears' weights\n` : ''));
     });
 }
 

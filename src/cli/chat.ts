@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { chatPromptIds, type ChatMessage } from '../generate/chat.js';
 import { Session } from '../generate/session.js';
-import { addModelOptions, addSamplingOptions, int, openModel, samplerOptions, type SamplingFlags } from './common.js';
+import { addModelOptions, addSamplingOptions, addSparsityOption, int, openModel, samplerOptions, sparsityPolicy, type SamplingFlags } from './common.js';
 
 interface ChatFlags extends SamplingFlags {
   model: string;
@@ -12,6 +12,7 @@ interface ChatFlags extends SamplingFlags {
   system?: string;
   maxTokens: number;
   ctx?: number;
+  sparsity?: string;
 }
 
 export function register(program: Command): void {
@@ -23,9 +24,11 @@ export function register(program: Command): void {
     .option('--ctx <n>', "context length in tokens (default: the model's, at most 4096)", int('--ctx', 1));
   addModelOptions(cmd);
   addSamplingOptions(cmd);
+  addSparsityOption(cmd);
   cmd.action(async (o: ChatFlags) => {
     const model = openModel(o);
-    const session = new Session(model, o.ctx !== undefined ? { ctx: o.ctx } : {});
+    const sparse = sparsityPolicy(o.sparsity, model);
+    const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }) });
     const start: ChatMessage[] = o.system !== undefined ? [{ role: 'system', content: o.system }] : [];
     let messages: ChatMessage[] = [...start];
     // the line iterator buffers input, so piped conversations lose no line while a reply is generated

@@ -7,6 +7,9 @@ import { CtxError } from '../errors.js';
 import { loadModel, type Model } from '../model/load.js';
 import { DEFAULT_MODEL, resolveModel } from '../models/catalog.js';
 import { SAMPLER_DEFAULTS, type SamplerOptions } from '../generate/sampler.js';
+import { fromProfile } from '../sparsity/index.js';
+import type { MeasuredPolicy } from '../sparsity/measure.js';
+import { checkProfileModel, loadProfile, type Profile } from '../sparsity/profile.js';
 
 export function addModelOptions(cmd: Command): Command {
   return cmd
@@ -21,6 +24,19 @@ export function openModel(opts: { model: string; tokenizer?: string; threads?: n
     ...(opts.tokenizer !== undefined && { tokenizerPath: opts.tokenizer }),
     ...(opts.threads !== undefined && { threads: opts.threads }),
   });
+}
+
+/** `--sparsity profile.json`: run the model with a calibrated sparsity method. */
+export function addSparsityOption(cmd: Command): Command {
+  return cmd.option('--sparsity <profile.json>', 'a sparsity profile written by `ctxsparse calibrate` (for this model file)');
+}
+
+/** The policy of `--sparsity FILE` for `model` (the profile checked against it), or undefined without the flag. */
+export function sparsityPolicy(file: string | undefined, model: Model): { policy: MeasuredPolicy; profile: Profile; file: string } | undefined {
+  if (file === undefined) return undefined;
+  const profile = loadProfile(file);
+  checkProfileModel(profile, file, model);
+  return { policy: fromProfile(profile, model), profile, file };
 }
 
 /** A parser for commander that turns a flag's text into a number or fails naming the flag. */

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { chatPromptIds } from '../generate/chat.js';
 import { Session } from '../generate/session.js';
-import { addModelOptions, addSamplingOptions, int, openModel, promptText, samplerOptions, type SamplingFlags } from './common.js';
+import { addModelOptions, addSamplingOptions, addSparsityOption, int, openModel, promptText, samplerOptions, sparsityPolicy, type SamplingFlags } from './common.js';
 
 interface GenerateFlags extends SamplingFlags {
   model: string;
@@ -17,6 +17,7 @@ interface GenerateFlags extends SamplingFlags {
   json?: boolean;
   ctx?: number;
   stop?: string[];
+  sparsity?: string;
 }
 
 export function register(program: Command): void {
@@ -34,13 +35,15 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON object: {prompt_tokens, tokens, text, tokens_per_second[, top_logits]}');
   addModelOptions(cmd);
   addSamplingOptions(cmd);
+  addSparsityOption(cmd);
   cmd.action((o: GenerateFlags) => {
     const model = openModel(o);
+    const sparse = sparsityPolicy(o.sparsity, model);
     const text = promptText(o);
     const promptIds = o.chat
       ? chatPromptIds(model, [...(o.system !== undefined ? [{ role: 'system', content: o.system }] : []), { role: 'user', content: text }])
       : model.tokenizer.encode(text);
-    const session = new Session(model, o.ctx !== undefined ? { ctx: o.ctx } : {});
+    const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }) });
     const tokens: number[] = [];
     const top: { ids: number[]; logits: number[] }[] = [];
     let out = '';
@@ -67,6 +70,7 @@ export function register(program: Command): void {
         text: out,
         tokens_per_second: Math.round(tps * 100) / 100,
         ...(o.topLogits !== undefined && { top_logits: top }),
+        ...(sparse && { density: sparse.policy.realized().linear }),
       };
       process.stdout.write(JSON.stringify(result) + '\n');
     } else {

@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { perplexity } from '../eval/perplexity.js';
-import { addModelOptions, int, openModel, peakRssMB, progressBar, readTextFile } from './common.js';
+import { addModelOptions, addSparsityOption, int, openModel, peakRssMB, progressBar, readTextFile, sparsityPolicy } from './common.js';
 
 interface PerplexityFlags {
   model: string;
@@ -12,6 +12,7 @@ interface PerplexityFlags {
   chunks?: number;
   batch: number;
   json?: boolean;
+  sparsity?: string;
 }
 
 export function register(program: Command): void {
@@ -24,14 +25,16 @@ export function register(program: Command): void {
     .option('--batch <n>', 'tokens per forward batch', int('--batch', 1), 64)
     .option('--json', 'print {"ppl", "chunks", "ctx", "tokens", ...}');
   addModelOptions(cmd);
+  addSparsityOption(cmd);
   cmd.action((o: PerplexityFlags) => {
     const text = readTextFile(o.file, '--file');
     const t0 = performance.now();
     const model = openModel(o);
+    const sparse = sparsityPolicy(o.sparsity, model);
     const loadSeconds = (performance.now() - t0) / 1000;
     let bar: ReturnType<typeof progressBar> | undefined;
     const r = perplexity(model, text, {
-      ctx: o.ctx, batch: o.batch, ...(o.chunks !== undefined && { chunks: o.chunks }),
+      ctx: o.ctx, batch: o.batch, ...(o.chunks !== undefined && { chunks: o.chunks }), ...(sparse && { policy: sparse.policy }),
       onChunk: (done, total, ppl) => {
         bar ??= progressBar('perplexity', total);
         bar.update(done, `ppl ${ppl.toFixed(4)}`);
@@ -46,9 +49,14 @@ export function register(program: Command): void {
         ppl: r.ppl, chunks: r.chunks, ctx: r.ctx, tokens: r.tokens,
         ppl_stderr: r.pplStderr, scored: r.scored, seconds: Math.round(seconds * 10) / 10,
         load_seconds: Math.round(loadSeconds * 100) / 100, peak_rss_mb: peakRssMB(),
+        ...(sparse && {
+          sparsity: { profile: sparse.file, method: sparse.profile.method, target: sparse.profile.sparsity, allocation: sparse.profile.allocation },
+          density: sparse.policy.realized(),
+        }),
       }) + '\n');
       return;
     }
-    process.stdout.write(`perplexity ${r.ppl.toFixed(4)} ± ${r.pplStderr.toFixed(4)} over ${r.chunks} chunks of ${r.ctx} (${r.scored} tokens scored) in ${seconds.toFixed(1)}s, peak RSS ${peakRssMB()} MB\n`);
+    const dens = sparse ? `, ${sparse.profile.method} ${sparse.profile.sparsity}: realized density ${sparse.policy.realized().linear.toFixed(3)} of the linears' weights` : '';
+    process.stdout.write(`perplexity ${r.ppl.toFixed(4)} ± ${r.pplStderr.toFixed(4)} over ${r.chunks} chunks of ${r.ctx} (${r.scored} tokens scored) in ${seconds.toFixed(1)}s, peak RSS ${peakRssMB()} MB${dens}\n`);
   });
 }
