@@ -5,7 +5,7 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { CtxError } from '../errors.js';
 import { CALIBRATION_DEFAULTS, calibrateLevels, defaultCalibrationFile, EVAL_CHUNKS, EVAL_CTX } from '../sparsity/calibrate.js';
-import { METHODS, saveProfile, type Allocation, type Method } from '../sparsity/profile.js';
+import { ALLOCATIONS, METHODS, saveProfile, type Allocation, type Method } from '../sparsity/profile.js';
 import { addModelOptions, int, num, openModel, progressBar, readTextFile } from './common.js';
 
 interface CalibrateFlags {
@@ -36,7 +36,8 @@ export function register(program: Command): void {
     .requiredOption('--method <name>', `the method: ${METHODS.join(', ')}`)
     .requiredOption('--sparsity <s>', 'target share of weights skipped, in (0, 1) (TEAL/WINA: over all linears, parameter-weighted; CATS: MLP neurons; '
       + 'CHESS: each thinned input); a comma list writes one profile per level from one pass (--out then needs {sparsity})', sparsityList)
-    .option('--allocation <kind>', 'TEAL and WINA: greedy (least added output error per parameter) or uniform levels', 'greedy')
+    .option('--allocation <kind>', 'TEAL and WINA: greedy (raise the (layer, site) that adds the least output error per parameter), '
+      + 'greedy-layer (the same within each layer, every layer at the target, as TEAL\'s block-wise allocation) or uniform', 'greedy')
     .option('--data <file>', `calibration text (default: WikiText-2 test after its first ${EVAL_CHUNKS} chunks of ${EVAL_CTX} tokens, which perplexity evaluates)`)
     .option('--skip <n>', 'tokens of the text to skip first (default: 51200 for the default text, 0 with --data)', int('--skip', 0))
     .option('--tokens <n>', 'calibration tokens (whole chunks of 512)', int('--tokens', 1), CALIBRATION_DEFAULTS.tokens)
@@ -46,7 +47,7 @@ export function register(program: Command): void {
   addModelOptions(cmd);
   cmd.action((o: CalibrateFlags) => {
     if (!(METHODS as readonly string[]).includes(o.method)) throw new CtxError(`--method: expected one of ${METHODS.join(', ')}, got "${o.method}"`);
-    if (o.allocation !== 'greedy' && o.allocation !== 'uniform') throw new CtxError(`--allocation: expected greedy or uniform, got "${o.allocation}"`);
+    if (!(ALLOCATIONS as readonly string[]).includes(o.allocation)) throw new CtxError(`--allocation: expected one of ${ALLOCATIONS.join(', ')}, got "${o.allocation}"`);
     if (o.sparsity.length > 1 && !o.out.includes('{sparsity}')) throw new CtxError('--out: several --sparsity levels need {sparsity} in the file name');
     const dataFile = o.data ?? defaultCalibrationFile();
     const text = readTextFile(dataFile, '--data');

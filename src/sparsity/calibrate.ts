@@ -44,7 +44,7 @@ export interface CalibrateOptions {
   readonly method: Method;
   /** target share dropped, in (0, 1) */
   readonly sparsity: number;
-  /** TEAL and WINA (default greedy); CATS and CHESS are uniform */
+  /** TEAL and WINA (default greedy: across all layers; greedy-layer: within each layer, every layer at the target); CATS and CHESS are uniform */
   readonly allocation?: Allocation;
   /** the calibration text and a name for it (recorded in the profile) */
   readonly text: string;
@@ -219,7 +219,8 @@ export function calibrateLevels(model: Model, opts: CalibrateOptions, targets: r
 
   // token activations kept for the allocation (and CHESS's neuron scores): distinct random
   // positions, never a chunk's first (BOS) token
-  const needSamples = allocation === 'greedy' || method === 'chess';
+  const greedy = allocation === 'greedy' || allocation === 'greedy-layer';
+  const needSamples = greedy || method === 'chess';
   let S = needSamples ? opts.samples ?? (method === 'chess' ? CALIBRATION_DEFAULTS.chessSamples : CALIBRATION_DEFAULTS.samples) : 0;
   S = Math.min(S, nTok - chunks.length);
   const slot = new Int32Array(nTok).fill(-1);
@@ -237,7 +238,7 @@ export function calibrateLevels(model: Model, opts: CalibrateOptions, targets: r
   for (const site of Object.values(sites) as Site[]) {
     // CHESS scores neurons by |act(gate)|·E|up|, known only at the end: from samples, not a histogram
     if (!(method === 'chess' && site === 'ffn_neurons')) hists.set(site, Array.from({ length: L }, () => new Histogram()));
-    if (S > 0 && (allocation === 'greedy' || site === 'ffn_neurons')) samples.set(site, []);
+    if (S > 0 && (greedy || site === 'ffn_neurons')) samples.set(site, []);
   }
   const upSum = method === 'chess' ? Array.from({ length: L }, () => new Float64Array(cfg.ffnDim)) : undefined;
 
@@ -285,7 +286,7 @@ export function calibrateLevels(model: Model, opts: CalibrateOptions, targets: r
   const quantileOf = (site: Site, l: number, q: number): number => hists.get(site)![l]!.quantile(q);
   // the allocation's error curves do not depend on the target: computed once
   const cands: Candidate[] = [];
-  if (allocation === 'greedy') {
+  if (greedy) {
     const totalParams = L * TEAL_SITES.reduce((a, s) => a + siteParams(model, s), 0);
     for (let l = 0; l < L; l++) {
       for (const site of TEAL_SITES) {
@@ -308,7 +309,17 @@ export function calibrateLevels(model: Model, opts: CalibrateOptions, targets: r
         for (let l = 0; l < L; l++) for (const site of TEAL_SITES) layers[l]![site] = { level: target, threshold: quantileOf(site, l, target) };
       } else {
         for (const c of cands) c.cur = 0;
-        greedyAllocate(cands, target);
+        if (allocation === 'greedy') greedyAllocate(cands, target);
+        else {
+          // TEAL's block-wise form: each layer reaches the target, its sites share it greedily
+          for (let l = 0; l < L; l++) {
+            const mine = cands.filter((c) => c.layer === l);
+            const total = mine.reduce((a, c) => a + c.share, 0);
+            const local = mine.map((c) => ({ ...c, share: c.share / total, cur: 0 }));
+            greedyAllocate(local, target);
+            for (const [i, c] of mine.entries()) c.cur = local[i]!.cur;
+          }
+        }
         for (const c of cands) layers[c.layer]![c.site] = { level: c.cur / GRID, threshold: c.thr[c.cur]! };
       }
     } else if (method === 'cats') {

@@ -12,7 +12,8 @@ import { SITES, type Site } from './measure.js';
 
 export const METHODS = ['teal', 'cats', 'wina', 'chess'] as const;
 export type Method = (typeof METHODS)[number];
-export type Allocation = 'greedy' | 'uniform';
+export type Allocation = 'greedy' | 'greedy-layer' | 'uniform';
+export const ALLOCATIONS: readonly Allocation[] = ['greedy', 'greedy-layer', 'uniform'];
 
 /** One site's setting: the share of elements to drop and the threshold that drops it on the calibration data. */
 export interface SiteSetting {
@@ -146,7 +147,7 @@ export function validateProfile(j: unknown, file: string): Profile {
   const m = method as Method;
   const sparsity = number(p.sparsity, 'sparsity', (x) => x > 0 && x < 1, 'a number in (0, 1)');
   const allocation = str(p.allocation, 'allocation');
-  if (allocation !== 'greedy' && allocation !== 'uniform') bad('allocation', `expected greedy or uniform, got "${allocation}"`);
+  if (!(ALLOCATIONS as readonly string[]).includes(allocation)) bad('allocation', `expected one of ${ALLOCATIONS.join(', ')}, got "${allocation}"`);
   const model = obj(p.model, 'model');
   const sha = str(model.sha256, 'model.sha256');
   if (!/^[0-9a-f]{64}$/.test(sha)) bad('model.sha256', 'expected 64 lowercase hex digits');
