@@ -226,16 +226,19 @@ export class Forward {
     const F = cfg.ffnDim;
     // gate first: neuron-sparsity methods decide from act(gate·x) which rows of up and down to use
     const inputs = this.select(l, 'ffn_in', this.xn, T, cfg.dim);
-    this.linear([L.gate], this.xn, T, [this.gate], inputs);
+    // the dense policy selects no neurons: gate and up then go in one kernel call
+    const dense = this.policy === densePolicy;
+    if (dense) this.linear([L.gate, L.up], this.xn, T, [this.gate, this.up], inputs);
+    else this.linear([L.gate], this.xn, T, [this.gate], inputs);
     this.kernels.activate(this.gate, 0, T * F, cfg.act === 'gelu' ? 'gelu' : 'silu');
     this.tap?.('ffn_gate_act', l, this.gate, T, F);
     let neurons: (Selection | null)[] | null = null;
-    for (let t = 0; t < T; t++) {
+    for (let t = 0; t < T && !dense; t++) {
       const sel = this.policy.neurons(l, this.gate.subarray(t * F, (t + 1) * F));
       if (sel) (neurons ??= new Array<Selection | null>(T).fill(null))[t] = sel;
     }
     // rows of up that are not computed stay 0, so the product is 0 for dropped neurons
-    this.linear([L.up], this.xn, T, [this.up], inputs, neurons);
+    if (!dense) this.linear([L.up], this.xn, T, [this.up], inputs, neurons);
     this.tap?.('ffn_up', l, this.up, T, F);
     this.kernels.mul(this.gate, 0, this.up, 0, T * F);
     this.tap?.('ffn_act', l, this.gate, T, F);
