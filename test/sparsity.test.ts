@@ -210,7 +210,7 @@ test('CLI: calibrate, then perplexity / generate / bench --sparsity; bad input i
   const out = join(tmp, 'cli-teal.json');
   const c = cli('calibrate', '-m', F32, '--method', 'teal', '--sparsity', '0.5', '--data', STORIES, '--skip', '8192', '--tokens', '2048', '--out', out, '--threads', '1');
   assert.equal(c.status, 0, c.stderr);
-  assert.match(c.stdout, /^teal 0\.5 \(greedy\) on stories260K-F32\.gguf: 2048 tokens of tinystories_val_prefix\.txt after 8192; mean level 0\.5\d*/);
+  assert.match(c.stdout, /^teal 0\.5 \(greedy-layer\) on stories260K-F32\.gguf: 2048 tokens of tinystories_val_prefix\.txt after 8192; mean level 0\.5\d*/);
   assert.equal(loadProfile(out).model.layers, model.config.nLayers);
 
   const args = ['-m', F32, '-f', STORIES, '--ctx', '128', '--chunks', '10', '--json', '--threads', '1'];

@@ -36,8 +36,8 @@ export function register(program: Command): void {
     .requiredOption('--method <name>', `the method: ${METHODS.join(', ')}`)
     .requiredOption('--sparsity <s>', 'target share of weights skipped, in (0, 1) (TEAL/WINA: over all linears, parameter-weighted; CATS: MLP neurons; '
       + 'CHESS: each thinned input); a comma list writes one profile per level from one pass (--out then needs {sparsity})', sparsityList)
-    .option('--allocation <kind>', 'TEAL and WINA: greedy (raise the (layer, site) that adds the least output error per parameter), '
-      + 'greedy-layer (the same within each layer, every layer at the target, as TEAL\'s block-wise allocation) or uniform', 'greedy')
+    .option('--allocation <kind>', 'TEAL and WINA: greedy-layer (within each layer, raise the site that adds the least output error '
+      + 'per parameter; every layer at the target: TEAL\'s block-wise allocation), greedy (the same across all layers) or uniform', 'greedy-layer')
     .option('--data <file>', `calibration text (default: WikiText-2 test after its first ${EVAL_CHUNKS} chunks of ${EVAL_CTX} tokens, which perplexity evaluates)`)
     .option('--skip <n>', 'tokens of the text to skip first (default: 51200 for the default text, 0 with --data)', int('--skip', 0))
     .option('--tokens <n>', 'calibration tokens (whole chunks of 512)', int('--tokens', 1), CALIBRATION_DEFAULTS.tokens)

@@ -208,7 +208,9 @@ export function calibrateLevels(model: Model, opts: CalibrateOptions, targets: r
   for (const target of targets) if (!(target > 0 && target < 1)) throw new CtxError(`sparsity must be in (0, 1), got ${target}`);
   const cfg = model.config;
   const L = cfg.nLayers;
-  const allocation: Allocation = method === 'teal' || method === 'wina' ? (opts.allocation ?? 'greedy') : 'uniform';
+  // default: TEAL's block-wise form; the model-wide greedy pushes first and last layers too far on SmolLM2
+  // (a linear's own error does not show how far it spreads): 35.5 vs 33.4 perplexity at 0.4
+  const allocation: Allocation = method === 'teal' || method === 'wina' ? (opts.allocation ?? 'greedy-layer') : 'uniform';
   const chunk = Math.min(opts.chunk ?? CALIBRATION_DEFAULTS.chunk, cfg.ctxTrain);
   const skip = opts.skipTokens ?? EVAL_CHUNKS * EVAL_CTX;
   const seed = opts.seed ?? CALIBRATION_DEFAULTS.seed;
