@@ -386,6 +386,8 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
 
 /** Q8_0 through dot4rows too: measured slower (SmolLM2 head, one thread: 4.7 vs 11 GB/s), so off */
 const FOUR_ROWS_Q8_0: bool = false;
+/** and Q5_0: slower too (its fifth-bit expansion for four rows spills registers; Qwen decode, one thread: 12 vs 13.5 tok/s) */
+const FOUR_ROWS_Q5_0: bool = false;
 
 /** [f16 scale at p, p + rb, p + 2rb, p + 3rb] as f32x4 (four rows' block scales) */
 // @ts-ignore: decorator
@@ -475,7 +477,7 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
     let wr = w + <usize>i0 * rowBytes;
     // four rows at a time in groups aligned to row 0 (thread splits fall on multiples of four:
     // a row is computed the same way whatever the thread count)
-    if (type == Q4_0 || type == Q4_1 || type == Q5_0 || (FOUR_ROWS_Q8_0 && type == Q8_0)) {
+    if (type == Q4_0 || type == Q4_1 || (FOUR_ROWS_Q8_0 && type == Q8_0) || (FOUR_ROWS_Q5_0 && type == Q5_0)) {
       for (; i < i1 && (i & 3) != 0; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, rowBytes, qa));
       for (; i + 4 <= i1; i += 4, wr += rowBytes << 2) v128.store(out + (<usize>i << 2), dot4rows(type, wr, wr + rowBytes, rowBytes, qa));
     }
