@@ -818,9 +818,6 @@ export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV gr
 // @ts-ignore: decorator
 @inline function units(t: usize): i32 { return word(t, 0) == T_ATTN ? word(t, 13) : word(t, 5); }
 
-// @ts-ignore: decorator
-@inline function split4(v: i32, u: i32): i32 { return v >= u ? u : v & ~3; }
-
 export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
   let total: i64 = 0;
   for (let i = 0; i < nTasks; i++) total += units(table + (<usize>(i * TASK_WORDS) << 2));
@@ -829,12 +826,7 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
   for (let i = 0; i < nTasks && base < hi; i++) {
     const t = table + (<usize>(i * TASK_WORDS) << 2);
     const u = units(t);
-    // split points inside a mat-vec fall on multiples of four rows (see qmatvec)
-    let a = max(lo, base) - base, b = min(hi, base + u) - base;
-    if (word(t, 0) == T_QMATVEC) {
-      a = split4(a, u);
-      b = split4(b, u);
-    }
+    const a = max(lo, base) - base, b = min(hi, base + u) - base;
     base += u;
     if (a >= b) continue;
     switch (word(t, 0)) {

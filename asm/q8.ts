@@ -384,72 +384,6 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
   return hsum(acc);
 }
 
-/** Q8_0 through dot4rows too: measured slower (SmolLM2 head, one thread: 4.7 vs 11 GB/s), so off */
-const FOUR_ROWS_Q8_0: bool = false;
-/** and Q5_0: slower too (its fifth-bit expansion for four rows spills registers; Qwen decode, one thread: 12 vs 13.5 tok/s) */
-const FOUR_ROWS_Q5_0: bool = false;
-
-/** [f16 scale at p, p + rb, p + 2rb, p + 3rb] as f32x4 (four rows' block scales) */
-// @ts-ignore: decorator
-@inline function scales4(p: usize, rb: usize): v128 {
-  let v = f32x4.splat(h2f(p));
-  v = f32x4.replace_lane(v, 1, h2f(p + rb));
-  v = f32x4.replace_lane(v, 2, h2f(p + 2 * rb));
-  return f32x4.replace_lane(v, 3, h2f(p + 3 * rb));
-}
-
-/**
- * Four consecutive rows (rb bytes apart) · one activation, the rows in the lanes: per block the
- * four integer sums are gathered into one vector, so offset, conversion, scale and accumulation
- * are one vector op each for all four. The 32-block types; returns [y_r0 .. y_r3].
- */
-function dot4rows(type: i32, w: usize, end: usize, rb: usize, q: usize): v128 {
-  let acc = f32x4.splat(0);
-  if (type == Q5_0) {
-    for (; w < end; w += 22, q += BLK32) {
-      const v0 = v128.load(w, 6), v1 = v128.load(w + rb, 6), v2 = v128.load(w + 2 * rb, 6), v3 = v128.load(w + 3 * rb, 6);
-      const h0 = load<u32>(w, 2), h1 = load<u32>(w + rb, 2), h2 = load<u32>(w + 2 * rb, 2), h3 = load<u32>(w + 3 * rb, 2);
-      let s = tsum4(
-        blk(q, v128.or(lo4(v0), bit5(h0, false)), v128.or(hi4(v0), bit5(h0, true))),
-        blk(q, v128.or(lo4(v1), bit5(h1, false)), v128.or(hi4(v1), bit5(h1, true))),
-        blk(q, v128.or(lo4(v2), bit5(h2, false)), v128.or(hi4(v2), bit5(h2, true))),
-        blk(q, v128.or(lo4(v3), bit5(h3, false)), v128.or(hi4(v3), bit5(h3, true))));
-      const M = q + 32 * QS;
-      s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 4)); // − 16·Σx
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales4(w, rb), f32x4.splat(load<f32>(M)))));
-    }
-  } else if (type == Q4_0) {
-    for (; w < end; w += 18, q += BLK32) {
-      const v0 = v128.load(w, 2), v1 = v128.load(w + rb, 2), v2 = v128.load(w + 2 * rb, 2), v3 = v128.load(w + 3 * rb, 2);
-      let s = tsum4(blk(q, lo4(v0), hi4(v0)), blk(q, lo4(v1), hi4(v1)), blk(q, lo4(v2), hi4(v2)), blk(q, lo4(v3), hi4(v3)));
-      const M = q + 32 * QS;
-      s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 3)); // − 8·Σx
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales4(w, rb), f32x4.splat(load<f32>(M)))));
-    }
-  } else if (type == Q4_1) {
-    let mins = f32x4.splat(0);
-    for (; w < end; w += 20, q += BLK32) {
-      const v0 = v128.load(w, 4), v1 = v128.load(w + rb, 4), v2 = v128.load(w + 2 * rb, 4), v3 = v128.load(w + 3 * rb, 4);
-      const s = tsum4(blk(q, lo4(v0), hi4(v0)), blk(q, lo4(v1), hi4(v1)), blk(q, lo4(v2), hi4(v2)), blk(q, lo4(v3), hi4(v3)));
-      const M = q + 32 * QS;
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales4(w, rb), f32x4.splat(load<f32>(M)))));
-      mins = f32x4.add(mins, f32x4.mul(scales4(w + 2, rb), f32x4.splat(load<f32>(M, 4))));
-    }
-    acc = f32x4.add(acc, mins);
-  } else {
-    // Q8_0
-    for (; w < end; w += 34, q += BLK32) {
-      const s = tsum4(
-        i32x4.add(sdot(q, v128.load(w, 2)), sdot(q + 16 * QS, v128.load(w, 18))),
-        i32x4.add(sdot(q, v128.load(w + rb, 2)), sdot(q + 16 * QS, v128.load(w + rb, 18))),
-        i32x4.add(sdot(q, v128.load(w + 2 * rb, 2)), sdot(q + 16 * QS, v128.load(w + 2 * rb, 18))),
-        i32x4.add(sdot(q, v128.load(w + 3 * rb, 2)), sdot(q + 16 * QS, v128.load(w + 3 * rb, 18))));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales4(w, rb), f32x4.splat(load<f32>(q + 32 * QS)))));
-    }
-  }
-  return acc;
-}
-
 /** W[row at w] · activation at qa (cols elements); NaN for a type without an integer path. */
 // @ts-ignore: decorator
 @inline function qdotRow(type: i32, w: usize, rowBytes: usize, qa: usize): f32 {
@@ -472,16 +406,11 @@ function dot4rows(type: i32, w: usize, end: usize, rb: usize, q: usize): v128 {
  * r = rowIdx[i] when rowIdx != 0 (out compacted; the host scatters).
  */
 export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, i0: i32, i1: i32, qa: usize, out: usize): void {
+  // (four rows per pass with their sums in the lanes, as prefill does with tokens, measured slower
+  // end to end for every type here: SmolLM2 decode 62 vs 70 tok/s on one thread)
   if (rowIdx == 0) {
-    let i = i0;
     let wr = w + <usize>i0 * rowBytes;
-    // four rows at a time in groups aligned to row 0 (thread splits fall on multiples of four:
-    // a row is computed the same way whatever the thread count)
-    if (type == Q4_0 || type == Q4_1 || (FOUR_ROWS_Q8_0 && type == Q8_0) || (FOUR_ROWS_Q5_0 && type == Q5_0)) {
-      for (; i < i1 && (i & 3) != 0; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, rowBytes, qa));
-      for (; i + 4 <= i1; i += 4, wr += rowBytes << 2) v128.store(out + (<usize>i << 2), dot4rows(type, wr, wr + rowBytes, rowBytes, qa));
-    }
-    for (; i < i1; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, rowBytes, qa));
+    for (let i = i0; i < i1; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, rowBytes, qa));
   } else {
     for (let i = i0; i < i1; i++) {
       const r = <usize>load<i32>(rowIdx + (<usize>i << 2));
