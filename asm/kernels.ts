@@ -1,14 +1,17 @@
-// WebAssembly SIMD kernels for ctxsparse (AssemblyScript; built by `npm run build:wasm`).
+// WebAssembly SIMD kernels for ctxsparse (AssemblyScript; built by `npm run build:wasm`, twice:
+// plain SIMD and relaxed SIMD).
 //
 // Every function works on raw pointers into the one (imported, shared) linear memory that
 // src/kernels/wasm/index.ts manages: the weights stay in their ggml blocks where the model
-// loader read them, x / out / X / Out live in a scratch region the host copies in and out.
-// No allocation happens here (runtime stub, nothing is ever `new`ed).
+// loader read them; activations, outputs and the KV cache live in the same memory. No allocation
+// happens here (runtime stub, nothing is ever `new`ed). Work arrives as task lists (`run`), which
+// every thread executes its share of.
 //
-// Activations are f32. A block's integer codes are widened to i32 lanes, converted to f32 and
-// multiplied with x (mul + add, no FMA: Node 20 has no relaxed SIMD); the block's scale is
-// applied once per (sub-)block. Where a type has an additive min (Q4_1, Q5_1, Q4_K, Q5_K) its
-// term is m·Σx, with Σx over each 32-element group precomputed once per mat-vec (`xsum`).
+// This file: the f32-activation path (exact; the float weight types always use it): a block's
+// integer codes are widened, converted to f32 and multiplied with x; the block's scale is applied
+// once per (sub-)block; an additive min (Q4_1, Q5_1, Q4_K, Q5_K) contributes m·Σx with Σx per
+// 32-element group precomputed once per mat-vec. Also matmul on dequantized rows, attention and
+// the task runner. The 8-bit path is asm/q8.ts, the element-wise ops asm/ops.ts.
 // Block layouts: see src/quant/dequant.ts.
 
 import { f16 } from './common';
