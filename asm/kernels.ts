@@ -14,24 +14,11 @@
 // the task runner. The 8-bit path is asm/q8.ts, the element-wise ops asm/ops.ts.
 // Block layouts: see src/quant/dequant.ts.
 
-import { f16 } from './common';
+import { BF16, F16, F32, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, qhMask } from './common';
 import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope } from './ops';
 import { qmatvec, qmatmul } from './q8';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
-
-// ggml type ids (src/quant/types.ts)
-const F32: i32 = 0;
-const F16: i32 = 1;
-const Q4_0: i32 = 2;
-const Q4_1: i32 = 3;
-const Q5_0: i32 = 6;
-const Q5_1: i32 = 7;
-const Q8_0: i32 = 8;
-const Q4_K: i32 = 12;
-const Q5_K: i32 = 13;
-const Q6_K: i32 = 14;
-const BF16: i32 = 30;
 
 /** First byte the host may use (after this module's static data and stack). */
 export function heapBase(): usize {
@@ -61,11 +48,6 @@ export function supports(type: i32): bool {
   return v128.or(f, v128.and(infnan, i32x4.splat(0x7f800000)));
 }
 
-// @ts-ignore: decorator
-@inline function hsum(v: v128): f32 {
-  const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
-}
 
 /** Σ (16 signed bytes of b) · x[0..16) as an f32x4 of partial sums */
 // @ts-ignore: decorator
@@ -113,16 +95,6 @@ export function supports(type: i32): bool {
   v128.store(dst, f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(hi)), s), m), 48);
 }
 
-/** The 5th bits of a Q5_0/Q5_1 block: bytes j of the result (j < 16) are 0xFF where bit `base + j` of qh is set. */
-// @ts-ignore: decorator
-@inline function qhMask(qh: u32, hiHalf: bool): v128 {
-  const s = i32x4.splat(qh);
-  const spread = hiHalf
-    ? i8x16.shuffle(s, s, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
-    : i8x16.shuffle(s, s, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-  return i8x16.eq(v128.and(spread, bit), bit);
-}
 
 // ------------------------------------------------------------------ row dots (matvec)
 // Each returns Σ_c W[row, c]·x[c] for one row at w; xs = the 32-element sums of x.
@@ -238,16 +210,6 @@ function dotQ8_0(w: usize, x: usize, nb: i32): f32 {
     acc = f32x4.add(acc, f32x4.mul(s, f32x4.splat(f16at(w))));
   }
   return hsum(acc);
-}
-
-// Q4_K / Q5_K: the 6-bit scale (sc) and min (mn) of group j (0..7) from the 12 bytes at p.
-// @ts-ignore: decorator
-@inline function kScale(p: usize, j: i32): u32 {
-  return j < 4 ? <u32>load<u8>(p + j) & 63 : (<u32>load<u8>(p + j + 4) & 15) | ((<u32>load<u8>(p + j - 4) >> 6) << 4);
-}
-// @ts-ignore: decorator
-@inline function kMin(p: usize, j: i32): u32 {
-  return j < 4 ? <u32>load<u8>(p + j + 4) & 63 : (<u32>load<u8>(p + j + 4) >> 4) | ((<u32>load<u8>(p + j) >> 6) << 4);
 }
 
 function dotQ4_K(w: usize, x: usize, xs: usize, nb: i32): f32 {
@@ -385,13 +347,6 @@ export function fmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
       store<f32>(out + (<usize>i << 2), dotRow(type, w + r * rowBytes, x, xs, cols));
     }
   }
-}
-
-/** Single-threaded f32 mat-vec over nRows rows (tests and one-off calls). */
-export function matvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, nRows: i32,
-  x: usize, xs: usize, out: usize): void {
-  if (needsSums(type)) blockSums(x, cols, xs);
-  fmatvec(type, w, rowBytes, cols, rowIdx, 0, nRows, x, xs, out);
 }
 
 // ------------------------------------------------------------------ row dequantizers (matmul)
@@ -630,11 +585,6 @@ export function fmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
 // q and out (and the head list and the scores) are in the scratch region; k and v point into the
 // KV cache itself (position `start` of one layer, rows kStride / vStride bytes apart), read in place.
 
-/** Public for tests: dst[i] = e^src[i] for i < n (n a multiple of 4; src <= 0). */
-export function expBuf(src: usize, dst: usize, n: i32): void {
-  for (let i: usize = 0; i < (<usize>n << 2); i += 16) v128.store(dst + i, expx4(v128.load(src + i)));
-}
-
 /** q · k over d elements, one key (the tail positions of the score loop). */
 // @ts-ignore: decorator
 @inline function dot1(q: usize, k: usize, d: i32): f32 {
@@ -745,17 +695,11 @@ function weightedSum(p: usize, v: usize, vStride: usize, n: i32, d: i32, inv: f3
 }
 
 /**
- * out_h (headDimV f32 at out + h·headDimV·4) for the nh heads listed at heads (i32; 0 = heads 0..nh-1).
- * q: nHeads × headDim f32; k / v: position `start` of the cache, kStride / vStride bytes per position;
- * n >= 1 positions; group = nHeads / nKvHeads; scores: room for n rounded up to 4 f32.
- * The other heads' out is left as it is (the host zeroes it).
+ * out_h (headDimV f32 at out + h·headDimV·4) for the listed heads hi in [h0, h1) (heads: i32 head
+ * numbers; 0 = heads 0..). q: nHeads × headDim f32; k / v: position `start` of the cache,
+ * kStride / vStride bytes per position; n >= 1 positions; group = nHeads / nKvHeads; scores: room
+ * for n rounded up to 4 f32. The other heads' out is left as it is (the host zeroes it).
  */
-export function attention(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
-  headDim: i32, headDimV: i32, group: i32, scale: f32, out: usize, heads: usize, nh: i32, scores: usize): void {
-  attentionHeads(q, k, v, kStride, vStride, n, headDim, headDimV, group, scale, out, heads, 0, nh, scores);
-}
-
-/** attention() for the listed heads hi in [h0, h1). */
 export function attentionHeads(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
   headDim: i32, headDimV: i32, group: i32, scale: f32, out: usize, heads: usize, h0: i32, h1: i32, scores: usize): void {
   const n4 = (n + 3) & ~3;

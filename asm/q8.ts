@@ -18,7 +18,7 @@
 // first build and i32x4 in the second; pdot / padd / pwiden / pscale hide the difference.
 // (Node 20's i32x4.relaxed_dot_i8x16_i7x16_add_s gives wrong sums, so only the i16x8 form is used.)
 
-import { f32to16, f16 } from './common';
+import { f32to16, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, qhMask } from './common';
 
 export const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD;
 /** bytes per activation code */
@@ -28,16 +28,6 @@ export const QS: usize = RELAXED ? 1 : 2;
 export const ACT_Q8_0: i32 = 0;
 export const ACT_Q8_1: i32 = 1;
 export const ACT_Q8_K: i32 = 2;
-
-// ggml type ids (src/quant/types.ts)
-const Q4_0: i32 = 2;
-const Q4_1: i32 = 3;
-const Q5_0: i32 = 6;
-const Q5_1: i32 = 7;
-const Q8_0: i32 = 8;
-const Q4_K: i32 = 12;
-const Q5_K: i32 = 13;
-const Q6_K: i32 = 14;
 
 /** The activation kind a weight type is multiplied with, or -1 (no integer path). */
 export function actKind(type: i32): i32 {
@@ -190,11 +180,6 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
     i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), v128.load(xp, 16)));
 }
 
-// @ts-ignore: decorator
-@inline function hsum(v: v128): f32 {
-  const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
-}
 
 // @ts-ignore: decorator
 @inline function lo4(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
@@ -204,22 +189,7 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
 /** 0x10 in byte j (j < 16) where bit base+j of qh is set (the 5th bit of Q5_0 / Q5_1 codes). */
 // @ts-ignore: decorator
 @inline function bit5(qh: u32, hiHalf: bool): v128 {
-  const s = i32x4.splat(qh);
-  const spread = hiHalf
-    ? i8x16.shuffle(s, s, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
-    : i8x16.shuffle(s, s, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-  return v128.and(i8x16.eq(v128.and(spread, bit), bit), i8x16.splat(0x10));
-}
-
-// Q4_K / Q5_K: the 6-bit scale and min of group j (0..7) from the 12 bytes at p.
-// @ts-ignore: decorator
-@inline function kScale(p: usize, j: i32): i32 {
-  return j < 4 ? <i32>load<u8>(p + j) & 63 : (<i32>load<u8>(p + j + 4) & 15) | ((<i32>load<u8>(p + j - 4) >> 6) << 4);
-}
-// @ts-ignore: decorator
-@inline function kMin(p: usize, j: i32): i32 {
-  return j < 4 ? <i32>load<u8>(p + j + 4) & 63 : (<i32>load<u8>(p + j + 4) >> 4) | ((<i32>load<u8>(p + j) >> 6) << 4);
+  return v128.and(qhMask(qh, hiHalf), i8x16.splat(0x10));
 }
 
 // ------------------------------------------------------------------ row · activation
@@ -301,11 +271,8 @@ function dotQ4_K(w: usize, end: usize, q: usize): f32 {
       const qw = w + 16 + (<usize>c << 5);
       const xq = q + (<usize>c << 6) * QS;
       const v0 = v128.load(qw, 0), v1 = v128.load(qw, 16);
-      const pl = padd(pdot(xq, lo4(v0)), pdot(xq + 16 * QS, lo4(v1)));
-      const ph = padd(pdot(xq + 32 * QS, hi4(v0)), pdot(xq + 48 * QS, hi4(v1)));
-      isum = i32x4.add(isum, i32x4.add(pscale(pl, kScale(sp, 2 * c)), pscale(ph, kScale(sp, 2 * c + 1))));
-      const g = M + 16 + (<usize>c << 4);
-      mins += kMin(sp, 2 * c) * (load<i32>(g) + load<i32>(g, 4)) + kMin(sp, 2 * c + 1) * (load<i32>(g, 8) + load<i32>(g, 12));
+      isum = q4kpart(isum, xq, lo4(v0), lo4(v1), hi4(v0), hi4(v1), kScale(sp, 2 * c), kScale(sp, 2 * c + 1));
+      mins += q4kmins(M + 16 + (<usize>c << 4), kMin(sp, 2 * c), kMin(sp, 2 * c + 1));
     }
     const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
@@ -334,11 +301,8 @@ function dotQ5_K(w: usize, end: usize, q: usize): f32 {
       const l1 = v128.or(lo4(v1), v128.and(i8x16.eq(v128.and(h1, bl), bl), b10));
       const u0 = v128.or(hi4(v0), v128.and(i8x16.eq(v128.and(h0, bh), bh), b10));
       const u1 = v128.or(hi4(v1), v128.and(i8x16.eq(v128.and(h1, bh), bh), b10));
-      const pl = padd(pdot(xq, l0), pdot(xq + 16 * QS, l1));
-      const ph = padd(pdot(xq + 32 * QS, u0), pdot(xq + 48 * QS, u1));
-      isum = i32x4.add(isum, i32x4.add(pscale(pl, kScale(sp, 2 * c)), pscale(ph, kScale(sp, 2 * c + 1))));
-      const g = M + 16 + (<usize>c << 4);
-      mins += kMin(sp, 2 * c) * (load<i32>(g) + load<i32>(g, 4)) + kMin(sp, 2 * c + 1) * (load<i32>(g, 8) + load<i32>(g, 12));
+      isum = q4kpart(isum, xq, l0, l1, u0, u1, kScale(sp, 2 * c), kScale(sp, 2 * c + 1));
+      mins += q4kmins(M + 16 + (<usize>c << 4), kMin(sp, 2 * c), kMin(sp, 2 * c + 1));
     }
     const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
@@ -369,13 +333,9 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
         const q4 = v128.or(hi4(c), v128.and(i16x8.shr_u(hb, 2), m30));
         const s = sc + (l >> 4);
         const s0 = <i32>load<i8>(s, 0), s1 = <i32>load<i8>(s, 2), s2 = <i32>load<i8>(s, 4), s3 = <i32>load<i8>(s, 6);
-        const xl = xh + l * QS;
-        isum = i32x4.add(isum, i32x4.add(
-          i32x4.add(pscale(pdot(xl, q1), s0), pscale(pdot(xl + 32 * QS, q2), s1)),
-          i32x4.add(pscale(pdot(xl + 64 * QS, q3), s2), pscale(pdot(xl + 96 * QS, q4), s3))));
+        isum = q6part(isum, xh + l * QS, q1, q2, q3, q4, s0, s1, s2, s3);
         // groups of 16: (h·128 + half·16 + {0,32,64,96}) / 16
-        const g = M + 16 + (<usize>(h * 8 + half) << 2);
-        offs += s0 * load<i32>(g) + s1 * load<i32>(g, 8) + s2 * load<i32>(g, 16) + s3 * load<i32>(g, 24);
+        offs += q6offs(M + 16 + (<usize>(h * 8 + half) << 2), s0, s1, s2, s3);
       }
     }
     isum = i32x4.sub(isum, i32x4.splat(offs << 3)); // − 32·Σ sc·Σx, 4 lanes × 8

@@ -186,6 +186,23 @@ test('views from alloc() stay valid while the memory grows', () => {
   assertClose(after, want, magnitudes(W2, x, 1), 'after growth');
 });
 
+/** A real tensor through wasm and the reference: a matvec, and a matmul of n tokens over its first maxRows rows. */
+function checkRealTensor(k: WasmKernels, W: QTensor, label: string, rnd: () => number, n: number, maxRows: number): void {
+  const x = randVec(W.cols, rnd);
+  const want = new Float32Array(W.rows);
+  const got = new Float32Array(W.rows);
+  refKernels.matvec(W, x, want);
+  k.matvec(W, x, got);
+  assertClose(got, want, magnitudes(W, x, 1), `${label} matvec`);
+  const Wm = { ...W, rows: Math.min(W.rows, maxRows) };
+  const X = randVec(n * W.cols, rnd);
+  const wantM = new Float32Array(n * Wm.rows);
+  const gotM = new Float32Array(n * Wm.rows);
+  refKernels.matmul(Wm, X, n, wantM);
+  k.matmul(Wm, X, n, gotM);
+  assertClose(gotM, wantM, magnitudes(Wm, X, n), `${label} matmul`);
+}
+
 test('real model: SmolLM2-135M tensors read into kernel memory, wasm == ref', () => {
   const h = readGGUFHeader(catalogModel('smollm2-135m-instruct'));
   const k = createWasmKernels(EXACT);
@@ -202,20 +219,7 @@ test('real model: SmolLM2-135M tensors read into kernel memory, wasm == ref', ()
       name: t.name, type: t.type, cols: t.dims[0]!, rows: Math.min(t.dims[1]!, 2048),
       data, offset: t.offset, rowBytes: (t.dims[0]! / t.type.blockSize) * t.type.blockBytes,
     };
-    const x = randVec(W.cols, rnd);
-    const want = new Float32Array(W.rows);
-    const got = new Float32Array(W.rows);
-    refKernels.matvec(W, x, want);
-    k.matvec(W, x, got);
-    assertClose(got, want, magnitudes(W, x, 1), `${t.name} (${t.type.name}) matvec`);
-    const n = 5;
-    const Wm = { ...W, rows: Math.min(W.rows, 256) };
-    const X = randVec(n * W.cols, rnd);
-    const wantM = new Float32Array(n * Wm.rows);
-    const gotM = new Float32Array(n * Wm.rows);
-    refKernels.matmul(Wm, X, n, wantM);
-    k.matmul(Wm, X, n, gotM);
-    assertClose(gotM, wantM, magnitudes(Wm, X, n), `${t.name} (${t.type.name}) matmul`);
+    checkRealTensor(k, W, `${t.name} (${t.type.name})`, rnd, 5, 256);
     checked.push(`${t.name}:${t.type.name}`);
   }
   assert.ok(checked.length >= 3, `checked ${checked.join(', ')}`);
@@ -239,20 +243,7 @@ test('real model: Qwen2.5-Coder-0.5B Q5_0 / Q4_K / Q6_K / Q8_0 tensors, wasm == 
         rowBytes: (t.dims[0]! / t.type.blockSize) * t.type.blockBytes,
       };
       types.add(t.type.name);
-      const x = randVec(W.cols, rnd);
-      const want = new Float32Array(W.rows);
-      const got = new Float32Array(W.rows);
-      refKernels.matvec(W, x, want);
-      k.matvec(W, x, got);
-      assertClose(got, want, magnitudes(W, x, 1), `${name} (${t.type.name}) matvec`);
-      const n = 3;
-      const Wm = { ...W, rows: Math.min(W.rows, 512) };
-      const X = randVec(n * W.cols, rnd);
-      const wantM = new Float32Array(n * Wm.rows);
-      const gotM = new Float32Array(n * Wm.rows);
-      refKernels.matmul(Wm, X, n, wantM);
-      k.matmul(Wm, X, n, gotM);
-      assertClose(gotM, wantM, magnitudes(Wm, X, n), `${name} (${t.type.name}) matmul`);
+      checkRealTensor(k, W, `${name} (${t.type.name})`, rnd, 3, 512);
     }
     assert.deepEqual([...types].sort(), ['Q4_K', 'Q5_0', 'Q6_K', 'Q8_0']);
   } finally {

@@ -79,10 +79,7 @@ const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 interface Exports {
   heapBase(): number;
   supports(type: number): number;
-  matvec(type: number, w: number, rowBytes: number, cols: number, rowIdx: number, nRows: number, x: number, xs: number, out: number): void;
   dequantize(type: number, w: number, cols: number, dst: number): void;
-  attention(q: number, k: number, v: number, kStride: number, vStride: number, n: number, headDim: number, headDimV: number,
-    group: number, scale: number, out: number, heads: number, nh: number, scores: number): void;
   blockSums(x: number, cols: number, xs: number): void;
   needsSums(type: number): number;
   actKind(type: number): number;
