@@ -1,21 +1,24 @@
 // Input-channel sparsity that skips bytes: a transposed copy of a linear layer, so that the
 // weights of one input channel are contiguous and a dropped channel is never read.
 //
-// The copy keeps the original codes exactly (4-bit, or 5-bit for Q5_0) and the original per-32
-// scales: row-major ggml blocks run along the input dimension, each with a scale (and a min) per
-// (output row, 32 inputs). Transposed, a "panel" holds one 32-input block for all rows:
-//   d[Rp] f32, then (types with a min) m[Rp] f32, then 32 column segments, one per input channel,
+// The copy keeps the original codes exactly (4-bit, 5-bit for Q5_0, 6-bit for Q6_K) and the
+// per-block scales: row-major ggml blocks run along the input dimension, each with a scale (and a
+// min) per (output row, 32 inputs). Transposed, a "panel" holds one 32-input block for all rows:
+//   d[Rp], then (types with a min) m[Rp], then 32 column segments, one per input channel,
 //   each Rp/32 tiles of 32 rows: 16 bytes of nibbles (byte k: row k low, row k+16 high), preceded
-//   by 4 bytes of 5th bits (bit k = row k) for 5-bit codes.
-// Rp = rows rounded up to 32 (padding rows have scale 0). Scales are stored as f32: the kernel
-// is bound by instructions, not bandwidth, so converting halves per (row, block) would cost more
-// than the bytes it saves. Q4_K converts exactly to the same layout (scale d·sc, min −dmin·m).
+//   by 4 bytes of 5th bits (bit k = row k) for 5-bit codes; Q6_K: panels of 16 inputs (its scales
+//   are per 16), one code byte per row.
+// Rp = rows rounded up to 32 (padding rows have scale 0). The scales are bfloat16: every active
+// panel's scales are read whatever the kept share of its channels, so their bytes count (f32 ones
+// made a half-sparse Q4_1 layer read 78% of its dense bytes, bf16 ones 58%), and widening bf16 is
+// one shuffle per four. That rounding (≤ 2^-9 of a scale, for Q4_K / Q6_K of d·sc) is the layout's
+// only change to the weights: bench/transposed-ppl.mjs measures what it costs.
 //
 // A mat-vec y = W·x over the kept channels: x is quantized to Q8_0 (int8 codes α, scale per 32);
-// `tplan` pairs the kept channels of each block; `tmatvec` walks tiles of 32 rows and, for each
-// active block, multiplies two channels at once: their code bytes interleaved (row r: a, b) times
-// (α_a, α_b) in one i16x8.relaxed_dot (pmaddubsw), summed in i16 (a few pairs, below overflow),
-// widened to i32, then scaled per row: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
+// `tplan` pairs the kept channels of each block; `tmatvec` walks each active block's pairs and,
+// down the pair's segments, multiplies two channels at once: their code bytes interleaved (row r:
+// a, b) times (α_a, α_b) in one i16x8.relaxed_dot (pmaddubsw), summed in i16 (a few pairs, below
+// overflow), widened to i32, then scaled per row: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
 // Work per tile is the same for every tile, so splitting tiles evenly over threads stays balanced
 // whatever the kept set.
 
@@ -42,13 +45,28 @@ export function tpanelWidth(kind: i32): i32 { return kind == K_SYM6 ? 16 : 32; }
 // @ts-ignore: decorator
 @inline function tileBytes(kind: i32): usize { return kind == K_SYM5 ? 20 : kind == K_SYM6 ? 32 : 16; }
 // @ts-ignore: decorator
-@inline function scaleBytes(kind: i32, Rp: usize): usize { return Rp * (kind == K_MIN4 ? 8 : 4); }
+@inline function scaleBytes(kind: i32, Rp: usize): usize { return Rp * (kind == K_MIN4 ? 4 : 2); }
 // @ts-ignore: decorator
 @inline function segBytes(kind: i32, Rp: usize): usize { return (Rp >> 5) * tileBytes(kind); }
 
 /** Bytes of one panel (tpanelWidth input channels × Rp rows). */
 export function tpanelBytes(kind: i32, Rp: i32): usize {
   return scaleBytes(kind, <usize>Rp) + <usize>tpanelWidth(kind) * segBytes(kind, <usize>Rp);
+}
+
+/** f32 → bfloat16, rounded to nearest even (scales are finite) */
+// @ts-ignore: decorator
+@inline function bf16(f: f32): u16 {
+  const b = reinterpret<u32>(f);
+  return <u16>((b + 0x7fff + ((b >> 16) & 1)) >> 16);
+}
+/** four bfloat16 (bytes 8h .. 8h+8 of v) to f32x4 */
+// @ts-ignore: decorator
+@inline function bf4(v: v128, h: i32): v128 {
+  const z = i32x4.splat(0);
+  return h == 0
+    ? i8x16.shuffle(z, v, 0, 0, 16, 17, 0, 0, 18, 19, 0, 0, 20, 21, 0, 0, 22, 23)
+    : i8x16.shuffle(z, v, 0, 0, 24, 25, 0, 0, 26, 27, 0, 0, 28, 29, 0, 0, 30, 31);
 }
 
 // @ts-ignore: decorator
@@ -89,7 +107,7 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
       for (let s = 0; s < (cols >> 8); s++) {
         const o = row + <usize>s * 210;
         const d = h2f(o + 208);
-        for (let g = 0; g < 16; g++) store<f32>(dst + <usize>(s * 16 + g) * panel + (<usize>r << 2), d * <f32>load<i8>(o + 192 + <usize>g));
+        for (let g = 0; g < 16; g++) store<u16>(dst + <usize>(s * 16 + g) * panel + (<usize>r << 1), bf16(d * <f32>load<i8>(o + 192 + <usize>g)));
         for (let i = 0; i < 256; i++) {
           const h = i >> 7, k = (i >> 5) & 3, l = i & 31;
           const a = <u32>load<u8>(o + <usize>(h * 64 + l + (k & 1) * 32));
@@ -103,12 +121,12 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
     for (let b = 0; b < nb; b++) {
       const P = dst + <usize>b * panel;
       const seg0 = P + sb;
-      const dAt = P + (<usize>r << 2), mAt = P + (Rp << 2) + (<usize>r << 2);
+      const dAt = P + (<usize>r << 1), mAt = P + (Rp << 1) + (<usize>r << 1);
       if (type == Q4_K) {
         const sb256 = row + <usize>(b >> 3) * 144;
         const g = b & 7;
-        store<f32>(dAt, h2f(sb256) * <f32>kScale(sb256 + 4, g));
-        store<f32>(mAt, -h2f(sb256 + 2) * <f32>kMin(sb256 + 4, g));
+        store<u16>(dAt, bf16(h2f(sb256) * <f32>kScale(sb256 + 4, g)));
+        store<u16>(mAt, bf16(-h2f(sb256 + 2) * <f32>kMin(sb256 + 4, g)));
         const qs = sb256 + 16 + <usize>(g >> 1) * 32;
         const sh: u32 = (g & 1) ? 4 : 0;
         for (let j = 0; j < 32; j++) putCode(kind, seg0, seg, r, j, (<u32>load<u8>(qs + j) >> sh) & 15);
@@ -116,9 +134,9 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
       }
       let blk: usize, qs: usize, qh: u32 = 0;
       if (type == Q4_0) { blk = row + <usize>b * 18; qs = blk + 2; }
-      else if (type == Q4_1) { blk = row + <usize>b * 20; qs = blk + 4; store<f32>(mAt, h2f(blk + 2)); }
+      else if (type == Q4_1) { blk = row + <usize>b * 20; qs = blk + 4; store<u16>(mAt, bf16(h2f(blk + 2))); }
       else { blk = row + <usize>b * 22; qh = load<u32>(blk + 2); qs = blk + 6; }
-      store<f32>(dAt, h2f(blk));
+      store<u16>(dAt, bf16(h2f(blk)));
       for (let j = 0; j < 16; j++) {
         const v = <u32>load<u8>(qs + j);
         putCode(kind, seg0, seg, r, j, (v & 15) | (((qh >> <u32>j) & 1) << 4));
@@ -208,88 +226,110 @@ export function tplan(kind: i32, T: usize, Rp: i32, cols: i32, qa: usize, idx: u
 // @ts-ignore: decorator
 @inline function hi4(v: v128): v128 { return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)); }
 
+/** The codes of rows 0–31 of one tile of channels a and b, interleaved by row: four vectors of 8 rows. */
+// @ts-ignore: decorator
+@inline function pairDots(kind: i32, ca: usize, cb: usize, alpha: v128, ae: v128, ao: v128, acc: usize): void {
+  let la: v128, ha: v128, lb: v128, hb: v128;
+  if (kind == K_SYM6) {
+    la = v128.load(ca); ha = v128.load(ca, 16); lb = v128.load(cb); hb = v128.load(cb, 16);
+  } else if (kind == K_SYM5) {
+    const va = v128.load(ca, 4), vb = v128.load(cb, 4);
+    const qa = load<u32>(ca), qb = load<u32>(cb);
+    const m5 = i8x16.splat(0x10);
+    la = v128.or(lo4(va), v128.and(qhMask(qa, false), m5));
+    ha = v128.or(hi4(va), v128.and(qhMask(qa, true), m5));
+    lb = v128.or(lo4(vb), v128.and(qhMask(qb, false), m5));
+    hb = v128.or(hi4(vb), v128.and(qhMask(qb, true), m5));
+  } else {
+    const va = v128.load(ca), vb = v128.load(cb);
+    la = lo4(va); ha = hi4(va); lb = lo4(vb); hb = hi4(vb);
+  }
+  v128.store(acc, i16x8.add(v128.load(acc, 0), pairDot(alpha, i8x16.shuffle(la, lb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), ae, ao)), 0);
+  v128.store(acc, i16x8.add(v128.load(acc, 16), pairDot(alpha, i8x16.shuffle(la, lb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), ae, ao)), 16);
+  v128.store(acc, i16x8.add(v128.load(acc, 32), pairDot(alpha, i8x16.shuffle(ha, hb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), ae, ao)), 32);
+  v128.store(acc, i16x8.add(v128.load(acc, 48), pairDot(alpha, i8x16.shuffle(ha, hb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), ae, ao)), 48);
+}
+
+/** Scratch bytes per thread for tmatvec over a copy of Rp rows. */
+export function tscratchBytes(Rp: i32): usize {
+  return <usize>(Rp >> 5) * 192;
+}
+
 /**
- * Tiles [t0, t1) of y = W·x from the plan: out[32t .. 32t+32) (the caller's buffer holds Rp).
+ * Tiles [t0, t1) of y = W·x from the plan, into out[32t .. 32t+32) (the caller's buffer holds Rp).
+ * Each pair of channels is read down its whole segment (this thread's tiles, contiguous) before
+ * the next pair, as a row gather reads whole rows; each tile's sums wait in `scratch` (i16 for a
+ * few pairs, then i32). (Walking the tiles outermost with the sums in registers, reading all the
+ * pairs' segments 16 bytes at a time, measured slower once the weights come from DRAM: Qwen2.5's
+ * layers at half density, one thread, 51 vs 46 ms.)
  */
-export function tmatvec(kind: i32, plan: usize, t0: i32, t1: i32, out: usize): void {
+export function tmatvec(kind: i32, plan: usize, t0: i32, t1: i32, out: usize, scratch: usize): void {
   const nActive = load<i32>(plan);
   const pairs = <usize>load<u32>(plan, 4);
   const tb = tileBytes(kind);
-  const five = kind == K_SYM5, six = kind == K_SYM6;
   const hasMin = kind == K_MIN4;
-  // pairs summed in i16 before widening: |α| ≤ 127, a pair adds at most 2·127·15 (·31, ·63)
-  const chunk = six ? 2 : five ? 4 : 8;
-  for (let t = t0; t < t1; t++) {
-    let y0 = f32x4.splat(0), y1 = y0, y2 = y0, y3 = y0, y4 = y0, y5 = y0, y6 = y0, y7 = y0;
-    const tOff = <usize>t * tb;
-    for (let k = 0; k < nActive; k++) {
-      const B = plan + 16 + (<usize>k << 5);
-      const P = <usize>load<u32>(B);
-      let p = pairs + (<usize>load<i32>(B, 4) << 4);
-      const pEnd = p + (<usize>load<i32>(B, 8) << 4);
-      const init = i32x4.splat(-load<i32>(B, 20));
-      let a0 = init, a1 = init, a2 = init, a3 = init, a4 = init, a5 = init, a6 = init, a7 = init;
-      while (p < pEnd) {
-        const cEnd = min(pEnd, p + (<usize>chunk << 4));
-        let s0 = i16x8.splat(0), s1 = s0, s2 = s0, s3 = s0;
-        for (; p < cEnd; p += 16) {
-          const ca = <usize>load<u32>(p) + tOff, cb = <usize>load<u32>(p, 4) + tOff;
-          const w = load<u32>(p, 8);
-          let la: v128, ha: v128, lb: v128, hb: v128;
-          if (six) {
-            // one byte per row: rows 0–15, then 16–31
-            la = v128.load(ca); ha = v128.load(ca, 16); lb = v128.load(cb); hb = v128.load(cb, 16);
-          } else if (five) {
-            const va = v128.load(ca, 4), vb = v128.load(cb, 4);
-            const qa = load<u32>(ca), qb = load<u32>(cb);
-            const m5 = i8x16.splat(0x10);
-            la = v128.or(lo4(va), v128.and(qhMask(qa, false), m5));
-            ha = v128.or(hi4(va), v128.and(qhMask(qa, true), m5));
-            lb = v128.or(lo4(vb), v128.and(qhMask(qb, false), m5));
-            hb = v128.or(hi4(vb), v128.and(qhMask(qb, true), m5));
-          } else {
-            const va = v128.load(ca), vb = v128.load(cb);
-            la = lo4(va); ha = hi4(va); lb = lo4(vb); hb = hi4(vb);
-          }
-          const alpha = RELAXED ? i16x8.splat(<i16>w) : i16x8.splat(0);
-          const ae = RELAXED ? alpha : i16x8.splat(<i16>(w & 0xffff));
-          const ao = RELAXED ? alpha : i16x8.splat(<i16>(w >> 16));
-          s0 = i16x8.add(s0, pairDot(alpha, i8x16.shuffle(la, lb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), ae, ao));
-          s1 = i16x8.add(s1, pairDot(alpha, i8x16.shuffle(la, lb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), ae, ao));
-          s2 = i16x8.add(s2, pairDot(alpha, i8x16.shuffle(ha, hb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), ae, ao));
-          s3 = i16x8.add(s3, pairDot(alpha, i8x16.shuffle(ha, hb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), ae, ao));
-        }
-        a0 = i32x4.add(a0, i32x4.extend_low_i16x8_s(s0)); a1 = i32x4.add(a1, i32x4.extend_high_i16x8_s(s0));
-        a2 = i32x4.add(a2, i32x4.extend_low_i16x8_s(s1)); a3 = i32x4.add(a3, i32x4.extend_high_i16x8_s(s1));
-        a4 = i32x4.add(a4, i32x4.extend_low_i16x8_s(s2)); a5 = i32x4.add(a5, i32x4.extend_high_i16x8_s(s2));
-        a6 = i32x4.add(a6, i32x4.extend_low_i16x8_s(s3)); a7 = i32x4.add(a7, i32x4.extend_high_i16x8_s(s3));
+  const chunk = kind == K_SYM6 ? 2 : kind == K_SYM5 ? 4 : 8;
+  const nT = <usize>(t1 - t0);
+  const acc16 = scratch, acc32 = scratch + (nT << 6);
+  memory.fill(out + (<usize>t0 << 7), 0, nT << 7);
+  for (let k = 0; k < nActive; k++) {
+    const B = plan + 16 + (<usize>k << 5);
+    const P = <usize>load<u32>(B);
+    let p = pairs + (<usize>load<i32>(B, 4) << 4);
+    const pEnd = p + (<usize>load<i32>(B, 8) << 4);
+    const init = i32x4.splat(-load<i32>(B, 20));
+    for (let i: usize = 0; i < nT; i++) {
+      const a = acc32 + (i << 7);
+      v128.store(a, init, 0); v128.store(a, init, 16); v128.store(a, init, 32); v128.store(a, init, 48);
+      v128.store(a, init, 64); v128.store(a, init, 80); v128.store(a, init, 96); v128.store(a, init, 112);
+    }
+    const base = <usize>t0 * tb;
+    while (p < pEnd) {
+      const cEnd = min(pEnd, p + (<usize>chunk << 4));
+      memory.fill(acc16, 0, nT << 6);
+      for (; p < cEnd; p += 16) {
+        const ca = <usize>load<u32>(p) + base, cb = <usize>load<u32>(p, 4) + base;
+        const w = load<u32>(p, 8);
+        const alpha = RELAXED ? i16x8.splat(<i16>w) : i16x8.splat(0);
+        const ae = RELAXED ? alpha : i16x8.splat(<i16>(w & 0xffff));
+        const ao = RELAXED ? alpha : i16x8.splat(<i16>(w >> 16));
+        for (let i: usize = 0; i < nT; i++) pairDots(kind, ca + i * tb, cb + i * tb, alpha, ae, ao, acc16 + (i << 6));
       }
-      const ds = f32x4.splat(load<f32>(B, 12));
-      const d = P + (<usize>t << 7);
-      y0 = f32x4.add(y0, f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(d, 0), ds)));
-      y1 = f32x4.add(y1, f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(d, 16), ds)));
-      y2 = f32x4.add(y2, f32x4.mul(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load(d, 32), ds)));
-      y3 = f32x4.add(y3, f32x4.mul(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load(d, 48), ds)));
-      y4 = f32x4.add(y4, f32x4.mul(f32x4.convert_i32x4_s(a4), f32x4.mul(v128.load(d, 64), ds)));
-      y5 = f32x4.add(y5, f32x4.mul(f32x4.convert_i32x4_s(a5), f32x4.mul(v128.load(d, 80), ds)));
-      y6 = f32x4.add(y6, f32x4.mul(f32x4.convert_i32x4_s(a6), f32x4.mul(v128.load(d, 96), ds)));
-      y7 = f32x4.add(y7, f32x4.mul(f32x4.convert_i32x4_s(a7), f32x4.mul(v128.load(d, 112), ds)));
-      if (hasMin) {
-        // the mins' term: m · ds · Σα (the rows' m are after the Rp scales)
-        const c = f32x4.splat(load<f32>(B, 16));
-        const m = d + (<usize>(load<i32>(B, 24)) << 2);
-        y0 = f32x4.add(y0, f32x4.mul(v128.load(m, 0), c));
-        y1 = f32x4.add(y1, f32x4.mul(v128.load(m, 16), c));
-        y2 = f32x4.add(y2, f32x4.mul(v128.load(m, 32), c));
-        y3 = f32x4.add(y3, f32x4.mul(v128.load(m, 48), c));
-        y4 = f32x4.add(y4, f32x4.mul(v128.load(m, 64), c));
-        y5 = f32x4.add(y5, f32x4.mul(v128.load(m, 80), c));
-        y6 = f32x4.add(y6, f32x4.mul(v128.load(m, 96), c));
-        y7 = f32x4.add(y7, f32x4.mul(v128.load(m, 112), c));
+      for (let i: usize = 0; i < nT; i++) {
+        const s = acc16 + (i << 6), a = acc32 + (i << 7);
+        let v = v128.load(s, 0);
+        v128.store(a, i32x4.add(v128.load(a, 0), i32x4.extend_low_i16x8_s(v)), 0);
+        v128.store(a, i32x4.add(v128.load(a, 16), i32x4.extend_high_i16x8_s(v)), 16);
+        v = v128.load(s, 16);
+        v128.store(a, i32x4.add(v128.load(a, 32), i32x4.extend_low_i16x8_s(v)), 32);
+        v128.store(a, i32x4.add(v128.load(a, 48), i32x4.extend_high_i16x8_s(v)), 48);
+        v = v128.load(s, 32);
+        v128.store(a, i32x4.add(v128.load(a, 64), i32x4.extend_low_i16x8_s(v)), 64);
+        v128.store(a, i32x4.add(v128.load(a, 80), i32x4.extend_high_i16x8_s(v)), 80);
+        v = v128.load(s, 48);
+        v128.store(a, i32x4.add(v128.load(a, 96), i32x4.extend_low_i16x8_s(v)), 96);
+        v128.store(a, i32x4.add(v128.load(a, 112), i32x4.extend_high_i16x8_s(v)), 112);
       }
     }
-    const o = out + (<usize>t << 7);
-    v128.store(o, y0, 0); v128.store(o, y1, 16); v128.store(o, y2, 32); v128.store(o, y3, 48);
-    v128.store(o, y4, 64); v128.store(o, y5, 80); v128.store(o, y6, 96); v128.store(o, y7, 112);
+    const ds = f32x4.splat(load<f32>(B, 12));
+    const c = f32x4.splat(load<f32>(B, 16));
+    const mOff = <usize>load<i32>(B, 24) << 1;
+    for (let i: usize = 0; i < nT; i++) {
+      const t = <usize>t0 + i;
+      const a = acc32 + (i << 7), y = out + (t << 7), d = P + (t << 6);
+      for (let h: usize = 0; h < 4; h++) {
+        const dh = d + (h << 4), yh = y + (h << 5), ah = a + (h << 5);
+        const v = v128.load(dh);
+        let y0 = f32x4.add(v128.load(yh), f32x4.mul(f32x4.convert_i32x4_s(v128.load(ah)), f32x4.mul(bf4(v, 0), ds)));
+        let y1 = f32x4.add(v128.load(yh, 16), f32x4.mul(f32x4.convert_i32x4_s(v128.load(ah, 16)), f32x4.mul(bf4(v, 1), ds)));
+        if (hasMin) {
+          const m = v128.load(dh + mOff);
+          y0 = f32x4.add(y0, f32x4.mul(bf4(m, 0), c));
+          y1 = f32x4.add(y1, f32x4.mul(bf4(m, 1), c));
+        }
+        v128.store(yh, y0);
+        v128.store(yh, y1, 16);
+      }
+    }
   }
 }

@@ -47,6 +47,11 @@ export interface WasmKernels extends Kernels {
   readonly simd: SimdFlavour;
   /** The 8-bit activation exactly as the mat-vecs see it, dequantized (tests): kind 0 Q8_0, 1 Q8_1, 2 Q8_K. */
   quantizedActivation(kind: number, x: Float32Array): { q: Int16Array; d: Float32Array; s32: Float32Array; s16: Int32Array };
+  /**
+   * The transposed copy input-channel sparsity reads for W (built now if it is not yet), as a
+   * view of the memory, with its layout parameters (asm/sparse.ts); null for types without one.
+   */
+  transposedCopy(W: QTensor): { kind: number; Rp: number; panelWidth: number; panelBytes: number; bytes: Uint8Array } | null;
   close(): void;
 }
 
@@ -97,6 +102,7 @@ interface Exports {
   tpanelBytes(kind: number, Rp: number): number;
   tbuild(type: number, src: number, rowBytes: number, R: number, cols: number, r0: number, r1: number, dst: number): void;
   tplanBytes(cols: number): number;
+  tscratchBytes(Rp: number): number;
   tplan(kind: number, T: number, Rp: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
 }
 
@@ -327,7 +333,12 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     });
     const planBytes = ex.tplanBytes(cols);
     let bytes = align(cols * 4, 64) * 2 + align(ex.actBytes(cols), 64) + align(n * 4, 64) + 64 * TASK_WORDS * 4;
-    for (const T of Ts) bytes += align(planBytes, 64) + T.Rp * 4;
+    let scr = 0;
+    for (const T of Ts) {
+      bytes += align(planBytes, 64) + T.Rp * 4;
+      scr = Math.max(scr, align(ex.tscratchBytes(T.Rp), 64));
+    }
+    bytes += scr * nth;
     beginScratch(bytes);
     const xp = take(cols * 4);
     const xo = xp >>> 2;
@@ -337,13 +348,14 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     ex.quantizeAct(0, xp, cols, qa);
     const idxp = take(n * 4);
     i32.set(idx.subarray(0, n), idxp >>> 2);
+    const scratch = take(scr * nth);
     table = take(TASK_WORDS * 4 * Ws.length);
     nTasks = 0;
     const outPtrs = Ts.map((T) => {
       const plan = take(planBytes);
       ex.tplan(T.kind, T.ptr, T.Rp, cols, qa, idxp, n, plan);
       const op = take(T.Rp * 4);
-      task([T_TMATVEC, T.kind, plan, 0, 0, T.Rp / 32, 0, 0, op]);
+      task([T_TMATVEC, T.kind, plan, 0, 0, T.Rp / 32, 0, 0, op, 0, 0, scratch, scr]);
       return op;
     });
     dispatch();
@@ -666,6 +678,13 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     threads: nth,
     activations,
     simd,
+    transposedCopy: (W: QTensor) => {
+      if (!transposable(W)) return null;
+      const t = transposedOf(W);
+      const panelWidth = ex.tpanelWidth(t.kind);
+      const panelBytes = ex.tpanelBytes(t.kind, t.Rp);
+      return { kind: t.kind, Rp: t.Rp, panelWidth, panelBytes, bytes: new Uint8Array(buf, t.ptr, panelBytes * (W.cols / panelWidth)) };
+    },
     matvec: (W: QTensor, x: Float32Array, out: Float32Array, o?: MatvecOptions) => matvecs([W], x, [out], o?.inputs ?? null, o?.rows ? [o.rows] : null),
     matvecs,
     matmul: (W: QTensor, X: Float32Array, n: number, Out: Float32Array) => matmuls([W], X, n, [Out]),

@@ -17,7 +17,15 @@ export const NTASKS = 3;   // task count
 export const SLEEPERS = 4; // workers blocked in Atomics.wait
 export const EXIT = 5;     // set before the last bump: workers leave their loop
 export const FAILED = 6;   // a worker's run() threw; its message is in the worker's error event
+export const HOST_WAITS = 7; // the host sleeps on DONE: the last worker to finish wakes it
 const CTRL_WORDS = 16;
+
+/**
+ * Spins of the host on DONE before it sleeps. On an idle machine a dispatch finishes within a few
+ * microseconds and the host never sleeps; on a machine with more runnable threads than cores, a
+ * spinning host would burn the time slice the worker it waits for needs.
+ */
+const HOST_SPINS = 1 << 15;
 
 export interface PoolInit {
   readonly module: object;
@@ -64,8 +72,15 @@ export class Pool {
     if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, GEN);
     this.run0(table, nTasks);
     const want = this.nth - 1;
-    while (Atomics.load(c, DONE) < want) {
+    let spins = 0;
+    for (let d = Atomics.load(c, DONE); d < want; d = Atomics.load(c, DONE)) {
       if (Atomics.load(c, FAILED)) this.fail();
+      if (++spins > HOST_SPINS) {
+        Atomics.store(c, HOST_WAITS, 1);
+        // re-checked under the flag: a worker that finished in between has seen it or left DONE changed
+        Atomics.wait(c, DONE, d, 1);
+        Atomics.store(c, HOST_WAITS, 0);
+      }
     }
     if (Atomics.load(c, FAILED)) this.fail();
   }
