@@ -208,3 +208,16 @@ test('GET /health and /metrics (Prometheus text)', async () => {
   assert.match(m, /^ctxsparse_requests_total\{endpoint="\/v1\/chat\/completions",status="200"\} 1$/m);
   assert.match(m, /^ctxsparse_completion_tokens_total 3$/m);
 });
+
+test('the model\'s tokenizer over HTTP (/tokenizer_info, /tokenize, /detokenize: lm-eval tokenizer_backend=remote)', async () => {
+  const { base } = await start();
+  const info = (await (await fetch(`${base}/tokenizer_info`)).json()) as { eos_token: string; chat_template: string };
+  assert.equal(info.eos_token, model.tokenizer.tokenText(model.tokenizer.eos!));
+  assert.equal(info.chat_template, model.chatTemplate);
+  const post = async (path: string, body: unknown) => (await fetch(`${base}${path}`, { method: 'POST', body: JSON.stringify(body) })).json();
+  const text = 'Hello world, how are you?';
+  const t = (await post('/tokenize', { prompt: text, add_special_tokens: false })) as { tokens: number[] };
+  assert.deepEqual(t.tokens, model.tokenizer.encode(text, { addBos: false }));
+  const d = (await post('/detokenize', { tokens: t.tokens })) as { prompt: string };
+  assert.equal(d.prompt, text);
+});

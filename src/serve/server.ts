@@ -92,7 +92,7 @@ export class Server {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
     const route = `${req.method} ${path}`;
-    const known = ['/', '/index.html', '/health', '/metrics', '/v1/models', '/v1/chat/completions', '/v1/completions'];
+    const known = ['/', '/index.html', '/health', '/metrics', '/v1/models', '/v1/chat/completions', '/v1/completions', '/tokenizer_info', '/tokenize', '/detokenize'];
     const endpoint = known.includes(path) || path.startsWith('/v1/models/') ? (path.startsWith('/v1/models/') ? '/v1/models/{id}' : path) : 'other';
     res.on('finish', () => this.count(endpoint, res.statusCode));
 
@@ -122,6 +122,12 @@ export class Server {
         return this.chat(req, res);
       case 'POST /v1/completions':
         return this.completions(req, res);
+      case 'GET /tokenizer_info':
+        return this.json(res, 200, this.tokenizerInfo());
+      case 'POST /tokenize':
+        return this.tokenize(req, res);
+      case 'POST /detokenize':
+        return this.detokenize(req, res);
     }
     if (req.method === 'GET' && path.startsWith('/v1/models/')) {
       const id = decodeURIComponent(path.slice('/v1/models/'.length));
@@ -129,6 +135,35 @@ export class Server {
       return this.json(res, 200, this.modelObject());
     }
     throw new ApiError(404, `Unknown request URL: ${req.method} ${path}.`, 'invalid_request_error', null, 'unknown_url');
+  }
+
+  // The model's own tokenizer over HTTP, in vLLM's shapes (what lm-evaluation-harness's
+  // tokenizer_backend=remote asks for), so clients count and split tokens exactly as the server does.
+  private tokenizerInfo(): Record<string, unknown> {
+    const tok = this.opts.model.tokenizer;
+    const text = (id: number | undefined) => (id === undefined ? null : tok.tokenText(id));
+    return {
+      tokenizer_class: 'gguf', bos_token: text(tok.bos), eos_token: text(tok.eos), pad_token: null,
+      add_bos_token: tok.addBosDefault, chat_template: this.opts.model.chatTemplate ?? null,
+      model_max_length: this.opts.ctx, vocab_size: tok.vocabSize,
+    };
+  }
+
+  private async tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const o = await this.readBody(req);
+    const prompt = field.str(o, 'prompt');
+    if (prompt === undefined) throw badRequest(`'prompt' is required`, 'prompt', 'missing_required_parameter');
+    const addSpecial = field.bool(o, 'add_special_tokens') ?? true;
+    const tokens = this.opts.model.tokenizer.encode(prompt, { addBos: addSpecial && this.opts.model.tokenizer.addBosDefault });
+    this.json(res, 200, { tokens, count: tokens.length, max_model_len: this.opts.ctx });
+  }
+
+  private async detokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const o = await this.readBody(req);
+    if (Array.isArray(o.tokens) && o.tokens.length === 0) return this.json(res, 200, { prompt: '' });
+    const ids = promptField({ prompt: o.tokens ?? null }, this.opts.model.tokenizer.vocabSize);
+    if (ids.length !== 1 || typeof ids[0] === 'string') throw badRequest(`'tokens' must be an array of token ids`, 'tokens', 'invalid_type');
+    this.json(res, 200, { prompt: this.opts.model.tokenizer.decode(ids[0]) });
   }
 
   private modelObject(): Record<string, unknown> {
