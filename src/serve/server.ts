@@ -78,10 +78,15 @@ export class Server {
     const closed = new Promise<void>((r) => this.http.close(() => r()));
     this.http.closeIdleConnections();
     await this.engine.idle();
-    // responses are written; let keep-alive sockets go
-    setImmediate(() => this.http.closeAllConnections());
+    // every response has been handed to its socket: wait until they are flushed, then let the
+    // idle keep-alive sockets go
+    if (this.openResponses > 0) await new Promise<void>((r) => { this.onAllClosed = r; });
+    this.http.closeIdleConnections();
     await closed;
   }
+
+  private openResponses = 0;
+  private onAllClosed: (() => void) | undefined;
 
   private count(endpoint: string, status: number): void {
     const k = `${endpoint}|${status}`;
@@ -95,6 +100,10 @@ export class Server {
     const known = ['/', '/index.html', '/health', '/metrics', '/v1/models', '/v1/chat/completions', '/v1/completions', '/tokenizer_info', '/tokenize', '/detokenize'];
     const endpoint = known.includes(path) || path.startsWith('/v1/models/') ? (path.startsWith('/v1/models/') ? '/v1/models/{id}' : path) : 'other';
     res.on('finish', () => this.count(endpoint, res.statusCode));
+    this.openResponses++;
+    res.on('close', () => {
+      if (--this.openResponses === 0 && this.onAllClosed) this.onAllClosed();
+    });
 
     // the playground page itself holds no data: it is served without the key (it asks for one)
     if (req.method === 'GET' && (path === '/' || path === '/index.html')) {
