@@ -2,7 +2,7 @@
 // finish before it exits (new ones are refused).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from './helpers.js';
 
@@ -46,5 +46,20 @@ test('serve: SIGTERM drains the request in flight, refuses new ones, exits 0', a
     assert.match(stderr, /SIGTERM: draining 1 active/);
   } finally {
     child.kill('SIGKILL');
+  }
+});
+
+test('serve: bad flags and an unusable port are one-line errors with exit code 1', () => {
+  const cli = join(ROOT, 'bin', 'ctxsparse.js');
+  const stories = join(ROOT, '..', 'shared', 'models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf');
+  for (const [args, msg] of [
+    [['--parallel', '0'], /--parallel: expected an integer ≥ 1/],
+    [['--port', '70000'], /--port: expected a port number/],
+    [['--api-key', ''], /--api-key: the key must not be empty/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [cli, 'serve', '-m', stories, '--threads', '1', ...args], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, msg);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
   }
 });

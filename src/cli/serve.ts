@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { CtxError } from '../errors.js';
 import { findModel } from '../models/catalog.js';
 import { Server } from '../serve/server.js';
-import { addModelOptions, addSparsityOption, int, openModel, sparsityPolicy } from './common.js';
+import { addModelOptions, addSparsityOption, int, num, openModel, sparsityPolicy } from './common.js';
 
 interface ServeFlags {
   model: string;
@@ -25,7 +25,7 @@ export function register(program: Command): void {
     .command('serve')
     .description('an OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics) with a web playground at /')
     .option('--host <addr>', 'address to bind', '127.0.0.1')
-    .option('--port <n>', 'port (0 = any free one)', int('--port', 0), 8080)
+    .option('--port <n>', 'port (0 = any free one)', num('--port', (v) => Number.isInteger(v) && v >= 0 && v <= 65535, 'a port number 0..65535'), 8080)
     .option('--api-key <key>', 'require "Authorization: Bearer KEY" on every API request')
     .option('--parallel <n>', 'sequences decoded together in one batched step', int('--parallel', 1), 4)
     .option('--queue <n>', 'requests that may wait beyond --parallel before 429 (default 4 × --parallel)', int('--queue', 0))
