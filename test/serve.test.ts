@@ -10,6 +10,7 @@ import { chatPromptIds } from '../src/generate/chat.js';
 import { Session } from '../src/generate/session.js';
 import { logprobOf } from '../src/serve/engine.js';
 import { Server, type ServeOptions } from '../src/serve/server.js';
+import { TealPolicy } from '../src/sparsity/teal.js';
 import { catalogModel } from './helpers.js';
 
 const MODEL = 'smollm2-135m-instruct';
@@ -220,4 +221,33 @@ test('the model\'s tokenizer over HTTP (/tokenizer_info, /tokenize, /detokenize:
   assert.deepEqual(t.tokens, model.tokenizer.encode(text, { addBos: false }));
   const d = (await post('/detokenize', { tokens: t.tokens })) as { prompt: string };
   assert.equal(d.prompt, text);
+});
+
+test('sparsity: decoding is thinned per sequence (each as alone), prompts dense; /metrics reports the density', async () => {
+  // a fixed TEAL-style policy (|x| ≤ 0.03 dropped at every linear input), no calibration needed
+  const teal = () => new TealPolicy(model.config, Array.from({ length: model.config.nLayers }, () => ({ attn_in: 0.03, attn_out: 0.03, ffn_in: 0.03, ffn_down: 0.03 })));
+  const policy = teal();
+  const { server, base } = await start({ policy });
+  const c = client(base);
+  const qs = [question, [{ role: 'user' as const, content: 'Name three colours.' }]];
+  const alone = qs.map((q) => {
+    let text = '';
+    for (const ev of new Session(model, { ctx: 512, policy: teal() }).generate(chatPromptIds(model, q), { temperature: 0, maxTokens: 16 })) text += ev.text;
+    return text;
+  });
+  // the first answer is streaming when the second arrives: their decode steps are shared
+  const s1 = await c.chat.completions.create({ model: MODEL, messages: qs[0]!, temperature: 0, max_tokens: 16, stream: true });
+  const it = s1[Symbol.asyncIterator]();
+  let t1 = '';
+  const first = await it.next();
+  t1 += first.value?.choices[0]?.delta.content ?? '';
+  const p2 = c.chat.completions.create({ model: MODEL, messages: qs[1]!, temperature: 0, max_tokens: 16 });
+  for (let r = await it.next(); !r.done; r = await it.next()) t1 += r.value.choices[0]?.delta.content ?? '';
+  const r2 = await p2;
+  assert.equal(t1, alone[0]);
+  assert.equal(r2.choices[0]!.message.content, alone[1]);
+  const d = policy.realized().linear;
+  assert.ok(d > 0.05 && d < 0.95, `realized density ${d}`);
+  const m = /^ctxsparse_realized_density ([0-9.]+)$/m.exec(server.metrics());
+  assert.ok(m && Math.abs(Number(m[1]) - d) < 1e-3);
 });

@@ -88,7 +88,7 @@ export class Forward {
       const chunk = Array.from({ length: T }, (_, i) => tokens[s + i]!);
       const last = s + T === n;
       const rowsWanted = want === 'all' ? T : want === 'last' && last ? 1 : 0;
-      this.step(chunk.map((token, i) => ({ kv, token, pos: pos + s + i })), rowsWanted);
+      this.step(chunk.map((token, i) => ({ kv, token, pos: pos + s + i })), rowsWanted, T > 1 && !this.sparsePrefill ? densePolicy : this.policy);
       if (all) all.set(this.logitsBuf.subarray(0, T * V), s * V);
     }
     if (want === 'none') return null;
@@ -101,8 +101,9 @@ export class Forward {
    * positions, e.g. a prompt chunk). The linears are one matmul over all rows, so each weight is
    * read once per step for all of them. Returns the logits of the rows that want them, in item
    * order ([m][vocab], a view of the run state valid until the next call). At most maxBatch items.
+   * The policy applies to every row (each its own selection) unless `dense` (e.g. prompt chunks).
    */
-  runBatch(items: readonly BatchItem[]): Float32Array {
+  runBatch(items: readonly BatchItem[], dense = false): Float32Array {
     if (items.length > this.maxBatch) throw new Error(`forward: batch of ${items.length} rows exceeds maxBatch ${this.maxBatch}`);
     for (const it of items) {
       it.kv.ensureRoom(it.pos, 1);
@@ -114,17 +115,17 @@ export class Forward {
     // attends), so the rows that want logits go last, where step() computes them
     const order = [...items.filter((it) => it.logits === false), ...items.filter((it) => it.logits !== false)];
     const m = items.length - items.filter((it) => it.logits === false).length;
-    this.step(order, m);
+    this.step(order, m, dense ? densePolicy : this.policy);
     return this.logitsBuf.subarray(0, m * this.cfg.vocabSize);
   }
 
-  /** One batch of T ≤ maxBatch rows; computes logits for the last `logitRows` of them. */
-  private step(rows: readonly BatchItem[], logitRows: number): void {
+  /** One batch of T ≤ maxBatch rows with `policy`; computes logits for the last `logitRows` of them. */
+  private step(rows: readonly BatchItem[], logitRows: number, policy: SparsityPolicy): void {
     const { cfg, w } = this;
     const T = rows.length;
     const D = cfg.dim;
     const tap = this.tap;
-    this.cur = T > 1 && !this.sparsePrefill ? densePolicy : this.policy;
+    this.cur = policy;
 
     // token embeddings
     const E = w.tokenEmbd;

@@ -90,6 +90,15 @@ interface Seq {
   done: boolean;
 }
 
+interface Row {
+  readonly seq: Seq;
+  readonly token: number;
+  readonly pos: number;
+  readonly logits: boolean;
+  /** index in the prompt, or -1 for a decode row */
+  readonly promptIndex: number;
+}
+
 interface Slot {
   readonly kv: KVCache;
   /** token ids whose keys and values the cache holds (reused as a prefix by the next request) */
@@ -255,13 +264,13 @@ export class Engine {
   }
 
   private step(): void {
-    const rows: { seq: Seq; token: number; pos: number; logits: boolean; promptIndex: number }[] = [];
-    const V = this.model.config.vocabSize;
+    const rows: Row[] = [];
     // decoding sequences first: one row each
     for (const slot of this.slots) {
       const seq = slot.seq;
       if (seq && seq.fed === seq.req.promptIds.length) rows.push({ seq, token: seq.pending, pos: slot.ids.length, logits: true, promptIndex: -1 });
     }
+    const decoding = rows.length;
     // then prompt chunks, oldest first, as far as the batch has room
     const prefilling = this.slots.filter((s) => s.seq && s.seq.fed < s.seq.req.promptIds.length).sort((a, b) => a.seq!.submitted - b.seq!.submitted);
     for (const slot of prefilling) {
@@ -277,7 +286,19 @@ export class Engine {
       }
     }
     if (rows.length === 0) return;
-    const out = this.forward.runBatch(rows.map((r) => ({ kv: r.seq.slot!.kv, token: r.token, pos: r.pos, logits: r.logits })));
+    // a sparsity policy thins decoding only: prompts go through a dense pass of their own, as in
+    // generation (Session); without one, decode rows and prompt chunks share one pass
+    if (this.forward.policy === densePolicy || decoding === 0 || decoding === rows.length) {
+      this.pass(rows, decoding === 0 && this.forward.policy !== densePolicy);
+    } else {
+      this.pass(rows.slice(decoding), true);
+      this.pass(rows.slice(0, decoding), false);
+    }
+  }
+
+  private pass(rows: Row[], dense: boolean): void {
+    const V = this.model.config.vocabSize;
+    const out = this.forward.runBatch(rows.map((r) => ({ kv: r.seq.slot!.kv, token: r.token, pos: r.pos, logits: r.logits })), dense);
     this.stats.steps++;
     this.stats.rows += rows.length;
     let li = 0;
