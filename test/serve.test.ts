@@ -251,3 +251,20 @@ test('sparsity: decoding is thinned per sequence (each as alone), prompts dense;
   const m = /^ctxsparse_realized_density ([0-9.]+)$/m.exec(server.metrics());
   assert.ok(m && Math.abs(Number(m[1]) - d) < 1e-3);
 });
+
+test('a request whose generation fails gets a 500 error object; the server keeps serving', async () => {
+  const { server, base } = await start();
+  const c = client(base);
+  // the next forward pass fails (as a kernel fault would)
+  const f = server.engine.forward;
+  const real = f.runBatch.bind(f);
+  f.runBatch = () => {
+    f.runBatch = real;
+    throw new Error('injected fault');
+  };
+  await assert.rejects(c.chat.completions.create({ model: MODEL, messages: question, max_tokens: 4 }),
+    (e: unknown) => e instanceof OpenAI.InternalServerError && /injected fault/.test(e.message) && (e.error as { type?: string }).type === 'server_error');
+  const ok = await c.chat.completions.create({ model: MODEL, messages: question, max_tokens: 4, temperature: 0 });
+  assert.equal(ok.choices[0]!.finish_reason, 'length');
+  assert.equal(server.engine.active, 0);
+});
