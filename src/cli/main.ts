@@ -9,12 +9,13 @@ import * as inspectCmd from './inspect.js';
 import * as modelsCmd from './models.js';
 import * as perplexityCmd from './perplexity.js';
 import * as pullCmd from './pull.js';
+import * as serveCmd from './serve.js';
 import * as tokenizeCmd from './tokenize.js';
 
 type CommandModule = { register: (program: Command) => void };
 
 // Add one line per subcommand module.
-const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd, benchCmd, calibrateCmd];
+const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd, benchCmd, calibrateCmd, serveCmd];
 
 export function buildProgram(): Command {
   const program = new Command();

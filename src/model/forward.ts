@@ -17,6 +17,15 @@ export type Tap = (name: TapName, layer: number, data: Float32Array, rows: numbe
 
 export type LogitsWanted = 'last' | 'all' | 'none';
 
+/** One row of a multi-sequence batch: `token` at `pos` of the sequence whose cache is `kv`. */
+export interface BatchItem {
+  readonly kv: KVCache;
+  readonly token: number;
+  readonly pos: number;
+  /** compute this row's logits (default true) */
+  readonly logits?: boolean;
+}
+
 export class Forward {
   policy: SparsityPolicy = densePolicy;
   /**
@@ -79,25 +88,49 @@ export class Forward {
       const chunk = Array.from({ length: T }, (_, i) => tokens[s + i]!);
       const last = s + T === n;
       const rowsWanted = want === 'all' ? T : want === 'last' && last ? 1 : 0;
-      this.step(kv, chunk, pos + s, rowsWanted);
+      this.step(chunk.map((token, i) => ({ kv, token, pos: pos + s + i })), rowsWanted, T > 1 && !this.sparsePrefill ? densePolicy : this.policy);
       if (all) all.set(this.logitsBuf.subarray(0, T * V), s * V);
     }
     if (want === 'none') return null;
     return all ?? this.logitsBuf.subarray(0, (want === 'all' ? n : 1) * V);
   }
 
-  /** One batch of T ≤ maxBatch tokens; computes logits for the last `logitRows` of them. */
-  private step(kv: KVCache, tokens: number[], pos: number, logitRows: number): void {
+  /**
+   * Several sequences in one pass (batched decoding): each item is one token of one sequence at
+   * its own position, with its own cache (a sequence may give several rows at consecutive
+   * positions, e.g. a prompt chunk). The linears are one matmul over all rows, so each weight is
+   * read once per step for all of them. Returns the logits of the rows that want them, in item
+   * order ([m][vocab], a view of the run state valid until the next call). At most maxBatch items.
+   * The policy applies to every row (each its own selection) unless `dense` (e.g. prompt chunks).
+   */
+  runBatch(items: readonly BatchItem[], dense = false): Float32Array {
+    if (items.length > this.maxBatch) throw new Error(`forward: batch of ${items.length} rows exceeds maxBatch ${this.maxBatch}`);
+    for (const it of items) {
+      it.kv.ensureRoom(it.pos, 1);
+      if (it.kv.length < it.pos && !items.some((o) => o.kv === it.kv && o.pos === it.pos - 1)) {
+        throw new Error(`forward: cache holds ${it.kv.length} positions, cannot start at ${it.pos}`);
+      }
+    }
+    // rows are independent apart from their caches (every row's k and v are stored before any row
+    // attends), so the rows that want logits go last, where step() computes them
+    const order = [...items.filter((it) => it.logits === false), ...items.filter((it) => it.logits !== false)];
+    const m = items.length - items.filter((it) => it.logits === false).length;
+    this.step(order, m, dense ? densePolicy : this.policy);
+    return this.logitsBuf.subarray(0, m * this.cfg.vocabSize);
+  }
+
+  /** One batch of T ≤ maxBatch rows with `policy`; computes logits for the last `logitRows` of them. */
+  private step(rows: readonly BatchItem[], logitRows: number, policy: SparsityPolicy): void {
     const { cfg, w } = this;
-    const T = tokens.length;
+    const T = rows.length;
     const D = cfg.dim;
     const tap = this.tap;
-    this.cur = T > 1 && !this.sparsePrefill ? densePolicy : this.policy;
+    this.cur = policy;
 
     // token embeddings
     const E = w.tokenEmbd;
     for (let t = 0; t < T; t++) {
-      const tok = tokens[t]!;
+      const tok = rows[t]!.token;
       if (!(tok >= 0 && tok < cfg.vocabSize)) throw new Error(`forward: token id ${tok} is outside the vocabulary (${cfg.vocabSize})`);
       dequantize(E.type.id, E.data, E.offset + tok * E.rowBytes, this.x, t * D, D);
       if (cfg.embedScale !== 1) for (let i = 0; i < D; i++) this.x[t * D + i]! *= cfg.embedScale;
@@ -116,7 +149,7 @@ export class Forward {
         this.linear([L.wq], this.xn, T, [this.q], qIn.map((s, t) => s ?? qkvIn?.[t] ?? null));
         this.linear([L.wk, L.wv], this.xn, T, [this.k, this.v], qkvIn);
       }
-      this.attention(l, kv, pos, T);
+      this.attention(l, rows);
       const attWidth = cfg.nHeads * cfg.headDimV;
       tap?.('attn_out', l, this.att, T, attWidth);
       this.linear([L.wo], this.att, T, [this.proj], this.select(l, 'attn_out', this.att, T, attWidth));
@@ -177,8 +210,9 @@ export class Forward {
     }
   }
 
-  /** q, k, v are computed; add biases, normalise and rotate q and k, append k and v to the cache, attend. */
-  private attention(l: number, kv: KVCache, pos: number, T: number): void {
+  /** q, k, v are computed; add biases, normalise and rotate q and k, append k and v to each row's cache, attend. */
+  private attention(l: number, rows: readonly BatchItem[]): void {
+    const T = rows.length;
     const { cfg, w } = this;
     const L = w.layers[l]!;
     const { nHeads, nKvHeads, headDim, headDimV } = cfg;
@@ -187,11 +221,8 @@ export class Forward {
     const kvDimV = nKvHeads * headDimV;
     const sliding = cfg.slidingLayers[l]!;
     const base = sliding ? cfg.rope.baseSliding : cfg.rope.base;
-    const K = kv.k[l]!;
-    const Vc = kv.v[l]!;
-
     for (let t = 0; t < T; t++) {
-      const p = pos + t;
+      const { kv, pos: p } = rows[t]!;
       const qo = t * qDim;
       const ko = t * kvDim;
       const vo = t * kvDimV;
@@ -203,10 +234,10 @@ export class Forward {
       this.ropeAngles(p, base);
       this.kernels.rope(this.q, qo, nHeads, headDim, cfg.rope.dims, this.cs, cfg.rope.neox);
       this.kernels.rope(this.k, ko, nKvHeads, headDim, cfg.rope.dims, this.cs, cfg.rope.neox);
-      K.set(this.k.subarray(ko, ko + kvDim), p * kvDim);
-      Vc.set(this.v.subarray(vo, vo + kvDimV), p * kvDimV);
+      kv.k[l]!.set(this.k.subarray(ko, ko + kvDim), p * kvDim);
+      kv.v[l]!.set(this.v.subarray(vo, vo + kvDimV), p * kvDimV);
+      kv.length = Math.max(kv.length, p + 1);
     }
-    kv.length = Math.max(kv.length, pos + T);
     if (this.tap) {
       this.tap('q', l, this.q, T, qDim);
       this.tap('k', l, this.k, T, kvDim);
@@ -216,10 +247,10 @@ export class Forward {
     const D = cfg.dim;
     const args: AttentionArgs[] = [];
     for (let t = 0; t < T; t++) {
-      const p = pos + t;
+      const { kv, pos: p } = rows[t]!;
       const start = sliding ? Math.max(0, p - cfg.slidingWindow + 1) : 0;
       args.push({
-        q: this.q, qOffset: t * qDim, k: K, v: Vc, start, n: p - start + 1,
+        q: this.q, qOffset: t * qDim, k: kv.k[l]!, v: kv.v[l]!, start, n: p - start + 1,
         nHeads, nKvHeads, headDim, headDimV, scale: cfg.attnScale,
         out: this.att, outOffset: t * nHeads * headDimV,
         heads: this.cur.heads(l, this.xn.subarray(t * D, (t + 1) * D)),
