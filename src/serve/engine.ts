@@ -271,12 +271,16 @@ export class Engine {
       if (seq && seq.fed === seq.req.promptIds.length) rows.push({ seq, token: seq.pending, pos: slot.ids.length, logits: true, promptIndex: -1 });
     }
     const decoding = rows.length;
-    // then prompt chunks, oldest first, as far as the batch has room
+    // then prompt chunks, oldest first, as far as the batch has room (with a sparsity policy the
+    // prompts get a pass of their own, full chunks as Session's prefill makes them: the 8-bit
+    // kernels round a little differently in other groupings, which a policy's thresholds amplify)
+    const sparse = this.forward.policy !== densePolicy;
+    const room = sparse ? decoding + this.batch : this.batch;
     const prefilling = this.slots.filter((s) => s.seq && s.seq.fed < s.seq.req.promptIds.length).sort((a, b) => a.seq!.submitted - b.seq!.submitted);
     for (const slot of prefilling) {
       const seq = slot.seq!;
       const ids = seq.req.promptIds;
-      for (let i = seq.fed; i < ids.length && rows.length < this.batch; i++) {
+      for (let i = seq.fed; i < ids.length && rows.length < room; i++) {
         const last = i === ids.length - 1;
         // scoring asks for every prompt row's logits, the last one's too: rows then keep their
         // order in the pass, so a prompt alone is grouped as Forward.run groups it (the 8-bit
@@ -288,8 +292,8 @@ export class Engine {
     if (rows.length === 0) return;
     // a sparsity policy thins decoding only: prompts go through a dense pass of their own, as in
     // generation (Session); without one, decode rows and prompt chunks share one pass
-    if (this.forward.policy === densePolicy || decoding === 0 || decoding === rows.length) {
-      this.pass(rows, decoding === 0 && this.forward.policy !== densePolicy);
+    if (!sparse || decoding === 0 || decoding === rows.length) {
+      this.pass(rows, decoding === 0 && sparse);
     } else {
       this.pass(rows.slice(decoding), true);
       this.pass(rows.slice(0, decoding), false);
