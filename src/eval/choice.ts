@@ -1,6 +1,9 @@
 // Log-likelihood scoring of continuations, with lm-evaluation-harness's conventions so figures
 // compare with its (and DATA.md's llama.cpp-based) numbers:
 // - continuation = " " + choice, with no added space when the context already ends in whitespace;
+// - trailing whitespace of the context moves to the front of the continuation before tokenizing
+//   (as lm-eval does: a tokenizer would otherwise give a context ending in a lone space token that
+//   the whole string never has, and the continuation could come out empty);
 // - the continuation's tokens are those of tokenize(context + continuation) after the first
 //   len(tokenize(context)) (BPE may merge across the boundary: the whole string decides), and the
 //   model reads tokenize(context) followed by them;
@@ -34,8 +37,10 @@ export function encodeEval(tok: Tokenizer, text: string): number[] {
 
 /** The context's tokens and the continuation's (those of the whole after the context's length). */
 export function splitContinuation(tok: Tokenizer, context: string, continuation: string): { context: number[]; continuation: number[] } {
-  const ctx = encodeEval(tok, context);
-  const whole = encodeEval(tok, context + continuation);
+  const trimmed = context.replace(/\s+$/, '');
+  const moved = context.slice(trimmed.length);
+  const ctx = encodeEval(tok, trimmed);
+  const whole = encodeEval(tok, trimmed + moved + continuation);
   return { context: ctx, continuation: whole.slice(ctx.length) };
 }
 

@@ -68,7 +68,7 @@ export function reportSpecs(r: SweepResults): Record<string, Spec> {
     }
   }
   if (ppl.length > 0) {
-    specs['chart-ppl'] = linesWithDense(ppl, { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log', zero: false } },
+    specs['chart-ppl'] = linesWithDense(ppl, { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' } },
       [...tipBase, { field: 'ppl', format: '.3f' }, { field: 'stderr', format: '.3f', title: '± stderr' }], { field: 'task', type: 'nominal', title: null });
   }
   if (acc.length > 0) {
