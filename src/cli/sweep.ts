@@ -69,7 +69,7 @@ export function register(program: Command): void {
     const greedy = o.greedyPrompts > 0 ? { ...greedyPrompts(o.greedyPrompts), tokens: o.greedyTokens } : undefined;
     const total = (o.methods.includes('dense') ? 1 : 0) + o.methods.filter((m) => m !== 'dense').length * o.sparsity.length;
     const bar = progressBar('sweep', total);
-    const inner = taskProgress('sweep  ');
+    const inner = taskProgress('sweep task');
     const t0 = performance.now();
     let cur = { what: '', done: 0 };
     const results = sweep(model, {
