@@ -2,8 +2,11 @@
 // Per-kernel throughput: every distinct mat-vec shape of a model (one layer's linears and the
 // output head), timed alone, as GB/s of weight bytes streamed — next to the machine's read
 // bandwidth (~33.7 GB/s one thread, ~36.1 two, DATA.md) it says how far each kernel is from the wall.
+// With --density, each shape is also timed with that fraction of its input channels kept (random,
+// as input-channel sparsity selects them: the transposed copies of asm/sparse.ts), reported as the
+// time against dense and as GB/s of the bytes the kept channels hold.
 // Usage: node bench/kernels.mjs [--model NAME|PATH]... [--threads 1,2] [--simd auto|plain|relaxed]
-//        [--activations q8|f32] [--json]        (after `npm run build`)
+//        [--activations q8|f32] [--density 1,0.5,0.3] [--json]        (after `npm run build`)
 import { Command } from 'commander';
 import { loadModel } from '../dist/src/model/load.js';
 import { resolveModel } from '../dist/src/models/catalog.js';
@@ -15,6 +18,7 @@ const program = new Command()
   .option('-t, --threads <list>', 'comma list of thread counts', '1,2')
   .option('--simd <flavour>', 'auto, plain or relaxed', 'auto')
   .option('--activations <a>', 'q8 or f32', 'q8')
+  .option('--density <list>', 'also time input-sparse mat-vecs keeping these fractions of the input channels', '')
   .option('--json', 'one JSON array on stdout')
   .parse();
 const o = program.opts();
@@ -39,18 +43,36 @@ for (const name of models) {
       const out = new Float32Array(W.rows);
       const bytes = W.rows * W.rowBytes;
       const reps = Math.max(10, Math.round(1e9 / bytes / 5));
-      let best = Infinity;
-      for (let r = 0; r < 5; r++) {
-        const t0 = performance.now();
-        for (let i = 0; i < reps; i++) kernels.matvec(W, x, out);
-        best = Math.min(best, (performance.now() - t0) / reps);
-      }
-      const row = { model: name, threads, kernels: kernels.name, tensor: W.name, type: W.type.name, rows: W.rows, cols: W.cols,
-        bytes, us: +(best * 1000).toFixed(1), gb_per_s: +(bytes / best / 1e6).toFixed(2) };
-      rows.push(row);
-      if (!o.json) {
-        console.log(`${name.padEnd(28)} t${threads} ${W.name.padEnd(24)} ${W.type.name.padEnd(5)} ${`${W.rows}x${W.cols}`.padStart(11)} ` +
-          `${row.us.toFixed(1).padStart(9)} µs ${row.gb_per_s.toFixed(2).padStart(6)} GB/s`);
+      const time = (opts) => {
+        kernels.matvec(W, x, out, opts);
+        let best = Infinity;
+        for (let r = 0; r < 5; r++) {
+          const t0 = performance.now();
+          for (let i = 0; i < reps; i++) kernels.matvec(W, x, out, opts);
+          best = Math.min(best, (performance.now() - t0) / reps);
+        }
+        return best;
+      };
+      const dense = time(undefined);
+      for (const density of [null, ...String(o.density).split(',').filter(Boolean).map(Number)]) {
+        let best = dense, inputs = null;
+        if (density !== null) {
+          // a fixed pseudo-random subset of the channels
+          const idx = [];
+          for (let c = 0; c < W.cols; c++) if (((Math.imul(c + 1, 2654435761) >>> 0) / 2 ** 32) < density) idx.push(c);
+          inputs = { idx: Int32Array.from(idx), n: idx.length };
+          best = time({ inputs });
+        }
+        const kept = inputs ? inputs.n / W.cols : 1;
+        const row = { model: name, threads, kernels: kernels.name, tensor: W.name, type: W.type.name, rows: W.rows, cols: W.cols,
+          density: inputs ? +kept.toFixed(3) : null, bytes, us: +(best * 1000).toFixed(1), gb_per_s: +(bytes * kept / best / 1e6).toFixed(2),
+          vs_dense: +(dense / best).toFixed(2) };
+        rows.push(row);
+        if (!o.json) {
+          console.log(`${name.padEnd(28)} t${threads} ${W.name.padEnd(24)} ${W.type.name.padEnd(5)} ${`${W.rows}x${W.cols}`.padStart(11)} ` +
+            `${(inputs ? `kept ${kept.toFixed(2)}` : 'dense').padEnd(10)}${row.us.toFixed(1).padStart(9)} µs ${row.gb_per_s.toFixed(2).padStart(6)} GB/s` +
+            (inputs ? `  ×${row.vs_dense.toFixed(2)} vs dense` : ''));
+        }
       }
     }
     kernels.close();

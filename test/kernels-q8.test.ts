@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createWasmKernels, relaxedSimdAvailable, type WasmKernels } from '../src/kernels/wasm/index.js';
-import { ACT_Q8_0, ACT_Q8_1, ACT_Q8_K, activationKind, dequantizeActivation, matvecQ8, quantizeActivation } from '../src/kernels/ref/q8.js';
+import { ACT_Q8_0, ACT_Q8_1, ACT_Q8_K, activationKind, dequantizeActivation, matvecQ8, quantizeActivation, sparseActivationKind } from '../src/kernels/ref/q8.js';
 import { dequantize } from '../src/quant/dequant.js';
 import { f16ToF32 } from '../src/quant/fp16.js';
 import { GGMLType, quantInfo, type QuantInfo } from '../src/quant/types.js';
@@ -68,8 +68,7 @@ for (const simd of FLAVOURS) {
  * offsets, e.g. c − 16, so its partial sums run up to ~16× the result's terms) + Q8_1's s rounded
  * to f16 (2^-11 of the min term).
  */
-function tolerances(W: QTensor, x: Float32Array): Float64Array {
-  const kind = activationKind(W.type.id);
+function tolerances(W: QTensor, x: Float32Array, kind = activationKind(W.type.id)): Float64Array {
   const xh = dequantizeActivation(quantizeActivation(kind, x));
   const w = new Float32Array(W.cols);
   const tol = new Float64Array(W.rows);
@@ -117,9 +116,11 @@ for (const t of INT_TYPES) {
             xm = new Float32Array(cols);
             for (let i = 0; i < is.n; i++) xm[is.idx[i]!] = x[is.idx[i]!]!;
           }
+          // with an input selection, the transposed types quantize x as Q8_0
+          const kind = is ? sparseActivationKind(t) : activationKind(t);
           const want = new Float64Array(rows);
-          matvecQ8(W1, xm, want);
-          const tol = tolerances(W1, xm);
+          matvecQ8(W1, xm, want, kind);
+          const tol = tolerances(W1, xm, kind);
           const got1 = new Float32Array(rows).fill(7), got2 = new Float32Array(rows).fill(7);
           k1.matvec(W1, x, got1, { rows: rs, inputs: is });
           k2.matvec(W2, x, got2, { rows: rs, inputs: is });

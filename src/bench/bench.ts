@@ -144,6 +144,8 @@ export function benchModel(model: Model, threads: number, opts: BenchOptions = {
 
   const forward = opts.forward ?? model.createForward(batch);
   if (opts.policy) forward.policy = opts.policy;
+  // as in generation: the prompt is computed dense, decoding sparse
+  forward.sparsePrefill = false;
   // one cache of n_prompt + n_gen positions, as llama-bench sizes its context, emptied before
   // every run (emptying is all a fresh cache means: attention reads only the first `length`
   // positions). Making a new one per run would leak: caches in kernel memory are never freed.

@@ -15,6 +15,8 @@ export interface SessionOptions {
   /** prompt tokens per forward batch */
   readonly batch?: number;
   readonly policy?: SparsityPolicy;
+  /** sparsify prompt batches too (default false: the prompt is computed dense, decoding sparse) */
+  readonly sparsePrefill?: boolean;
 }
 
 export interface GenerateOptions extends SamplerOptions {
@@ -44,6 +46,7 @@ export class Session {
   constructor(readonly model: Model, opts: SessionOptions = {}) {
     this.forward = model.createForward(opts.batch ?? 32);
     this.forward.policy = opts.policy ?? densePolicy;
+    this.forward.sparsePrefill = opts.sparsePrefill ?? false;
     this.kv = model.createCache(opts.ctx);
   }
 

@@ -19,7 +19,14 @@ export type LogitsWanted = 'last' | 'all' | 'none';
 
 export class Forward {
   policy: SparsityPolicy = densePolicy;
+  /**
+   * Whether batches of several tokens (prompt processing) use the policy too. Perplexity and
+   * evaluation sparsify every token; generation keeps the prompt dense and sparsifies decoding.
+   */
+  sparsePrefill = true;
   tap: Tap | undefined;
+  /** the policy of the batch being computed */
+  private cur: SparsityPolicy = densePolicy;
 
   // run state for up to `maxBatch` tokens; shapes in comments
   private readonly x: Float32Array;        // [B][dim] residual stream
@@ -85,6 +92,7 @@ export class Forward {
     const T = tokens.length;
     const D = cfg.dim;
     const tap = this.tap;
+    this.cur = T > 1 && !this.sparsePrefill ? densePolicy : this.policy;
 
     // token embeddings
     const E = w.tokenEmbd;
@@ -143,7 +151,7 @@ export class Forward {
     let any = false;
     const sels: (Selection | null)[] = [];
     for (let t = 0; t < T; t++) {
-      const sel = this.policy.inputChannels(layer, site, X.subarray(t * cols, (t + 1) * cols));
+      const sel = this.cur.inputChannels(layer, site, X.subarray(t * cols, (t + 1) * cols));
       sels.push(sel);
       if (sel) any = true;
     }
@@ -214,7 +222,7 @@ export class Forward {
         q: this.q, qOffset: t * qDim, k: K, v: Vc, start, n: p - start + 1,
         nHeads, nKvHeads, headDim, headDimV, scale: cfg.attnScale,
         out: this.att, outOffset: t * nHeads * headDimV,
-        heads: this.policy.heads(l, this.xn.subarray(t * D, (t + 1) * D)),
+        heads: this.cur.heads(l, this.xn.subarray(t * D, (t + 1) * D)),
       });
     }
     this.kernels.attentions(args);
@@ -227,14 +235,14 @@ export class Forward {
     // gate first: neuron-sparsity methods decide from act(gate·x) which rows of up and down to use
     const inputs = this.select(l, 'ffn_in', this.xn, T, cfg.dim);
     // the dense policy selects no neurons: gate and up then go in one kernel call
-    const dense = this.policy === densePolicy;
+    const dense = this.cur === densePolicy;
     if (dense) this.linear([L.gate, L.up], this.xn, T, [this.gate, this.up], inputs);
     else this.linear([L.gate], this.xn, T, [this.gate], inputs);
     this.kernels.activate(this.gate, 0, T * F, cfg.act === 'gelu' ? 'gelu' : 'silu');
     this.tap?.('ffn_gate_act', l, this.gate, T, F);
     let neurons: (Selection | null)[] | null = null;
     for (let t = 0; t < T && !dense; t++) {
-      const sel = this.policy.neurons(l, this.gate.subarray(t * F, (t + 1) * F));
+      const sel = this.cur.neurons(l, this.gate.subarray(t * F, (t + 1) * F));
       if (sel) (neurons ??= new Array<Selection | null>(T).fill(null))[t] = sel;
     }
     // rows of up that are not computed stay 0, so the product is 0 for dropped neurons

@@ -75,9 +75,16 @@ export function dequantizeActivation(a: QuantizedActivation): Float32Array {
   return out;
 }
 
-/** The integer path's mat-vec, in f64: out[r] = Σ_c W[r,c]·x̂[c] with x̂ the activation as W's kind quantizes it. */
-export function matvecQ8(W: QTensor, x: Float32Array, out: Float64Array): void {
-  const kind = activationKind(W.type.id);
+/**
+ * The activation kind of a mat-vec with an input selection: the types with a transposed copy
+ * (asm/sparse.ts: Q4_0, Q4_1, Q5_0, Q4_K, Q6_K) take Q8_0 whatever their dense kind; others keep theirs.
+ */
+export function sparseActivationKind(type: number): number {
+  return type === 2 || type === 3 || type === 6 || type === 12 || type === 14 ? ACT_Q8_0 : activationKind(type);
+}
+
+/** The integer path's mat-vec, in f64: out[r] = Σ_c W[r,c]·x̂[c] with x̂ the activation as W's kind (or `kind`) quantizes it. */
+export function matvecQ8(W: QTensor, x: Float32Array, out: Float64Array, kind = activationKind(W.type.id)): void {
   const xh = kind < 0 ? x.subarray(0, W.cols) : dequantizeActivation(quantizeActivation(kind, x.subarray(0, W.cols)));
   const w = new Float32Array(W.cols);
   for (let r = 0; r < W.rows; r++) {

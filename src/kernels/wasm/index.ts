@@ -92,6 +92,12 @@ interface Exports {
   activate(x: number, n: number, act: number): void;
   combine(a: number, b: number, n: number, op: number): void;
   rope(x: number, nHeads: number, headDim: number, dims: number, cs: number, neox: number): void;
+  tkind(type: number): number;
+  tpanelWidth(kind: number): number;
+  tpanelBytes(kind: number, Rp: number): number;
+  tbuild(type: number, src: number, rowBytes: number, R: number, cols: number, r0: number, r1: number, dst: number): void;
+  tplanBytes(cols: number): number;
+  tplan(kind: number, T: number, Rp: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
 }
 
 // task list layout: asm/kernels.ts
@@ -101,6 +107,7 @@ const T_FMATVEC = 2;
 const T_QMATMUL = 3;
 const T_FMATMUL = 4;
 const T_ATTN = 5;
+const T_TMATVEC = 6;
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
@@ -282,9 +289,78 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return true;
   }
 
+  /**
+   * Transposed copies for input-channel sparsity (asm/sparse.ts): built the first time a linear
+   * is asked for with an input selection, so dense use costs nothing.
+   */
+  const transposed = new WeakMap<QTensor, { ptr: number; kind: number; Rp: number }>();
+  function transposedOf(W: QTensor): { ptr: number; kind: number; Rp: number } {
+    let t = transposed.get(W);
+    if (!t) {
+      const kind = ex.tkind(W.type.id);
+      const Rp = (W.rows + 31) & ~31;
+      const bytes = ex.tpanelBytes(kind, Rp) * (W.cols / ex.tpanelWidth(kind));
+      const ptr = reserve(bytes);
+      new Uint8Array(buf, ptr, bytes).fill(0);
+      ex.tbuild(W.type.id, addressOf(W), W.rowBytes, W.rows, W.cols, 0, W.rows, ptr);
+      t = { ptr, kind, Rp };
+      transposed.set(W, t);
+    }
+    return t;
+  }
+  /** Whether W's input sparsity goes through a transposed copy (the integer path only). */
+  const transposable = (W: QTensor): boolean => activations === 'q8' && ex.tkind(W.type.id) >= 0 && W.cols % W.type.blockSize === 0;
+
+  /** outs[i] = Ws[i]·(x with only the channels in `inputs`), each W transposable, from the transposed copies. */
+  function sparseInputs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs: Selection): void {
+    const cols = Ws[0]!.cols;
+    if (x.length < cols) throw new RangeError(`matvec ${Ws[0]!.name}: x has ${x.length} elements, need ${cols}`);
+    const { idx, n } = inputs;
+    for (let i = 0; i < n; i++) {
+      const c = idx[i]!;
+      if (!(c >= 0 && c < cols) || (i > 0 && c <= idx[i - 1]!)) throw new RangeError(`matvec ${Ws[0]!.name}: input selection must be ascending channels in 0..${cols - 1} (got ${c} at ${i})`);
+    }
+    const Ts = Ws.map((W, i) => {
+      if (W.cols !== cols) throw new RangeError(`matvecs: ${W.name} has ${W.cols} columns, ${Ws[0]!.name} ${cols}`);
+      if (outs[i]!.length < W.rows) throw new RangeError(`matvec ${W.name}: out has ${outs[i]!.length} elements, need ${W.rows}`);
+      return transposedOf(W);
+    });
+    const planBytes = ex.tplanBytes(cols);
+    let bytes = align(cols * 4, 64) * 2 + align(ex.actBytes(cols), 64) + align(n * 4, 64) + 64 * TASK_WORDS * 4;
+    for (const T of Ts) bytes += align(planBytes, 64) + T.Rp * 4;
+    beginScratch(bytes);
+    const xp = take(cols * 4);
+    const xo = xp >>> 2;
+    f32.fill(0, xo, xo + cols);
+    for (let i = 0; i < n; i++) f32[xo + idx[i]!] = x[idx[i]!]!;
+    const qa = take(ex.actBytes(cols));
+    ex.quantizeAct(0, xp, cols, qa);
+    const idxp = take(n * 4);
+    i32.set(idx.subarray(0, n), idxp >>> 2);
+    table = take(TASK_WORDS * 4 * Ws.length);
+    nTasks = 0;
+    const outPtrs = Ts.map((T) => {
+      const plan = take(planBytes);
+      ex.tplan(T.kind, T.ptr, T.Rp, cols, qa, idxp, n, plan);
+      const op = take(T.Rp * 4);
+      task([T_TMATVEC, T.kind, plan, 0, 0, T.Rp / 32, 0, 0, op]);
+      return op;
+    });
+    dispatch();
+    Ws.forEach((W, i) => outs[i]!.set(f32.subarray(outPtrs[i]! >>> 2, (outPtrs[i]! >>> 2) + W.rows)));
+  }
+
   function matvecs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs?: Selection | null,
     rows?: readonly (Selection | null)[] | null): void {
     if (!inputs && !rows && direct(Ws, x, outs)) return;
+    if (inputs && Ws.some((W, i) => transposable(W) && !rows?.[i])) {
+      const t = Ws.map((W, i) => transposable(W) && !rows?.[i]);
+      sparseInputs(Ws.filter((_, i) => t[i]), x, outs.filter((_, i) => t[i]), inputs);
+      if (t.every(Boolean)) return;
+      const rest = Ws.map((_, i) => i).filter((i) => !t[i]);
+      matvecs(rest.map((i) => Ws[i]!), x, rest.map((i) => outs[i]!), inputs, rows ? rest.map((i) => rows[i] ?? null) : null);
+      return;
+    }
     // types without a wasm kernel go to the reference one by one
     const fast: number[] = [];
     for (let i = 0; i < Ws.length; i++) {
