@@ -208,6 +208,11 @@ test('eval with sparsity: agreement, greedy agreement, density per task and merg
   assert.equal(r.density!.layers.length, model.config.nLayers);
   assert.ok(r.decode_tok_s!.dense!.mean > 0 && r.decode_tok_s!.sparse!.mean > 0);
   assert.equal(r.sparsity!.method, 'cats');
+  // the bench and greedy runs keep generation's dense prompt; the next evaluation still sparsifies every token
+  const again = ev.evaluate([tasks[0]!], { policy: fromProfile(profile, model), info: r.sparsity! }, { ctx: 64, limit: 2, bench: { nGen: 0, reps: 1, dense: false, sparse: false } });
+  const s2 = again.tasks.story!;
+  assert.ok(s2.kind === 'perplexity' && story.kind === 'perplexity' && s2.ppl === story.ppl && s2.density === story.density);
+  assert.equal(perplexity(model, readFileSync(fx('story.txt'), 'utf8'), { ctx: 64, chunks: 2, policy: fromProfile(profile, model) }).ppl, s2.kind === 'perplexity' ? s2.ppl : NaN);
 });
 
 test('mergeDensity is the token-weighted mean', () => {

@@ -203,6 +203,9 @@ export class Evaluator {
 
     for (const task of tasks) {
       const ts = performance.now();
+      // scoring sparsifies every token, batches included (the bench and greedy runs below keep
+      // generation's convention: prompt dense, decoding sparse)
+      forward.sparsePrefill = true;
       sparse?.policy.resetCounts();
       const progress = (done: number, total: number) => opts.onProgress?.(task.name, done, total);
       let r: TaskResult;
@@ -290,6 +293,7 @@ export class Evaluator {
       };
     }
     forward.policy = densePolicy;
+    forward.sparsePrefill = true;
 
     return {
       model: this.name, model_path: model.path, arch: model.config.arch, sparsity: sparse?.info ?? null, limit: opts.limit ?? null,
@@ -298,7 +302,7 @@ export class Evaluator {
     };
   }
 
-  /** Dense and sparse greedy continuations (argmax, no stop at EOS) of each prompt, compared position by position. */
+  /** Dense and sparse greedy continuations (argmax, no stop at EOS; the prompt dense, as in generation) of each prompt, compared position by position. */
   private greedyAgreement(policy: SparsityPolicy, g: NonNullable<EvalOptions['greedy']>): GreedyAgreement {
     const ref = this.reference();
     let same = 0;
@@ -317,8 +321,10 @@ export class Evaluator {
   }
 }
 
+/** Greedy decoding as generation runs it: the prompt computed dense, every generated token with `policy`. */
 function greedyRun(forward: Forward, kv: KVCache, policy: SparsityPolicy, prompt: readonly number[], n: number): number[] {
   forward.policy = policy;
+  forward.sparsePrefill = false;
   kv.truncate(0);
   let logits = forward.run(kv, prompt, 0, 'last')!;
   const out: number[] = [];
