@@ -7,6 +7,9 @@ export { Session, type SessionOptions, type GenerateOptions, type TokenEvent, ty
 export { Sampler, argmax, topLogits, type SamplerOptions } from './generate/sampler.js';
 export { renderChat, chatPromptIds, type ChatMessage } from './generate/chat.js';
 export { perplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
+export { Evaluator, type EvalResult, type EvalOptions } from './eval/harness.js';
+export { loadTask, TASK_NAMES, type Task } from './eval/tasks.js';
+export { sweep, type SweepResults, type SweepOptions } from './eval/sweep.js';
 export { readGGUFHeader, readGGUFData, Metadata, type GGUFHeader, type GGUFValue, type GGUFTensorInfo } from './formats/gguf.js';
 export { type Tokenizer, type EncodeOptions, StreamDecoder } from './tokenizer/index.js';
 export { type Kernels } from './kernels/kernels.js';

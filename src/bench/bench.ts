@@ -14,6 +14,8 @@ import { basename } from 'node:path';
 import { CtxError } from '../errors.js';
 import { Rng } from '../generate/sampler.js';
 import type { ModelConfig } from '../model/config.js';
+import type { Forward } from '../model/forward.js';
+import type { KVCache } from '../model/kv-cache.js';
 import { loadModel, type LoadOptions, type Model } from '../model/load.js';
 import type { SparsityPolicy } from '../sparsity/policy.js';
 
@@ -92,6 +94,9 @@ export interface BenchOptions {
   readonly onProgress?: (p: BenchProgress) => void;
   /** the sparsity policy of the forward pass (default dense) */
   readonly policy?: SparsityPolicy;
+  /** reuse this forward pass and cache (at least n_prompt + n_gen positions) instead of making new ones in kernel memory */
+  readonly forward?: Forward;
+  readonly kv?: KVCache;
 }
 
 export const BENCH_DEFAULTS = { nPrompt: 512, nGen: 128, reps: 5, batch: 32, seed: 1234 } as const;
@@ -137,14 +142,14 @@ export function benchModel(model: Model, threads: number, opts: BenchOptions = {
   const V = model.config.vocabSize;
   const randomIds = (n: number): number[] => Array.from({ length: n }, () => rng.nextU32() % V);
 
-  const forward = model.createForward(batch);
+  const forward = opts.forward ?? model.createForward(batch);
   if (opts.policy) forward.policy = opts.policy;
   // as in generation: the prompt is computed dense, decoding sparse
   forward.sparsePrefill = false;
   // one cache of n_prompt + n_gen positions, as llama-bench sizes its context, emptied before
   // every run (emptying is all a fresh cache means: attention reads only the first `length`
   // positions). Making a new one per run would leak: caches in kernel memory are never freed.
-  const kv = model.createCache(nPrompt + nGen);
+  const kv = opts.kv ?? model.createCache(nPrompt + nGen);
 
   const results: BenchTestResult[] = [];
   const measure = (test: string, tokens: number, nP: number, nG: number, once: () => void): void => {

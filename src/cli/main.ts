@@ -4,6 +4,8 @@ import { CtxError } from '../errors.js';
 import * as benchCmd from './bench.js';
 import * as calibrateCmd from './calibrate.js';
 import * as chatCmd from './chat.js';
+import * as evalCmd from './eval.js';
+import * as sweepCmd from './sweep.js';
 import * as generateCmd from './generate.js';
 import * as inspectCmd from './inspect.js';
 import * as modelsCmd from './models.js';
@@ -15,7 +17,7 @@ import * as tokenizeCmd from './tokenize.js';
 type CommandModule = { register: (program: Command) => void };
 
 // Add one line per subcommand module.
-const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd, benchCmd, calibrateCmd, serveCmd];
+const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd, benchCmd, calibrateCmd, evalCmd, sweepCmd, serveCmd];
 
 export function buildProgram(): Command {
   const program = new Command();
