@@ -18,6 +18,8 @@ import { BF16, F16, F32, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, 
 import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope } from './ops';
 import { qmatvec, qmatmul } from './q8';
+import { screenMatvec } from './screen';
+export { screenMatvec } from './screen';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
 
 /** First byte the host may use (after this module's static data and stack). */
@@ -756,6 +758,7 @@ export const T_QMATVEC: i32 = 1;  // type w rowBytes cols units rowIdx qa out
 export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
 export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride scratch scratchBytes(per thread)
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
+export const T_SCREEN: i32 = 6;   // - w - nb units(groups) - qa out   (asm/screen.ts)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
 
 // @ts-ignore: decorator
@@ -795,6 +798,9 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
         attentionHeads(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 5), word(t, 6), word(t, 7), word(t, 8),
           word(t, 9), reinterpret<f32>(word(t, 10)), word(t, 11), word(t, 12), a, b,
           <usize>word(t, 14) + <usize>tid * <usize>word(t, 15));
+        break;
+      case T_SCREEN:
+        screenMatvec(word(t, 2), word(t, 4), a, b, word(t, 7), word(t, 8));
         break;
       default: unreachable();
     }

@@ -10,6 +10,8 @@ import { SAMPLER_DEFAULTS, type SamplerOptions } from '../generate/sampler.js';
 import { fromProfile } from '../sparsity/index.js';
 import type { MeasuredPolicy } from '../sparsity/measure.js';
 import { checkProfileModel, loadProfile, type Profile } from '../sparsity/profile.js';
+import type { SparseHead } from '../sparsity/head.js';
+import { buildSparseHead } from '../sparsity/head-model.js';
 
 export function addModelOptions(cmd: Command): Command {
   return cmd
@@ -102,4 +104,22 @@ export function progressBar(label: string, total: number): { update(n: number, e
 
 export function peakRssMB(): number {
   return Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10;
+}
+
+/** `--sparse-head` / `--exact`: the sparse output layer (src/sparsity/head.ts). */
+export function addSparseHeadOptions(cmd: Command, exact = true): Command {
+  cmd.option('--sparse-head', 'sparse output layer: a 4-bit screen of the output matrix picks the rows computed exactly '
+    + '(greedy output equal to dense up to an empirical screen-error bound, see README "Sparse output layer")')
+    .option('--head-safety <c>', 'with --sparse-head: safety factor on the screening margin', num('--head-safety', (v) => v > 0, 'a number > 0'));
+  if (exact) cmd.option('--exact', 'use the dense output layer even with --sparse-head');
+  return cmd;
+}
+
+export interface SparseHeadFlags { sparseHead?: boolean; headSafety?: number; exact?: boolean }
+
+/** The sparse head for `--sparse-head` (its screen error from a profile's head section when one is given), or null. */
+export function sparseHeadFor(o: SparseHeadFlags, model: Model, profile?: Profile): SparseHead | null {
+  if (!o.sparseHead || o.exact) return null;
+  const eUnit = (profile as { head?: { e_unit?: number } } | undefined)?.head?.e_unit;
+  return buildSparseHead(model, { ...(o.headSafety !== undefined && { safety: o.headSafety }), ...(eUnit !== undefined && { eUnit }) });
 }

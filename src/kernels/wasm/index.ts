@@ -47,6 +47,11 @@ export interface WasmKernels extends Kernels {
   readonly simd: SimdFlavour;
   /** The 8-bit activation exactly as the mat-vecs see it, dequantized (tests): kind 0 Q8_0, 1 Q8_1, 2 Q8_K. */
   quantizedActivation(kind: number, x: Float32Array): { q: Int16Array; d: Float32Array; s32: Float32Array; s16: Int32Array };
+  /**
+   * The sparse output layer's screen (asm/screen.ts; src/sparsity/head.ts): out[0..4·groups) =
+   * screen · x, for `groups` groups of four interleaved rows of nb 32-blocks at `w`; w and out in this memory.
+   */
+  screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array): void;
   close(): void;
 }
 
@@ -101,6 +106,8 @@ const T_FMATVEC = 2;
 const T_QMATMUL = 3;
 const T_FMATMUL = 4;
 const T_ATTN = 5;
+const T_SCREEN = 6;
+const SCREEN_GROUP_BYTES = 72;
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
@@ -585,6 +592,27 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return { q, d, s32, s16 };
   }
 
+  function screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array): void {
+    const cols = nb * 32;
+    if (!ours.has(w.buffer) || !ours.has(out.buffer)) throw new Error('screenMatvec: the screen and the output must be views of this kernel instance\'s memory');
+    if (w.byteLength < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`screenMatvec: ${groups} groups of ${nb} blocks need ${groups * nb * SCREEN_GROUP_BYTES} bytes, the screen has ${w.byteLength}`);
+    if (out.length < 4 * groups) throw new RangeError(`screenMatvec: out has ${out.length} elements, need ${4 * groups}`);
+    if (x.length < cols) throw new RangeError(`screenMatvec: x has ${x.length} elements, need ${cols}`);
+    const aBytes = align(ex.actBytes(cols), 64);
+    beginScratch(aBytes + cols * 4 + TASK_WORDS * 4 + 192);
+    let xp = x.byteOffset;
+    if (!ours.has(x.buffer)) {
+      xp = take(cols * 4);
+      f32.set(x.subarray(0, cols), xp >>> 2);
+    }
+    const qa = take(aBytes);
+    ex.quantizeAct(0, xp, cols, qa);
+    table = take(TASK_WORDS * 4);
+    nTasks = 0;
+    task([T_SCREEN, 0, w.byteOffset, 0, nb, groups, 0, qa, out.byteOffset]);
+    dispatch();
+  }
+
   return {
     name: `wasm-${simd}-simd${activations === 'q8' ? '-q8' : ''}${nth > 1 ? `-${nth}t` : ''}`,
     threads: nth,
@@ -607,6 +635,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     dequantizeRow,
     memoryBytes: () => buf.byteLength,
     quantizedActivation,
+    screenMatvec,
     close: () => pool?.close(),
   };
 }

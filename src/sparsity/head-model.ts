@@ -1,0 +1,151 @@
+// Building a model's sparse output layer (head.ts): the screen, quantized at load from the output
+// matrix or read from its cache file beside the model, and the screen error per unit ‖h‖, e,
+// measured on a short built-in text unless a profile gives one (`ctxsparse calibrate --method head`).
+
+import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import type { Model } from '../model/load.js';
+import { quantizeScreen, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
+
+/** Mixed text (prose, dialogue, code, numbers) the default screen error is measured on. */
+export const HEAD_CALIBRATION_TEXT = `The old lighthouse keeper climbed the stairs every evening, counting all one hundred and twelve steps. "Do you ever get tired of it?" his granddaughter asked. He laughed and said that the sea was never the same twice.
+Question: What is the capital of France? Answer: The capital of France is Paris, which is also its largest city.
+def fibonacci(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+In 1969, Apollo 11 landed on the Moon; the mission lasted 8 days, 3 hours and 18 minutes. Photosynthesis converts light energy into chemical energy stored in glucose.
+User: Can you write a short poem about autumn leaves?
+Assistant: Golden leaves drift slowly down, painting paths in red and brown.`;
+
+export interface HeadBuildOptions extends Partial<SparseHeadOptions> {
+  /** read / write the screen and its measured error in `<model>.ctxhead` (default true) */
+  readonly cache?: boolean;
+  /** choose each block's scale by least squared error (default true; false: Q4_0's absmax rule) */
+  readonly search?: boolean;
+  /** text to measure e on (default HEAD_CALIBRATION_TEXT) */
+  readonly text?: string;
+}
+
+const MAGIC = 'CTXHEAD1';
+const HEADER_BYTES = 4096;
+
+interface CacheHeader {
+  size: number;
+  mtimeMs: number;
+  rows: number;
+  cols: number;
+  search: boolean;
+  eUnit: number;
+  textChars: number;
+}
+
+function cachePath(model: Model): string {
+  return `${model.path}.ctxhead`;
+}
+
+function readCache(model: Model, want: Omit<CacheHeader, 'eUnit'>, dst: Uint8Array): number | null {
+  let fd: number;
+  try {
+    fd = openSync(cachePath(model), 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const head = new Uint8Array(HEADER_BYTES);
+    if (readSync(fd, head, 0, HEADER_BYTES, 0) !== HEADER_BYTES) return null;
+    const text = new TextDecoder().decode(head);
+    if (!text.startsWith(MAGIC)) return null;
+    const h = JSON.parse(text.slice(MAGIC.length, text.indexOf('\n'))) as CacheHeader;
+    for (const k of Object.keys(want) as (keyof typeof want)[]) if (h[k] !== want[k]) return null;
+    let got = 0;
+    while (got < dst.length) {
+      const n = readSync(fd, dst, got, Math.min(dst.length - got, 1 << 26), HEADER_BYTES + got);
+      if (n <= 0) return null;
+      got += n;
+    }
+    return h.eUnit;
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeCache(model: Model, h: CacheHeader, data: Uint8Array): void {
+  try {
+    const head = new Uint8Array(HEADER_BYTES);
+    head.set(new TextEncoder().encode(`${MAGIC}${JSON.stringify(h)}\n`));
+    const fd = openSync(cachePath(model), 'w');
+    try {
+      writeSync(fd, head);
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, Math.min(data.length - off, 1 << 26));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // a read-only model directory: build the screen at every load
+  }
+}
+
+/**
+ * Largest |screened − exact| logit per unit ‖h‖ over every row and every position of `tokens`
+ * (exact = the dense mat-vec the model decodes with, before any softcap).
+ */
+export function measureScreenError(model: Model, head: SparseHead, tokens: readonly number[]): { eUnit: number; positions: number } {
+  const { config: cfg, kernels, weights: w } = model;
+  const D = cfg.dim;
+  const fwd = model.createForward(32);
+  const kv = model.createCache(tokens.length + 1);
+  const states: Float32Array[] = [];
+  fwd.tap = (name, layer, data, rows, width) => {
+    if (name === 'residual' && layer === cfg.nLayers - 1) for (let t = 0; t < rows; t++) states.push(data.slice(t * width, (t + 1) * width));
+  };
+  fwd.run(kv, tokens, 0, 'none');
+  const h = new Float32Array(D);
+  const z = new Float32Array(head.V);
+  let eUnit = 0;
+  for (const x of states) {
+    kernels.rmsnorm(h, 0, x, 0, w.outputNorm, D, cfg.normEps);
+    let nn = 0;
+    for (let i = 0; i < D; i++) nn += h[i]! * h[i]!;
+    const norm = Math.sqrt(nn);
+    if (norm === 0) continue;
+    kernels.matvec(w.output, h, z);
+    const s = head.scores(h);
+    let worst = 0;
+    for (let i = 0; i < head.V; i++) worst = Math.max(worst, Math.abs(s[i]! - z[i]!));
+    eUnit = Math.max(eUnit, worst / norm);
+  }
+  return { eUnit, positions: states.length };
+}
+
+/** The model's sparse output layer, ready to set as `forward.outputHead`. */
+export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): SparseHead {
+  const W = model.weights.output;
+  const search = opts.search ?? true;
+  const bytes = screenBytes(W.rows, W.cols);
+  const data = model.kernels.alloc ? model.kernels.alloc(bytes) : new Uint8Array(bytes);
+  const text = opts.text ?? HEAD_CALIBRATION_TEXT;
+  const useCache = (opts.cache ?? true) && model.format === 'gguf';
+  let st: { size: number; mtimeMs: number } = { size: 0, mtimeMs: 0 };
+  try {
+    st = statSync(model.path);
+  } catch { /* not a file: no cache */ }
+  const key = { size: st.size, mtimeMs: st.mtimeMs, rows: W.rows, cols: W.cols, search, textChars: text.length };
+  let cachedE = useCache ? readCache(model, key, data) : null;
+  let screen: Screen;
+  if (cachedE !== null) screen = { rows: W.rows, cols: W.cols, nb: W.cols / 32, groups: Math.ceil(W.rows / 4), data };
+  else screen = quantizeScreen(W, data, search);
+  const make = (eUnit: number): SparseHead => new SparseHead(model.kernels, W, screen, model.config.finalLogitSoftcap, {
+    eUnit, ...(opts.safety !== undefined && { safety: opts.safety }), ...(opts.epsilon !== undefined && { epsilon: opts.epsilon }),
+    ...(opts.denseAbove !== undefined && { denseAbove: opts.denseAbove }),
+  });
+  if (cachedE === null) {
+    const probe = make(0);
+    cachedE = measureScreenError(model, probe, model.tokenizer.encode(text)).eUnit;
+    if (useCache) writeCache(model, { ...key, eUnit: cachedE }, data);
+  }
+  return make(opts.eUnit ?? cachedE);
+}
