@@ -18,7 +18,7 @@ import { BF16, F16, F32, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, 
 import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope } from './ops';
 import { qmatvec, qmatmul } from './q8';
-import { screenMatvec } from './screen';
+import { screenMatvec, screenQuantizeGroup } from './screen';
 export { screenMatvec } from './screen';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
 
@@ -759,6 +759,7 @@ export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
 export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride scratch scratchBytes(per thread)
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
 export const T_SCREEN: i32 = 6;   // - w - nb units(groups) - qa out   (asm/screen.ts)
+export const T_SCREEN_BUILD: i32 = 7; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
 
 // @ts-ignore: decorator
@@ -802,6 +803,20 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
       case T_SCREEN:
         screenMatvec(word(t, 2), word(t, 4), a, b, word(t, 7), word(t, 8));
         break;
+      case T_SCREEN_BUILD: {
+        // dequantize four rows, quantize them as one screen group (padding rows are zero)
+        const x = <usize>word(t, 9) + <usize>tid * <usize>word(t, 10);
+        const nb = word(t, 4), cols = nb << 5, rows = word(t, 6);
+        for (let g = a; g < b; g++) {
+          for (let r = 0; r < 4; r++) {
+            const row = 4 * g + r, xr = x + (<usize>(r * cols) << 2);
+            if (row < rows) dequantize(word(t, 1), <usize>word(t, 2) + <usize>row * <usize>word(t, 3), cols, xr);
+            else memory.fill(xr, 0, <usize>cols << 2);
+          }
+          screenQuantizeGroup(x, nb, <usize>word(t, 7) + <usize>g * <usize>nb * 72, word(t, 8) != 0);
+        }
+        break;
+      }
       default: unreachable();
     }
   }

@@ -47,3 +47,69 @@ export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, out
     v128.store(out + (<usize>g << 4), acc);
   }
 }
+
+// ------------------------------------------------------------------ building the screen
+// The same arithmetic as quantizeBlock in src/sparsity/head.ts (float64, round half up), so the
+// two build bit-identical screens.
+
+const CANDIDATES: StaticArray<f64> = [-8, -8.5, -9, -7.5, 7, 7.5, 6.5];
+
+// @ts-ignore: decorator
+@inline function code(v: f64, id: f64): i32 {
+  const c = <i32>Math.floor(v * id + 0.5);
+  return c < -8 ? -8 : c > 7 ? 7 : c;
+}
+
+/** f32 → bf16 bits, round to nearest even (NaN is never a scale here). */
+// @ts-ignore: decorator
+@inline function toBF16(f: f32): u32 {
+  const x = reinterpret<u32>(f);
+  return ((x + 0x7fff + ((x >> 16) & 1)) >> 16) & 0xffff;
+}
+
+/** One block of 32 f32 at x → 16 code bytes at dst; returns the bf16 bits of the scale. */
+function quantizeBlock(x: usize, dst: usize, search: bool): u32 {
+  let amax: f64 = 0, m: f64 = 0;
+  for (let j = 0; j < 32; j++) {
+    const v = <f64>load<f32>(x + (<usize>j << 2));
+    if (Math.abs(v) > amax) { amax = Math.abs(v); m = v; }
+  }
+  if (amax == 0) {
+    memory.fill(dst, 0x88, 16);
+    return 0;
+  }
+  let best = m / -8;
+  if (search) {
+    let bestErr = Infinity;
+    for (let k = 0; k < CANDIDATES.length; k++) {
+      const d = m / unchecked(CANDIDATES[k]), id = 1 / d;
+      let err: f64 = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = <f64>load<f32>(x + (<usize>j << 2));
+        const r = v - <f64>code(v, id) * d;
+        err += r * r;
+      }
+      if (err < bestErr) { bestErr = err; best = d; }
+    }
+  }
+  const h = toBF16(<f32>best);
+  const d = <f64>reinterpret<f32>(h << 16);
+  const id = d == 0 ? 0 : 1 / d;
+  for (let j = 0; j < 16; j++) {
+    const lo = code(<f64>load<f32>(x + (<usize>j << 2)), id) + 8;
+    const hi = code(<f64>load<f32>(x + (<usize>(j + 16) << 2)), id) + 8;
+    store<u8>(dst + j, <u8>(lo | (hi << 4)));
+  }
+  return h;
+}
+
+/** Quantize one group: four dequantized rows of nb·32 f32 at x → the group's blocks at dst. */
+export function screenQuantizeGroup(x: usize, nb: i32, dst: usize, search: bool): void {
+  const cols = <usize>nb << 5;
+  for (let b = 0; b < nb; b++) {
+    const o = dst + <usize>b * SCREEN_GROUP_BYTES;
+    for (let r = 0; r < 4; r++) {
+      store<u16>(o + (<usize>r << 1), <u16>quantizeBlock(x + ((<usize>r * cols + (<usize>b << 5)) << 2), o + 8 + (<usize>r << 4), search));
+    }
+  }
+}

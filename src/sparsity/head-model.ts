@@ -4,7 +4,7 @@
 
 import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import type { Model } from '../model/load.js';
-import { quantizeScreen, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
+import { buildScreen, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
 
 /** Mixed text (prose, dialogue, code, numbers) the default screen error is measured on. */
 export const HEAD_CALIBRATION_TEXT = `The old lighthouse keeper climbed the stairs every evening, counting all one hundred and twelve steps. "Do you ever get tired of it?" his granddaughter asked. He laughed and said that the sea was never the same twice.
@@ -137,7 +137,7 @@ export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): Spar
   let cachedE = useCache ? readCache(model, key, data) : null;
   let screen: Screen;
   if (cachedE !== null) screen = { rows: W.rows, cols: W.cols, nb: W.cols / 32, groups: Math.ceil(W.rows / 4), data };
-  else screen = quantizeScreen(W, data, search);
+  else screen = buildScreen(model.kernels, W, data, search);
   const make = (eUnit: number): SparseHead => new SparseHead(model.kernels, W, screen, model.config.finalLogitSoftcap, {
     eUnit, ...(opts.safety !== undefined && { safety: opts.safety }), ...(opts.epsilon !== undefined && { epsilon: opts.epsilon }),
     ...(opts.denseAbove !== undefined && { denseAbove: opts.denseAbove }),

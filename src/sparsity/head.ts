@@ -77,9 +77,7 @@ export function quantizeBlock(x: Float32Array, o: number, codes: Uint8Array, sea
       let err = 0;
       for (let j = 0; j < 32; j++) {
         const v = x[o + j]!;
-        let c = Math.round(v * id);
-        c = c < -8 ? -8 : c > 7 ? 7 : c;
-        const r = v - c * d;
+        const r = v - code(v, id) * d;
         err += r * r;
       }
       if (err < bestErr) { bestErr = err; best = d; }
@@ -88,16 +86,23 @@ export function quantizeBlock(x: Float32Array, o: number, codes: Uint8Array, sea
   const h = f32ToBF16(best);
   const d = bf16ToNumber(h);
   const id = d === 0 ? 0 : 1 / d;
-  for (let j = 0; j < 32; j++) {
-    let c = Math.round(x[o + j]! * id);
-    c = c < -8 ? -8 : c > 7 ? 7 : c;
-    codes[j] = c + 8;
-  }
+  for (let j = 0; j < 32; j++) codes[j] = code(x[o + j]!, id) + 8;
   return h;
+}
+/** round half up, clamped to the 4-bit range (asm/screen.ts does the same) */
+function code(v: number, id: number): number {
+  const c = Math.floor(v * id + 0.5);
+  return c < -8 ? -8 : c > 7 ? 7 : c;
 }
 const CANDIDATES = [-8, -8.5, -9, -7.5, 7, 7.5, 6.5];
 
-/** Build the screen of W into dst (screenBytes(W.rows, W.cols) bytes), from W's dequantized rows. */
+/** Build the screen of W into dst: in the wasm kernels when they can, else quantizeScreen. */
+export function buildScreen(kernels: Kernels, W: QTensor, dst: Uint8Array, search = true): Screen {
+  if (isWasm(kernels) && kernels.screenBuild(W, dst, search)) return { rows: W.rows, cols: W.cols, nb: W.cols / 32, groups: Math.ceil(W.rows / 4), data: dst };
+  return quantizeScreen(W, dst, search);
+}
+
+/** Build the screen of W into dst (screenBytes(W.rows, W.cols) bytes), from W's dequantized rows (the reference). */
 export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true): Screen {
   const { rows, cols } = W;
   if (cols % 32 !== 0) throw new CtxError(`sparse head: ${W.name} has ${cols} columns, not a multiple of 32`);

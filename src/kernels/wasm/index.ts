@@ -52,6 +52,11 @@ export interface WasmKernels extends Kernels {
    * screen · x, for `groups` groups of four interleaved rows of nb 32-blocks at `w`; w and out in this memory.
    */
   screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array): void;
+  /**
+   * Build W's screen into dst (a view of this memory; head.ts quantizeScreen is the reference and
+   * gives the same bytes); false when W's type has no wasm decoder (build it with the reference).
+   */
+  screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean;
   close(): void;
 }
 
@@ -107,6 +112,7 @@ const T_QMATMUL = 3;
 const T_FMATMUL = 4;
 const T_ATTN = 5;
 const T_SCREEN = 6;
+const T_SCREEN_BUILD = 7;
 const SCREEN_GROUP_BYTES = 72;
 
 const PAGE = 65536;
@@ -613,6 +619,20 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     dispatch();
   }
 
+  function screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean {
+    if (!supported.has(W.type.id) || W.cols % 32 !== 0) return false;
+    const nb = W.cols / 32, groups = Math.ceil(W.rows / 4);
+    if (!ours.has(dst.buffer) || dst.byteLength < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`screenBuild ${W.name}: dst must be a view of this memory of ${groups * nb * SCREEN_GROUP_BYTES} bytes`);
+    const xBytes = align(4 * W.cols * 4, 64);
+    beginScratch(nth * xBytes + TASK_WORDS * 4 + 128);
+    const xb = take(nth * xBytes);
+    table = take(TASK_WORDS * 4);
+    nTasks = 0;
+    task([T_SCREEN_BUILD, W.type.id, addressOf(W), W.rowBytes, nb, groups, W.rows, dst.byteOffset, search ? 1 : 0, xb, xBytes]);
+    dispatch();
+    return true;
+  }
+
   return {
     name: `wasm-${simd}-simd${activations === 'q8' ? '-q8' : ''}${nth > 1 ? `-${nth}t` : ''}`,
     threads: nth,
@@ -636,6 +656,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     memoryBytes: () => buf.byteLength,
     quantizedActivation,
     screenMatvec,
+    screenBuild,
     close: () => pool?.close(),
   };
 }
