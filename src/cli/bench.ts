@@ -80,7 +80,7 @@ export function register(program: Command): void {
         }),
         ...(o.sparseHead && {
           makeHead: (model: Model) => {
-            head = sparseHeadFor(o, model, profile);
+            head = sparseHeadFor(o, model);
             if (head) head.record = true;
             return head;
           },

@@ -29,7 +29,7 @@ export function register(program: Command): void {
   cmd.action(async (o: ChatFlags) => {
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
-    const head = sparseHeadFor(o, model, sparse?.profile);
+    const head = sparseHeadFor(o, model);
     const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }), sparseHead: head });
     const start: ChatMessage[] = o.system !== undefined ? [{ role: 'system', content: o.system }] : [];
     let messages: ChatMessage[] = [...start];

@@ -11,7 +11,7 @@ import { fromProfile } from '../sparsity/index.js';
 import type { MeasuredPolicy } from '../sparsity/measure.js';
 import { checkProfileModel, loadProfile, type Profile } from '../sparsity/profile.js';
 import type { SparseHead } from '../sparsity/head.js';
-import { buildSparseHead } from '../sparsity/head-model.js';
+import { buildSparseHead, loadHeadProfile } from '../sparsity/head-model.js';
 
 export function addModelOptions(cmd: Command): Command {
   return cmd
@@ -110,16 +110,17 @@ export function peakRssMB(): number {
 export function addSparseHeadOptions(cmd: Command, exact = true): Command {
   cmd.option('--sparse-head', 'sparse output layer: a 4-bit screen of the output matrix picks the rows computed exactly '
     + '(greedy output equal to dense up to an empirical screen-error bound, see README "Sparse output layer")')
-    .option('--head-safety <c>', 'with --sparse-head: safety factor on the screening margin', num('--head-safety', (v) => v > 0, 'a number > 0'));
+    .option('--head-safety <c>', 'with --sparse-head: safety factor c on the screening margin δ = c·e·‖h‖ (default 1.25)', num('--head-safety', (v) => v > 0, 'a number > 0'))
+    .option('--head-profile <file>', 'with --sparse-head: the screen error e from `ctxsparse calibrate-head` (default: measured at load on a short built-in text, cached beside the model)');
   if (exact) cmd.option('--exact', 'use the dense output layer even with --sparse-head');
   return cmd;
 }
 
-export interface SparseHeadFlags { sparseHead?: boolean; headSafety?: number; exact?: boolean }
+export interface SparseHeadFlags { sparseHead?: boolean; headSafety?: number; headProfile?: string; exact?: boolean }
 
-/** The sparse head for `--sparse-head` (its screen error from a profile's head section when one is given), or null. */
-export function sparseHeadFor(o: SparseHeadFlags, model: Model, profile?: Profile): SparseHead | null {
+/** The sparse head for `--sparse-head` (its screen error from --head-profile when given), or null (dense). */
+export function sparseHeadFor(o: SparseHeadFlags, model: Model): SparseHead | null {
   if (!o.sparseHead || o.exact) return null;
-  const eUnit = (profile as { head?: { e_unit?: number } } | undefined)?.head?.e_unit;
+  const eUnit = o.headProfile !== undefined ? loadHeadProfile(o.headProfile, model).e_unit : undefined;
   return buildSparseHead(model, { ...(o.headSafety !== undefined && { safety: o.headSafety }), ...(eUnit !== undefined && { eUnit }) });
 }

@@ -44,7 +44,7 @@ export function register(program: Command): void {
     const promptIds = o.chat
       ? chatPromptIds(model, [...(o.system !== undefined ? [{ role: 'system', content: o.system }] : []), { role: 'user', content: text }])
       : model.tokenizer.encode(text);
-    const head = sparseHeadFor(o, model, sparse?.profile);
+    const head = sparseHeadFor(o, model);
     const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }), sparseHead: head });
     const tokens: number[] = [];
     const top: { ids: number[]; logits: number[] }[] = [];

@@ -2,7 +2,9 @@
 // matrix or read from its cache file beside the model, and the screen error per unit ‖h‖, e,
 // measured on a short built-in text unless a profile gives one (`ctxsparse calibrate --method head`).
 
-import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { CtxError } from '../errors.js';
+import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
 import { buildScreen, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
 
@@ -93,18 +95,33 @@ function writeCache(model: Model, h: CacheHeader, data: Uint8Array): void {
  * Largest |screened − exact| logit per unit ‖h‖ over every row and every position of `tokens`
  * (exact = the dense mat-vec the model decodes with, before any softcap).
  */
-export function measureScreenError(model: Model, head: SparseHead, tokens: readonly number[]): { eUnit: number; positions: number } {
+export function measureScreenError(model: Model, head: SparseHead, tokens: readonly number[],
+  opts: { chunk?: number; bos?: number; onProgress?: (done: number, total: number) => void } = {}): { eUnit: number; positions: number; perPosition: number[] } {
   const { config: cfg, kernels, weights: w } = model;
   const D = cfg.dim;
+  const chunk = opts.chunk ?? tokens.length;
   const fwd = model.createForward(32);
-  const kv = model.createCache(tokens.length + 1);
-  const states: Float32Array[] = [];
+  const kv = model.createCache(chunk + 1);
+  let states: Float32Array[] = [];
   fwd.tap = (name, layer, data, rows, width) => {
     if (name === 'residual' && layer === cfg.nLayers - 1) for (let t = 0; t < rows; t++) states.push(data.slice(t * width, (t + 1) * width));
   };
-  fwd.run(kv, tokens, 0, 'none');
   const h = new Float32Array(D);
   const z = new Float32Array(head.V);
+  let eUnit = 0;
+  const perPosition: number[] = [];
+  for (let c0 = 0; c0 < tokens.length; c0 += chunk) {
+    const ids = tokens.slice(c0, c0 + chunk);
+    if (opts.bos !== undefined) ids[0] = opts.bos;
+    states = [];
+    kv.truncate(0);
+    fwd.run(kv, ids, 0, 'none');
+    eUnit = Math.max(eUnit, errorsOf(states));
+    opts.onProgress?.(Math.min(tokens.length, c0 + chunk), tokens.length);
+  }
+  return { eUnit, positions: perPosition.length, perPosition };
+
+  function errorsOf(states: Float32Array[]): number {
   let eUnit = 0;
   for (const x of states) {
     kernels.rmsnorm(h, 0, x, 0, w.outputNorm, D, cfg.normEps);
@@ -116,9 +133,36 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
     const s = head.scores(h);
     let worst = 0;
     for (let i = 0; i < head.V; i++) worst = Math.max(worst, Math.abs(s[i]! - z[i]!));
+    perPosition.push(worst / norm);
     eUnit = Math.max(eUnit, worst / norm);
   }
-  return { eUnit, positions: states.length };
+  return eUnit;
+  }
+}
+
+/** A head profile (`ctxsparse calibrate-head`): the screen error measured on calibration text for one model file. */
+export interface HeadProfile {
+  readonly ctxsparse_head_profile: 1;
+  readonly model: { readonly name: string; readonly sha256: string };
+  /** largest |screened − exact| logit per unit ‖h‖ over all rows and positions */
+  readonly e_unit: number;
+  /** the per-position worst errors' quantiles (per unit ‖h‖) */
+  readonly quantiles: { readonly p50: number; readonly p99: number; readonly p999: number };
+  readonly calibration: { readonly data: string; readonly skip_tokens: number; readonly tokens: number; readonly chunk: number };
+  readonly screen: { readonly bits: 4; readonly search: boolean };
+}
+
+export function loadHeadProfile(file: string, model: Model): HeadProfile {
+  let j: HeadProfile;
+  try {
+    j = JSON.parse(readFileSync(file, 'utf8')) as HeadProfile;
+  } catch (e) {
+    throw new CtxError(`--head-profile ${file}: cannot read it as JSON: ${(e as Error).message}`);
+  }
+  if (j?.ctxsparse_head_profile !== 1 || !(typeof j.e_unit === 'number' && j.e_unit >= 0)) throw new CtxError(`--head-profile ${file}: not a head profile (write one with \`ctxsparse calibrate-head\`)`);
+  const sha = modelSha256(model.path);
+  if (j.model?.sha256 !== sha) throw new CtxError(`--head-profile ${file}: calibrated for ${j.model?.name ?? 'another model'} (sha256 ${String(j.model?.sha256).slice(0, 12)}…), not ${model.path}`);
+  return j;
 }
 
 /** The model's sparse output layer, ready to set as `forward.outputHead`. */
