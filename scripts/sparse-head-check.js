@@ -18,7 +18,7 @@ import { resolveModel } from '../dist/src/models/catalog.js';
 import { percentiles } from '../dist/src/sparsity/head.js';
 import { buildSparseHead } from '../dist/src/sparsity/head-model.js';
 
-const shared = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared');
+const shared = process.env.CTXSPARSE_SHARED ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared');
 const args = process.argv.slice(2);
 const flag = (f, d) => { const i = args.indexOf(f); return i >= 0 ? args[i + 1] : d; };
 const name = args[0];
