@@ -12,7 +12,7 @@ import { Session } from '../src/generate/session.js';
 import { argmax } from '../src/generate/sampler.js';
 import { quantizeActivation, ACT_Q8_0 } from '../src/kernels/ref/q8.js';
 import {
-  buildScreen, quantizeScreen, screenBytes, screenMatvecRef, screenRow, SparseHead, type Screen,
+  buildScreen, quantizeScreen, rowErrorNorms, screenBytes, screenMatvecRef, screenRow, SparseHead, type Screen,
 } from '../src/sparsity/head.js';
 import { buildSparseHead, measureScreenError } from '../src/sparsity/head-model.js';
 import { catalogModel, mulberry32, sharedPath } from './helpers.js';
@@ -96,6 +96,7 @@ function syntheticHead(rows: number, cols: number, eUnit: number, seed: number):
 test('margin: with δ at least the screen error, the sparse argmax is the dense argmax; rows outside C are −∞', () => {
   const rows = 301, cols = 128;
   const { head, k } = syntheticHead(rows, cols, 0, 21);
+  const R = rowErrorNorms(k, head.W, head.screen);
   const rnd = mulberry32(4);
   const z = new Float32Array(rows);
   const out = new Float32Array(rows);
@@ -111,6 +112,15 @@ test('margin: with δ at least the screen error, the sparse argmax is the dense 
     const tight = new SparseHead(k, head.W, head.screen, 0, { eUnit: e / Math.sqrt(nn), safety: 1.000001 });
     const n = tight.logits(h, out);
     assert.equal(argmax(out), argmax(z), `trial ${trial}`);
+    // per-row margins with the tightest safe factor: the same winner, and never more rows
+    let kr = 0;
+    for (let i = 0; i < rows; i++) kr = Math.max(kr, Math.abs(s[i]! - z[i]!) / (R[i]! * Math.sqrt(nn)));
+    const perRow = new SparseHead(k, head.W, head.screen, 0, { eUnit: 0, rowErr: R, kRow: kr, safety: 1.000001 });
+    const outR = new Float32Array(rows);
+    const nR = perRow.logits(h, outR);
+    assert.equal(argmax(outR), argmax(z), `trial ${trial} (per-row)`);
+    for (let i = 0; i < rows; i++) if (outR[i] === -Infinity) assert.ok(s[i]! + perRow.margin(i, Math.sqrt(nn)) < z[argmax(z)]!);
+    void nR;
     // every row within δ of the winner's exact logit is in C and exact; the rest are −∞
     const m = z[argmax(z)]!;
     let finite = 0;
@@ -228,4 +238,5 @@ test('SmolLM2-135M: sparse-head greedy tokens equal dense over a few dozen steps
   // the measured error covers the screen's errors on the text it was measured on
   const again = measureScreenError(model, head, model.tokenizer.encode('The quick brown fox jumps over the lazy dog.'));
   assert.ok(again.eUnit <= head.eUnit + 1e-9);
+  assert.ok(again.kRow <= head.kRow + 1e-9 && head.kRow > 0);
 });

@@ -121,6 +121,6 @@ export interface SparseHeadFlags { sparseHead?: boolean; headSafety?: number; he
 /** The sparse head for `--sparse-head` (its screen error from --head-profile when given), or null (dense). */
 export function sparseHeadFor(o: SparseHeadFlags, model: Model): SparseHead | null {
   if (!o.sparseHead || o.exact) return null;
-  const eUnit = o.headProfile !== undefined ? loadHeadProfile(o.headProfile, model).e_unit : undefined;
-  return buildSparseHead(model, { ...(o.headSafety !== undefined && { safety: o.headSafety }), ...(eUnit !== undefined && { eUnit }) });
+  const hp = o.headProfile !== undefined ? loadHeadProfile(o.headProfile, model) : undefined;
+  return buildSparseHead(model, { ...(o.headSafety !== undefined && { safety: o.headSafety }), ...(hp && { eUnit: hp.e_unit, kRow: hp.k_row }) });
 }

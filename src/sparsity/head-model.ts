@@ -6,7 +6,7 @@ import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from
 import { CtxError } from '../errors.js';
 import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
-import { buildScreen, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
+import { buildScreen, rowErrorNorms, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
 
 /** Mixed text (prose, dialogue, code, numbers) the default screen error is measured on. */
 export const HEAD_CALIBRATION_TEXT = `The old lighthouse keeper climbed the stairs every evening, counting all one hundred and twelve steps. "Do you ever get tired of it?" his granddaughter asked. He laughed and said that the sea was never the same twice.
@@ -27,9 +27,11 @@ export interface HeadBuildOptions extends Partial<SparseHeadOptions> {
   readonly search?: boolean;
   /** text to measure e on (default HEAD_CALIBRATION_TEXT) */
   readonly text?: string;
+  /** per-row margins (default true); false: one global margin c·e·‖h‖ */
+  readonly perRow?: boolean;
 }
 
-const MAGIC = 'CTXHEAD1';
+const MAGIC = 'CTXHEAD2';
 const HEADER_BYTES = 4096;
 
 interface CacheHeader {
@@ -39,6 +41,7 @@ interface CacheHeader {
   cols: number;
   search: boolean;
   eUnit: number;
+  kRow: number;
   textChars: number;
 }
 
@@ -46,7 +49,7 @@ function cachePath(model: Model): string {
   return `${model.path}.ctxhead`;
 }
 
-function readCache(model: Model, want: Omit<CacheHeader, 'eUnit'>, dst: Uint8Array): number | null {
+function readCache(model: Model, want: Omit<CacheHeader, 'eUnit' | 'kRow'>, dst: Uint8Array): { eUnit: number; kRow: number } | null {
   let fd: number;
   try {
     fd = openSync(cachePath(model), 'r');
@@ -66,7 +69,7 @@ function readCache(model: Model, want: Omit<CacheHeader, 'eUnit'>, dst: Uint8Arr
       if (n <= 0) return null;
       got += n;
     }
-    return h.eUnit;
+    return { eUnit: h.eUnit, kRow: h.kRow };
   } catch {
     return null;
   } finally {
@@ -96,7 +99,7 @@ function writeCache(model: Model, h: CacheHeader, data: Uint8Array): void {
  * (exact = the dense mat-vec the model decodes with, before any softcap).
  */
 export function measureScreenError(model: Model, head: SparseHead, tokens: readonly number[],
-  opts: { chunk?: number; bos?: number; onProgress?: (done: number, total: number) => void } = {}): { eUnit: number; positions: number; perPosition: number[] } {
+  opts: { chunk?: number; bos?: number; onProgress?: (done: number, total: number) => void } = {}): { eUnit: number; kRow: number; positions: number; perPosition: number[] } {
   const { config: cfg, kernels, weights: w } = model;
   const D = cfg.dim;
   const chunk = opts.chunk ?? tokens.length;
@@ -108,7 +111,8 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
   };
   const h = new Float32Array(D);
   const z = new Float32Array(head.V);
-  let eUnit = 0;
+  let eUnit = 0, kRow = 0;
+  const R = head.rowErr;
   const perPosition: number[] = [];
   for (let c0 = 0; c0 < tokens.length; c0 += chunk) {
     const ids = tokens.slice(c0, c0 + chunk);
@@ -119,7 +123,7 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
     eUnit = Math.max(eUnit, errorsOf(states));
     opts.onProgress?.(Math.min(tokens.length, c0 + chunk), tokens.length);
   }
-  return { eUnit, positions: perPosition.length, perPosition };
+  return { eUnit, kRow, positions: perPosition.length, perPosition };
 
   function errorsOf(states: Float32Array[]): number {
   let eUnit = 0;
@@ -131,8 +135,13 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
     if (norm === 0) continue;
     kernels.matvec(w.output, h, z);
     const s = head.scores(h);
-    let worst = 0;
-    for (let i = 0; i < head.V; i++) worst = Math.max(worst, Math.abs(s[i]! - z[i]!));
+    let worst = 0, cos = 0;
+    for (let i = 0; i < head.V; i++) {
+      const e = Math.abs(s[i]! - z[i]!);
+      if (e > worst) worst = e;
+      if (R && e > cos * R[i]!) cos = e / R[i]!;
+    }
+    kRow = Math.max(kRow, cos / norm);
     perPosition.push(worst / norm);
     eUnit = Math.max(eUnit, worst / norm);
   }
@@ -146,6 +155,8 @@ export interface HeadProfile {
   readonly model: { readonly name: string; readonly sha256: string };
   /** largest |screened − exact| logit per unit ‖h‖ over all rows and positions */
   readonly e_unit: number;
+  /** largest |screened − exact| / (‖Ŵ_i − W_i‖·‖h‖) over all rows and positions (the per-row margins' factor) */
+  readonly k_row: number;
   /** the per-position worst errors' quantiles (per unit ‖h‖) */
   readonly quantiles: { readonly p50: number; readonly p99: number; readonly p999: number };
   readonly calibration: { readonly data: string; readonly skip_tokens: number; readonly tokens: number; readonly chunk: number };
@@ -159,7 +170,7 @@ export function loadHeadProfile(file: string, model: Model): HeadProfile {
   } catch (e) {
     throw new CtxError(`--head-profile ${file}: cannot read it as JSON: ${(e as Error).message}`);
   }
-  if (j?.ctxsparse_head_profile !== 1 || !(typeof j.e_unit === 'number' && j.e_unit >= 0)) throw new CtxError(`--head-profile ${file}: not a head profile (write one with \`ctxsparse calibrate-head\`)`);
+  if (j?.ctxsparse_head_profile !== 1 || !(typeof j.e_unit === 'number' && j.e_unit >= 0) || !(typeof j.k_row === 'number' && j.k_row >= 0)) throw new CtxError(`--head-profile ${file}: not a head profile (write one with \`ctxsparse calibrate-head\`)`);
   const sha = modelSha256(model.path);
   if (j.model?.sha256 !== sha) throw new CtxError(`--head-profile ${file}: calibrated for ${j.model?.name ?? 'another model'} (sha256 ${String(j.model?.sha256).slice(0, 12)}…), not ${model.path}`);
   return j;
@@ -170,7 +181,10 @@ export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): Spar
   const W = model.weights.output;
   const search = opts.search ?? true;
   const bytes = screenBytes(W.rows, W.cols);
-  const data = model.kernels.alloc ? model.kernels.alloc(bytes) : new Uint8Array(bytes);
+  // the screen, then the per-row error norms (f32), one allocation (and one cache read)
+  const all = model.kernels.alloc ? model.kernels.alloc(bytes + 4 * W.rows) : new Uint8Array(bytes + 4 * W.rows);
+  const data = all.subarray(0, bytes);
+  const rowErr = new Float32Array(all.buffer, all.byteOffset + bytes, W.rows);
   const text = opts.text ?? HEAD_CALIBRATION_TEXT;
   const useCache = (opts.cache ?? true) && model.format === 'gguf';
   let st: { size: number; mtimeMs: number } = { size: 0, mtimeMs: 0 };
@@ -178,18 +192,23 @@ export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): Spar
     st = statSync(model.path);
   } catch { /* not a file: no cache */ }
   const key = { size: st.size, mtimeMs: st.mtimeMs, rows: W.rows, cols: W.cols, search, textChars: text.length };
-  let cachedE = useCache ? readCache(model, key, data) : null;
+  let cached = useCache ? readCache(model, key, all) : null;
   let screen: Screen;
-  if (cachedE !== null) screen = { rows: W.rows, cols: W.cols, nb: W.cols / 32, groups: Math.ceil(W.rows / 4), data };
-  else screen = buildScreen(model.kernels, W, data, search);
-  const make = (eUnit: number): SparseHead => new SparseHead(model.kernels, W, screen, model.config.finalLogitSoftcap, {
-    eUnit, ...(opts.safety !== undefined && { safety: opts.safety }), ...(opts.epsilon !== undefined && { epsilon: opts.epsilon }),
+  if (cached !== null) screen = { rows: W.rows, cols: W.cols, nb: W.cols / 32, groups: Math.ceil(W.rows / 4), data };
+  else {
+    screen = buildScreen(model.kernels, W, data, search);
+    rowErr.set(rowErrorNorms(model.kernels, W, screen));
+  }
+  const perRow = opts.perRow ?? true;
+  const make = (eUnit: number, kRow: number): SparseHead => new SparseHead(model.kernels, W, screen, model.config.finalLogitSoftcap, {
+    eUnit, ...(perRow && { rowErr, kRow }),
+    ...(opts.safety !== undefined && { safety: opts.safety }), ...(opts.epsilon !== undefined && { epsilon: opts.epsilon }),
     ...(opts.denseAbove !== undefined && { denseAbove: opts.denseAbove }),
   });
-  if (cachedE === null) {
-    const probe = make(0);
-    cachedE = measureScreenError(model, probe, model.tokenizer.encode(text)).eUnit;
-    if (useCache) writeCache(model, { ...key, eUnit: cachedE }, data);
+  if (cached === null) {
+    const m = measureScreenError(model, make(0, 0), model.tokenizer.encode(text));
+    cached = { eUnit: m.eUnit, kRow: m.kRow };
+    if (useCache) writeCache(model, { ...key, ...cached }, all);
   }
-  return make(opts.eUnit ?? cachedE);
+  return make(opts.eUnit ?? cached.eUnit, opts.kRow ?? cached.kRow);
 }
