@@ -32,7 +32,7 @@ const buildSeconds = (performance.now() - t0) / 1000;
 head.record = true;
 const W = model.weights.output;
 const headBytes = W.rows * W.rowBytes;
-const out = { model: name, e_unit: head.eUnit, safety: head.safety, screen_bytes: head.screenBytes, head_bytes: headBytes, build_seconds: buildSeconds };
+const out = { model: name, e_unit: head.eUnit, k_row: head.kRow, safety: head.safety, screen_bytes: head.screenBytes, head_bytes: headBytes, build_seconds: buildSeconds };
 const bytesPerStep = (rows) => head.screenBytes + rows * W.rowBytes;
 
 if (args.includes('--golden')) {
