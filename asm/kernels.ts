@@ -20,6 +20,8 @@ export { rmsnorm, activate, combine, rope } from './ops';
 import { qmatvec, qmatmul } from './q8';
 import { tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tplanBytes, tplan, tscratchBytes } from './sparse';
+import { screenMatvec, screenQuantizeGroup } from './screen';
+export { screenMatvec } from './screen';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
 
 /** First byte the host may use (after this module's static data and stack). */
@@ -760,6 +762,8 @@ export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
 export const T_TMATVEC: i32 = 6;  // kind plan 0 0 tiles 0 0 out 0 0 scratch scratchBytes(per thread)   (transposed copy, kept input channels: asm/sparse.ts)
+export const T_SCREEN: i32 = 7;   // - w - nb units(groups) - qa out   (asm/screen.ts)
+export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread)
 
 // @ts-ignore: decorator
 @inline function word(t: usize, i: i32): i32 { return load<i32>(t + (<usize>i << 2)); }
@@ -802,6 +806,23 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
           word(t, 9), reinterpret<f32>(word(t, 10)), word(t, 11), word(t, 12), a, b,
           <usize>word(t, 14) + <usize>tid * <usize>word(t, 15));
         break;
+      case T_SCREEN:
+        screenMatvec(word(t, 2), word(t, 4), a, b, word(t, 7), word(t, 8));
+        break;
+      case T_SCREEN_BUILD: {
+        // dequantize four rows, quantize them as one screen group (padding rows are zero)
+        const x = <usize>word(t, 9) + <usize>tid * <usize>word(t, 10);
+        const nb = word(t, 4), cols = nb << 5, rows = word(t, 6);
+        for (let g = a; g < b; g++) {
+          for (let r = 0; r < 4; r++) {
+            const row = 4 * g + r, xr = x + (<usize>(r * cols) << 2);
+            if (row < rows) dequantize(word(t, 1), <usize>word(t, 2) + <usize>row * <usize>word(t, 3), cols, xr);
+            else memory.fill(xr, 0, <usize>cols << 2);
+          }
+          screenQuantizeGroup(x, nb, <usize>word(t, 7) + <usize>g * <usize>nb * 72, word(t, 8) != 0);
+        }
+        break;
+      }
       default: unreachable();
     }
   }

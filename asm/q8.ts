@@ -146,19 +146,19 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
 
 /** Products of 16 unsigned weight codes (< 128) with the 16 activation codes at xp, as partial sums P. */
 // @ts-ignore: decorator
-@inline function pdot(xp: usize, w: v128): v128 {
+@inline export function pdot(xp: usize, w: v128): v128 {
   if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xp), w);
   return i32x4.add(
     i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), v128.load(xp)),
     i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), v128.load(xp, 16)));
 }
 // @ts-ignore: decorator
-@inline function padd(a: v128, b: v128): v128 {
+@inline export function padd(a: v128, b: v128): v128 {
   return RELAXED ? i16x8.add(a, b) : i32x4.add(a, b);
 }
 /** P → i32x4 */
 // @ts-ignore: decorator
-@inline function pwiden(p: v128): v128 {
+@inline export function pwiden(p: v128): v128 {
   return RELAXED ? i32x4.extadd_pairwise_i16x8_s(p) : p;
 }
 /** P·s → i32x4 (s a small signed integer) */
@@ -182,9 +182,9 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
 
 
 // @ts-ignore: decorator
-@inline function lo4(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
+@inline export function lo4(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
 // @ts-ignore: decorator
-@inline function hi4(v: v128): v128 { return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)); }
+@inline export function hi4(v: v128): v128 { return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)); }
 
 /** 0x10 in byte j (j < 16) where bit base+j of qh is set (the 5th bit of Q5_0 / Q5_1 codes). */
 // @ts-ignore: decorator

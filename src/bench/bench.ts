@@ -18,6 +18,7 @@ import type { Forward } from '../model/forward.js';
 import type { KVCache } from '../model/kv-cache.js';
 import { loadModel, type LoadOptions, type Model } from '../model/load.js';
 import type { SparsityPolicy } from '../sparsity/policy.js';
+import type { OutputHead } from '../model/forward.js';
 
 export interface Stats {
   readonly mean: number;
@@ -97,6 +98,8 @@ export interface BenchOptions {
   /** reuse this forward pass and cache (at least n_prompt + n_gen positions) instead of making new ones in kernel memory */
   readonly forward?: Forward;
   readonly kv?: KVCache;
+  /** the output layer for single-row logits (default dense; src/sparsity/head.ts) */
+  readonly outputHead?: OutputHead | null;
 }
 
 export const BENCH_DEFAULTS = { nPrompt: 512, nGen: 128, reps: 5, batch: 32, seed: 1234 } as const;
@@ -146,6 +149,7 @@ export function benchModel(model: Model, threads: number, opts: BenchOptions = {
   if (opts.policy) forward.policy = opts.policy;
   // as in generation: the prompt is computed dense, decoding sparse
   forward.sparsePrefill = false;
+  if (opts.outputHead) forward.outputHead = opts.outputHead;
   // one cache of n_prompt + n_gen positions, as llama-bench sizes its context, emptied before
   // every run (emptying is all a fresh cache means: attention reads only the first `length`
   // positions). Making a new one per run would leak: caches in kernel memory are never freed.
@@ -199,6 +203,8 @@ export interface BenchFileOptions extends BenchOptions {
   readonly onLoad?: (threads: number, seconds: number) => void;
   /** a sparsity policy for each loaded model (default dense) */
   readonly makePolicy?: (model: Model) => SparsityPolicy;
+  /** the sparse output layer for each loaded model, built as part of the load (its time counts) */
+  readonly makeHead?: (model: Model) => OutputHead | null;
 }
 
 /**
@@ -231,13 +237,14 @@ export async function bench(path: string, opts: BenchFileOptions = {}): Promise<
     const t0 = performance.now();
     const loadOpts: LoadOptions = { threads, ...(opts.tokenizerPath !== undefined && { tokenizerPath: opts.tokenizerPath }) };
     let model: Model | undefined = loadModel(path, loadOpts);
+    const outputHead = opts.makeHead?.(model) ?? null;
     const loadSeconds = (performance.now() - t0) / 1000;
     opts.onLoad?.(threads, loadSeconds);
     arch = model.config.arch;
     if (!kernels.includes(model.kernels.name)) kernels.push(model.kernels.name);
     kvBytes = kvCacheBytes(model.config, nPrompt + nGen);
     // the same token ids at every thread count
-    results.push(...benchModel(model, threads, { ...opts, seed, ...(opts.makePolicy && { policy: opts.makePolicy(model) }) }));
+    results.push(...benchModel(model, threads, { ...opts, seed, ...(opts.makePolicy && { policy: opts.makePolicy(model) }), outputHead }));
     loads.push({ threads, kernels: model.kernels.name, load_seconds: Math.round(loadSeconds * 1000) / 1000, peak_rss_bytes: peakRssBytes() });
     // drop the model before the next load: end the kernels' worker threads, which hold its memory
     // (close(), where the kernels have one; the workers take a few ms to exit), and collect it. V8

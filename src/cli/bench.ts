@@ -8,9 +8,11 @@ import type { Model } from '../model/load.js';
 import type { MeasuredPolicy } from '../sparsity/measure.js';
 import { fromProfile } from '../sparsity/index.js';
 import { checkProfileModel, loadProfile } from '../sparsity/profile.js';
-import { int, progressBar } from './common.js';
+import { addSparseHeadOptions, int, progressBar, sparseHeadFor, type SparseHeadFlags } from './common.js';
+import type { SparseHead } from '../sparsity/head.js';
+import { percentiles } from '../sparsity/head.js';
 
-interface BenchFlags {
+interface BenchFlags extends SparseHeadFlags {
   model: string;
   tokenizer?: string;
   nPrompt: number;
@@ -38,7 +40,7 @@ export function intList(flag: string, min = 1): (s: string) => number[] {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('bench')
     .description("prompt-processing (pp) and text-generation (tg) speed in tokens/s, measured as llama.cpp's llama-bench does")
     .option('-m, --model <name|path>', 'catalog name or path to a .gguf (or llama2.c .bin) file', DEFAULT_MODEL)
@@ -54,12 +56,14 @@ export function register(program: Command): void {
       + 'tokens_per_second: {mean, stdev, samples}, ...}], peak_rss_bytes, kv_cache_bytes, kernels, ...}; '
       + 'peak_rss_bytes is the process RSS high-water mark (maxRSS), not one test\'s own use')
     .addHelpText('after', '\nTokens/s are the mean ± sample standard deviation of the per-run rates (llama-bench\'s avg_ts, stddev_ts).\n'
-      + 'Peak RSS is the process high-water mark (process.resourceUsage().maxRSS): after several thread counts it covers all of them.')
-    .action(async (o: BenchFlags) => {
+      + 'Peak RSS is the process high-water mark (process.resourceUsage().maxRSS): after several thread counts it covers all of them.');
+  addSparseHeadOptions(cmd, false);
+  cmd.action(async (o: BenchFlags) => {
       if (o.nPrompt === 0 && o.nGen === 0) throw new CtxError('-p and -n are both 0: nothing to measure');
       const path = resolveModel(o.model);
       const profile = o.sparsity !== undefined ? loadProfile(o.sparsity) : undefined;
       let policy: MeasuredPolicy | undefined;
+      let head: SparseHead | null = null;
       const threads = o.threads ?? [defaultThreads()];
       const total = threads.length * ((o.nPrompt > 0 ? 1 : 0) + (o.nGen > 0 ? 1 : 0)) * (o.repetitions + 1);
       let done = 0;
@@ -74,6 +78,13 @@ export function register(program: Command): void {
             return (policy = fromProfile(profile, model));
           },
         }),
+        ...(o.sparseHead && {
+          makeHead: (model: Model) => {
+            head = sparseHeadFor(o, model);
+            if (head) head.record = true;
+            return head;
+          },
+        }),
         onProgress: (p) => bar.update(done++, `t=${p.threads} ${p.test} ${p.run === 0 ? 'warm-up' : `${p.run}/${p.reps}`}`),
       });
       bar.update(total);
@@ -81,8 +92,20 @@ export function register(program: Command): void {
       const sparsity = profile && policy && {
         profile: o.sparsity, method: profile.method, target: profile.sparsity, allocation: profile.allocation, density: policy.realized().linear,
       };
-      if (o.json) process.stdout.write(JSON.stringify(sparsity ? { ...report, sparsity } : report) + '\n');
-      else process.stdout.write(table(report) + (sparsity ? `sparsity: ${sparsity.method} ${sparsity.target} (${o.sparsity}), realized density ${sparsity.density.toFixed(3)} of the linears' weights\n` : ''));
+      const h = head as SparseHead | null;
+      const sparseHead = h && {
+        screen_bytes: h.screenBytes, head_bytes: h.W.rows * h.W.rowBytes, e_unit: h.eUnit, safety: h.safety,
+        rescored: percentiles(h.stats.rescored), steps: h.stats.steps, dense_steps: h.stats.dense,
+      };
+      const extra = { ...(sparsity && { sparsity }), ...(sparseHead && { sparse_head: sparseHead }) };
+      if (o.json) process.stdout.write(JSON.stringify({ ...report, ...extra }) + '\n');
+      else {
+        process.stdout.write(table(report) + (sparsity ? `sparsity: ${sparsity.method} ${sparsity.target} (${o.sparsity}), realized density ${sparsity.density.toFixed(3)} of the linears' weights\n` : ''));
+        if (sparseHead) {
+          process.stdout.write(`sparse head: screen ${(sparseHead.screen_bytes / 1e6).toFixed(1)} MB (head ${(sparseHead.head_bytes / 1e6).toFixed(1)} MB), `
+            + `rows computed exactly per step: median ${sparseHead.rescored.median}, p99 ${sparseHead.rescored.p99} of ${h.V}\n`);
+        }
+      }
     });
 }
 

@@ -4,9 +4,9 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { chatPromptIds, type ChatMessage } from '../generate/chat.js';
 import { Session } from '../generate/session.js';
-import { addModelOptions, addSamplingOptions, addSparsityOption, int, openModel, samplerOptions, sparsityPolicy, type SamplingFlags } from './common.js';
+import { addModelOptions, addSamplingOptions, addSparseHeadOptions, addSparsityOption, int, openModel, samplerOptions, sparseHeadFor, sparsityPolicy, type SamplingFlags, type SparseHeadFlags } from './common.js';
 
-interface ChatFlags extends SamplingFlags {
+interface ChatFlags extends SamplingFlags, SparseHeadFlags {
   model: string;
   tokenizer?: string;
   system?: string;
@@ -25,10 +25,12 @@ export function register(program: Command): void {
   addModelOptions(cmd);
   addSamplingOptions(cmd);
   addSparsityOption(cmd);
+  addSparseHeadOptions(cmd);
   cmd.action(async (o: ChatFlags) => {
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
-    const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }) });
+    const head = sparseHeadFor(o, model);
+    const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }), sparseHead: head });
     const start: ChatMessage[] = o.system !== undefined ? [{ role: 'system', content: o.system }] : [];
     let messages: ChatMessage[] = [...start];
     // the line iterator buffers input, so piped conversations lose no line while a reply is generated

@@ -3,9 +3,9 @@
 import type { Command } from 'commander';
 import { chatPromptIds } from '../generate/chat.js';
 import { Session } from '../generate/session.js';
-import { addModelOptions, addSamplingOptions, addSparsityOption, int, openModel, promptText, samplerOptions, sparsityPolicy, type SamplingFlags } from './common.js';
+import { addModelOptions, addSamplingOptions, addSparseHeadOptions, addSparsityOption, int, openModel, promptText, samplerOptions, sparseHeadFor, sparsityPolicy, type SamplingFlags, type SparseHeadFlags } from './common.js';
 
-interface GenerateFlags extends SamplingFlags {
+interface GenerateFlags extends SamplingFlags, SparseHeadFlags {
   model: string;
   tokenizer?: string;
   prompt?: string;
@@ -36,6 +36,7 @@ export function register(program: Command): void {
   addModelOptions(cmd);
   addSamplingOptions(cmd);
   addSparsityOption(cmd);
+  addSparseHeadOptions(cmd);
   cmd.action((o: GenerateFlags) => {
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
@@ -43,7 +44,8 @@ export function register(program: Command): void {
     const promptIds = o.chat
       ? chatPromptIds(model, [...(o.system !== undefined ? [{ role: 'system', content: o.system }] : []), { role: 'user', content: text }])
       : model.tokenizer.encode(text);
-    const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }) });
+    const head = sparseHeadFor(o, model);
+    const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }), sparseHead: head });
     const tokens: number[] = [];
     const top: { ids: number[]; logits: number[] }[] = [];
     let out = '';

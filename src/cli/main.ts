@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { CtxError } from '../errors.js';
 import * as benchCmd from './bench.js';
 import * as calibrateCmd from './calibrate.js';
+import * as calibrateHeadCmd from './calibrate-head.js';
 import * as chatCmd from './chat.js';
 import * as evalCmd from './eval.js';
 import * as sweepCmd from './sweep.js';
@@ -17,7 +18,7 @@ import * as tokenizeCmd from './tokenize.js';
 type CommandModule = { register: (program: Command) => void };
 
 // Add one line per subcommand module.
-const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd, benchCmd, calibrateCmd, evalCmd, sweepCmd, serveCmd];
+const commands: CommandModule[] = [pullCmd, modelsCmd, inspectCmd, tokenizeCmd, generateCmd, chatCmd, perplexityCmd, benchCmd, calibrateCmd, calibrateHeadCmd, evalCmd, sweepCmd, serveCmd];
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -6,6 +6,7 @@ import type { Model } from '../model/load.js';
 import type { Forward } from '../model/forward.js';
 import type { KVCache } from '../model/kv-cache.js';
 import { densePolicy, type SparsityPolicy } from '../sparsity/policy.js';
+import type { SparseHead } from '../sparsity/head.js';
 import { StreamDecoder } from '../tokenizer/index.js';
 import { Sampler, topLogits, type SamplerOptions } from './sampler.js';
 
@@ -17,6 +18,8 @@ export interface SessionOptions {
   readonly policy?: SparsityPolicy;
   /** sparsify prompt batches too (default false: the prompt is computed dense, decoding sparse) */
   readonly sparsePrefill?: boolean;
+  /** the sparse output layer (src/sparsity/head.ts) for single-row logits; default dense */
+  readonly sparseHead?: SparseHead | null;
 }
 
 export interface GenerateOptions extends SamplerOptions {
@@ -47,7 +50,21 @@ export class Session {
     this.forward = model.createForward(opts.batch ?? 32);
     this.forward.policy = opts.policy ?? densePolicy;
     this.forward.sparsePrefill = opts.sparsePrefill ?? false;
+    this.sparseHead = opts.sparseHead ?? null;
+    this.forward.outputHead = this.sparseHead;
     this.kv = model.createCache(opts.ctx);
+  }
+
+  readonly sparseHead: SparseHead | null;
+
+  /** Tell the sparse head how the next logits will be sampled (which rows can matter). */
+  private headFor(sampler: Sampler, history: readonly number[]): void {
+    if (!this.sparseHead) return;
+    const o = sampler.opts;
+    const penalised = o.repeatPenalty !== 1 && o.repeatLastN > 0 ? new Set(history.slice(-o.repeatLastN)) : undefined;
+    this.sparseHead.sampling = {
+      temperature: o.temperature, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, ...(penalised && { penalised }),
+    };
   }
 
   /** Forget everything. */
@@ -91,6 +108,7 @@ export class Session {
     const stops = opts.stop?.filter((s) => s.length > 0) ?? [];
     this.finishReason = undefined;
     let text = '';
+    this.headFor(sampler, promptIds);
     let logits = this.prefill(promptIds);
     for (let i = 0; i < maxTokens; i++) {
       const top = opts.topLogits ? topLogits(logits, opts.topLogits) : undefined;
@@ -117,6 +135,7 @@ export class Session {
         this.finishReason = 'context';
         return;
       }
+      this.headFor(sampler, [...this.tokens.slice(-sampler.opts.repeatLastN), id]);
       logits = this.append([id]);
     }
     this.finishReason = 'length';

@@ -26,6 +26,12 @@ export interface BatchItem {
   readonly logits?: boolean;
 }
 
+/** An output layer that replaces the dense one for single-row logits (src/sparsity/head.ts). */
+export interface OutputHead {
+  /** Logits of the final normalised state h into out[0..vocab) (softcap applied). */
+  logits(h: Float32Array, out: Float32Array): number;
+}
+
 export class Forward {
   policy: SparsityPolicy = densePolicy;
   /**
@@ -36,6 +42,8 @@ export class Forward {
   tap: Tap | undefined;
   /** the policy of the batch being computed */
   private cur: SparsityPolicy = densePolicy;
+  /** when set, steps that want one row of logits get them from it (the sparse head); null = dense */
+  outputHead: OutputHead | null = null;
 
   // run state for up to `maxBatch` tokens; shapes in comments
   private readonly x: Float32Array;        // [B][dim] residual stream
@@ -173,6 +181,10 @@ export class Forward {
     const first = T - logitRows;
     for (let t = first; t < T; t++) this.kernels.rmsnorm(this.xn, (t - first) * D, this.x, t * D, w.outputNorm, D, cfg.normEps);
     tap?.('final', cfg.nLayers, this.xn, logitRows, D);
+    if (logitRows === 1 && this.outputHead) {
+      this.outputHead.logits(this.xn, this.logitsBuf);
+      return;
+    }
     if (logitRows === 1) this.kernels.matvec(w.output, this.xn, this.logitsBuf);
     else this.kernels.matmul(w.output, this.xn, logitRows, this.logitsBuf);
     const cap = cfg.finalLogitSoftcap;

@@ -52,6 +52,16 @@ export interface WasmKernels extends Kernels {
    * view of the memory, with its layout parameters (asm/sparse.ts); null for types without one.
    */
   transposedCopy(W: QTensor): { kind: number; Rp: number; panelWidth: number; panelBytes: number; bytes: Uint8Array } | null;
+  /**
+   * The sparse output layer's screen (asm/screen.ts; src/sparsity/head.ts): out[0..4·groups) =
+   * screen · x, for `groups` groups of four interleaved rows of nb 32-blocks at `w`; w and out in this memory.
+   */
+  screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array): void;
+  /**
+   * Build W's screen into dst (a view of this memory; head.ts quantizeScreen is the reference and
+   * gives the same bytes); false when W's type has no wasm decoder (build it with the reference).
+   */
+  screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean;
   close(): void;
 }
 
@@ -114,6 +124,9 @@ const T_QMATMUL = 3;
 const T_FMATMUL = 4;
 const T_ATTN = 5;
 const T_TMATVEC = 6;
+const T_SCREEN = 7;
+const T_SCREEN_BUILD = 8;
+const SCREEN_GROUP_BYTES = 72;
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
@@ -673,6 +686,41 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return { q, d, s32, s16 };
   }
 
+  function screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array): void {
+    const cols = nb * 32;
+    if (!ours.has(w.buffer) || !ours.has(out.buffer)) throw new Error('screenMatvec: the screen and the output must be views of this kernel instance\'s memory');
+    if (w.byteLength < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`screenMatvec: ${groups} groups of ${nb} blocks need ${groups * nb * SCREEN_GROUP_BYTES} bytes, the screen has ${w.byteLength}`);
+    if (out.length < 4 * groups) throw new RangeError(`screenMatvec: out has ${out.length} elements, need ${4 * groups}`);
+    if (x.length < cols) throw new RangeError(`screenMatvec: x has ${x.length} elements, need ${cols}`);
+    const aBytes = align(ex.actBytes(cols), 64);
+    beginScratch(aBytes + cols * 4 + TASK_WORDS * 4 + 192);
+    let xp = x.byteOffset;
+    if (!ours.has(x.buffer)) {
+      xp = take(cols * 4);
+      f32.set(x.subarray(0, cols), xp >>> 2);
+    }
+    const qa = take(aBytes);
+    ex.quantizeAct(0, xp, cols, qa);
+    table = take(TASK_WORDS * 4);
+    nTasks = 0;
+    task([T_SCREEN, 0, w.byteOffset, 0, nb, groups, 0, qa, out.byteOffset]);
+    dispatch();
+  }
+
+  function screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean {
+    if (!supported.has(W.type.id) || W.cols % 32 !== 0) return false;
+    const nb = W.cols / 32, groups = Math.ceil(W.rows / 4);
+    if (!ours.has(dst.buffer) || dst.byteLength < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`screenBuild ${W.name}: dst must be a view of this memory of ${groups * nb * SCREEN_GROUP_BYTES} bytes`);
+    const xBytes = align(4 * W.cols * 4, 64);
+    beginScratch(nth * xBytes + TASK_WORDS * 4 + 128);
+    const xb = take(nth * xBytes);
+    table = take(TASK_WORDS * 4);
+    nTasks = 0;
+    task([T_SCREEN_BUILD, W.type.id, addressOf(W), W.rowBytes, nb, groups, W.rows, dst.byteOffset, search ? 1 : 0, xb, xBytes]);
+    dispatch();
+    return true;
+  }
+
   return {
     name: `wasm-${simd}-simd${activations === 'q8' ? '-q8' : ''}${nth > 1 ? `-${nth}t` : ''}`,
     threads: nth,
@@ -702,6 +750,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     dequantizeRow,
     memoryBytes: () => buf.byteLength,
     quantizedActivation,
+    screenMatvec,
+    screenBuild,
     close: () => pool?.close(),
   };
 }

@@ -1,0 +1,115 @@
+// The screening copy of the output matrix (src/sparsity/head.ts): 4-bit codes in blocks of 32
+// along the hidden dimension with one bf16 scale per block, FOUR ROWS INTERLEAVED so that one
+// pass multiplies a block of four rows and reduces their sums into the lanes of one vector
+// (one convert, one scale multiply and one add per four rows and 32 columns, instead of per row).
+//
+// Layout, for row group g (rows 4g..4g+3; the last group zero-padded) and block b of nb:
+//   at w + (g·nb + b)·72:  4 × bf16 scale (row 0..3), then 4 × 16 bytes of codes (row r at 8 + 16r)
+//   code byte j of a row: low nibble = column j, high nibble = column j + 16; value = d·(code − 8)
+// The activation is Q8_0 (asm/q8.ts), as for Q4_0 weights.
+
+import { BLK32, QS, hi4, lo4, padd, pdot, pwiden } from './q8';
+
+export const SCREEN_GROUP_BYTES: i32 = 72;
+
+/** Σ over the 32 columns of one row's block: four partial sums (i32x4). */
+// @ts-ignore: decorator
+@inline function rowBlock(q: usize, v: v128): v128 {
+  return pwiden(padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v))));
+}
+
+/**
+ * Screened scores of row groups [g0, g1): out[4g + r] = row (4g + r) · activation (Q8_0 at qa).
+ * nb = blocks of 32 per row.
+ */
+export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, out: usize): void {
+  const gBytes = <usize>nb * SCREEN_GROUP_BYTES;
+  for (let g = g0; g < g1; g++) {
+    let p = w + <usize>g * gBytes;
+    let q = qa;
+    let acc = f32x4.splat(0);
+    for (let b = 0; b < nb; b++, p += SCREEN_GROUP_BYTES, q += BLK32) {
+      const e0 = rowBlock(q, v128.load(p, 8));
+      const e1 = rowBlock(q, v128.load(p, 24));
+      const e2 = rowBlock(q, v128.load(p, 40));
+      const e3 = rowBlock(q, v128.load(p, 56));
+      // transpose-add: lane r = the whole block sum of row r
+      const t0 = i32x4.add(i32x4.shuffle(e0, e1, 0, 4, 1, 5), i32x4.shuffle(e0, e1, 2, 6, 3, 7));
+      const t1 = i32x4.add(i32x4.shuffle(e2, e3, 0, 4, 1, 5), i32x4.shuffle(e2, e3, 2, 6, 3, 7));
+      let s = i32x4.add(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7));
+      const M = q + 32 * QS;
+      // Σ(c − 8)·x = Σc·x − 8·Σx
+      s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 3));
+      // bf16 → f32: the 16 bits are the high half of the f32
+      const d = i32x4.shl(i32x4.extend_low_i16x8_u(v128.load64_zero(p)), 16);
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(d, f32x4.splat(load<f32>(M)))));
+    }
+    v128.store(out + (<usize>g << 4), acc);
+  }
+}
+
+// ------------------------------------------------------------------ building the screen
+// The same arithmetic as quantizeBlock in src/sparsity/head.ts (float64, round half up), so the
+// two build bit-identical screens.
+
+const CANDIDATES: StaticArray<f64> = [-8, -8.5, -9, -7.5, 7, 7.5, 6.5];
+
+// @ts-ignore: decorator
+@inline function code(v: f64, id: f64): i32 {
+  const c = <i32>Math.floor(v * id + 0.5);
+  return c < -8 ? -8 : c > 7 ? 7 : c;
+}
+
+/** f32 → bf16 bits, round to nearest even (NaN is never a scale here). */
+// @ts-ignore: decorator
+@inline function toBF16(f: f32): u32 {
+  const x = reinterpret<u32>(f);
+  return ((x + 0x7fff + ((x >> 16) & 1)) >> 16) & 0xffff;
+}
+
+/** One block of 32 f32 at x → 16 code bytes at dst; returns the bf16 bits of the scale. */
+function quantizeBlock(x: usize, dst: usize, search: bool): u32 {
+  let amax: f64 = 0, m: f64 = 0;
+  for (let j = 0; j < 32; j++) {
+    const v = <f64>load<f32>(x + (<usize>j << 2));
+    if (Math.abs(v) > amax) { amax = Math.abs(v); m = v; }
+  }
+  if (amax == 0) {
+    memory.fill(dst, 0x88, 16);
+    return 0;
+  }
+  let best = m / -8;
+  if (search) {
+    let bestErr = Infinity;
+    for (let k = 0; k < CANDIDATES.length; k++) {
+      const d = m / unchecked(CANDIDATES[k]), id = 1 / d;
+      let err: f64 = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = <f64>load<f32>(x + (<usize>j << 2));
+        const r = v - <f64>code(v, id) * d;
+        err += r * r;
+      }
+      if (err < bestErr) { bestErr = err; best = d; }
+    }
+  }
+  const h = toBF16(<f32>best);
+  const d = <f64>reinterpret<f32>(h << 16);
+  const id = d == 0 ? 0 : 1 / d;
+  for (let j = 0; j < 16; j++) {
+    const lo = code(<f64>load<f32>(x + (<usize>j << 2)), id) + 8;
+    const hi = code(<f64>load<f32>(x + (<usize>(j + 16) << 2)), id) + 8;
+    store<u8>(dst + j, <u8>(lo | (hi << 4)));
+  }
+  return h;
+}
+
+/** Quantize one group: four dequantized rows of nb·32 f32 at x → the group's blocks at dst. */
+export function screenQuantizeGroup(x: usize, nb: i32, dst: usize, search: bool): void {
+  const cols = <usize>nb << 5;
+  for (let b = 0; b < nb; b++) {
+    const o = dst + <usize>b * SCREEN_GROUP_BYTES;
+    for (let r = 0; r < 4; r++) {
+      store<u16>(o + (<usize>r << 1), <u16>quantizeBlock(x + ((<usize>r * cols + (<usize>b << 5)) << 2), o + 8 + (<usize>r << 4), search));
+    }
+  }
+}

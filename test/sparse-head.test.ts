@@ -1,0 +1,242 @@
+// The sparse output layer (src/sparsity/head.ts, asm/screen.ts): the screen kernel and the wasm
+// screen builder against their TypeScript references (ragged sizes, both SIMD builds, one and two
+// threads); the margin and sampling bounds; greedy tokens equal to the dense head's on stories260K
+// and on a real model.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createWasmKernels, relaxedSimdAvailable, type WasmKernels } from '../src/kernels/wasm/index.js';
+import { refKernels } from '../src/kernels/ref/index.js';
+import { GGMLType, quantInfo } from '../src/quant/types.js';
+import { loadModel, type Model } from '../src/model/load.js';
+import { Session } from '../src/generate/session.js';
+import { argmax } from '../src/generate/sampler.js';
+import { quantizeActivation, ACT_Q8_0 } from '../src/kernels/ref/q8.js';
+import {
+  buildScreen, quantizeScreen, rowErrorNorms, screenBytes, screenMatvecRef, screenRow, SparseHead, type Screen,
+} from '../src/sparsity/head.js';
+import { buildSparseHead, measureScreenError } from '../src/sparsity/head-model.js';
+import { catalogModel, mulberry32, sharedPath } from './helpers.js';
+import { makeTensor, randVec } from './kernel-helpers.js';
+
+const FLAVOURS = relaxedSimdAvailable() ? (['plain', 'relaxed'] as const) : (['plain'] as const);
+const instances: WasmKernels[] = [];
+function kernels(simd: 'plain' | 'relaxed', threads: number): WasmKernels {
+  const k = createWasmKernels({ simd, threads, activations: 'q8' });
+  instances.push(k);
+  return k;
+}
+test.after(() => { for (const k of instances) k.close(); });
+
+const SHAPES: [number, number][] = [[1, 32], [3, 64], [5, 96], [13, 640], [37, 576], [130, 896]];
+
+for (const simd of FLAVOURS) {
+  for (const threads of [1, 2]) {
+    test(`screen mat-vec (${simd}, ${threads} thread${threads > 1 ? 's' : ''}) equals its reference on ragged shapes`, () => {
+      const k = kernels(simd, threads);
+      const rnd = mulberry32(11 + threads);
+      for (const type of [GGMLType.Q8_0, GGMLType.F32, GGMLType.Q4_K]) {
+        for (const [rows, cols] of SHAPES) {
+          if (type === GGMLType.Q4_K && cols % 256 !== 0) continue;
+          const W = makeTensor(k, quantInfo(type)!, rows, cols, rnd, 3);
+          // the wasm builder and the TypeScript one give the same bytes
+          const S = buildScreen(k, W, k.alloc(screenBytes(rows, cols)));
+          const R = quantizeScreen(W, new Uint8Array(screenBytes(rows, cols)));
+          assert.deepEqual(S.data, R.data, `${W.name}: wasm-built screen differs from the reference`);
+          const x = randVec(cols, rnd);
+          const u = k.alloc(4 * 4 * S.groups);
+          const got = new Float32Array(u.buffer, u.byteOffset, 4 * S.groups);
+          k.screenMatvec(S.data, S.nb, S.groups, x, got);
+          const want = new Float64Array(rows);
+          screenMatvecRef(S, x, want);
+          // tolerance: f32 summation of the per-block terms
+          const a = quantizeActivation(ACT_Q8_0, x);
+          const row = new Float32Array(cols);
+          for (let r = 0; r < rows; r++) {
+            screenRow(S, r, row);
+            let mag = 0;
+            for (let c = 0; c < cols; c++) mag += Math.abs(row[c]! * a.q[c]! * a.d[c >> 5]!);
+            assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-5 * mag + 1e-30, `${W.name} row ${r}: wasm ${got[r]} ref ${want[r]}`);
+          }
+        }
+      }
+    });
+  }
+}
+
+test('the screen approximates the matrix: a 4-bit error per block', () => {
+  const k = kernels('plain', 1);
+  const rnd = mulberry32(3);
+  const W = makeTensor(k, quantInfo(GGMLType.F32)!, 9, 256, rnd);
+  const S = quantizeScreen(W, new Uint8Array(screenBytes(9, 256)));
+  const dv = new DataView(W.data.buffer, W.data.byteOffset + W.offset);
+  const row = new Float32Array(256);
+  for (let r = 0; r < 9; r++) {
+    screenRow(S, r, row);
+    for (let b = 0; b < 8; b++) {
+      let amax = 0, err = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = dv.getFloat32(4 * (r * 256 + 32 * b + j), true);
+        amax = Math.max(amax, Math.abs(v));
+        err = Math.max(err, Math.abs(v - row[32 * b + j]!));
+      }
+      // half a step of a 16-level code over the block's range, plus the bf16 scale's rounding
+      assert.ok(err <= (amax / 7) * 0.5 * 1.05 + (amax / 6.5) * 0.5 + 1e-7, `row ${r} block ${b}: error ${err}, amax ${amax}`);
+    }
+  }
+});
+
+/** A head over W whose screen error bound eUnit is given, on the reference kernels. */
+function syntheticHead(rows: number, cols: number, eUnit: number, seed: number): { head: SparseHead; k: WasmKernels } {
+  const k = kernels('plain', 1);
+  const W = makeTensor(k, quantInfo(GGMLType.Q8_0)!, rows, cols, mulberry32(seed));
+  const S: Screen = buildScreen(k, W, k.alloc(screenBytes(rows, cols)));
+  return { head: new SparseHead(k, W, S, 0, { eUnit, safety: 1 }), k };
+}
+
+test('margin: with δ at least the screen error, the sparse argmax is the dense argmax; rows outside C are −∞', () => {
+  const rows = 301, cols = 128;
+  const { head, k } = syntheticHead(rows, cols, 0, 21);
+  const R = rowErrorNorms(k, head.W, head.screen);
+  const rnd = mulberry32(4);
+  const z = new Float32Array(rows);
+  const out = new Float32Array(rows);
+  for (let trial = 0; trial < 40; trial++) {
+    const h = randVec(cols, rnd);
+    k.matvec(head.W, h, z);
+    const s = head.scores(h).slice(0, rows);
+    let nn = 0;
+    for (const v of h) nn += v * v;
+    // the exact largest error of this input, per unit norm: the tightest margin that is still safe
+    let e = 0;
+    for (let i = 0; i < rows; i++) e = Math.max(e, Math.abs(s[i]! - z[i]!));
+    const tight = new SparseHead(k, head.W, head.screen, 0, { eUnit: e / Math.sqrt(nn), safety: 1.000001 });
+    const n = tight.logits(h, out);
+    assert.equal(argmax(out), argmax(z), `trial ${trial}`);
+    // per-row margins with the tightest safe factor: the same winner, and never more rows
+    let kr = 0;
+    for (let i = 0; i < rows; i++) kr = Math.max(kr, Math.abs(s[i]! - z[i]!) / (R[i]! * Math.sqrt(nn)));
+    const perRow = new SparseHead(k, head.W, head.screen, 0, { eUnit: 0, rowErr: R, kRow: kr, safety: 1.000001 });
+    const outR = new Float32Array(rows);
+    const nR = perRow.logits(h, outR);
+    assert.equal(argmax(outR), argmax(z), `trial ${trial} (per-row)`);
+    for (let i = 0; i < rows; i++) if (outR[i] === -Infinity) assert.ok(s[i]! + perRow.margin(i, Math.sqrt(nn)) < z[argmax(z)]!);
+    void nR;
+    // every row within δ of the winner's exact logit is in C and exact; the rest are −∞
+    const m = z[argmax(z)]!;
+    let finite = 0;
+    for (let i = 0; i < rows; i++) {
+      if (out[i] !== -Infinity) {
+        finite++;
+        assert.equal(out[i], z[i], `trial ${trial} row ${i}: exact logit`);
+      } else assert.ok(s[i]! < m, `trial ${trial} row ${i}: dropped a row whose screened score reaches the winner`);
+    }
+    assert.ok(finite <= n);
+  }
+});
+
+test('sampling: every row whose logit is within the gap of the max is computed exactly', () => {
+  const rows = 257, cols = 96;
+  const { head, k } = syntheticHead(rows, cols, 0, 8);
+  const rnd = mulberry32(9);
+  const z = new Float32Array(rows);
+  const out = new Float32Array(rows);
+  for (const temperature of [0.3, 0.8, 1.5]) {
+    for (let trial = 0; trial < 10; trial++) {
+      const h = randVec(cols, rnd);
+      k.matvec(head.W, h, z);
+      const s = head.scores(h).slice(0, rows);
+      let e = 0, nn = 0;
+      for (let i = 0; i < rows; i++) e = Math.max(e, Math.abs(s[i]! - z[i]!));
+      for (const v of h) nn += v * v;
+      const hd = new SparseHead(k, head.W, head.screen, 0, { eUnit: e / Math.sqrt(nn), safety: 1.000001, epsilon: 1e-3, denseAbove: 2 });
+      hd.sampling = { temperature, topP: 0.95, minP: 0 };
+      hd.logits(h, out);
+      const M = Math.max(...z);
+      const G = hd.gap();
+      assert.ok(Math.abs(G - Math.max(temperature, 1) * Math.log(rows / 1e-3)) < 1e-9);
+      for (let i = 0; i < rows; i++) if (z[i]! >= M - G) assert.equal(out[i], z[i], `T ${temperature} row ${i}`);
+      // the probability the missing rows would have had at this temperature is below ε
+      let zAll = 0, missing = 0;
+      for (let i = 0; i < rows; i++) {
+        const p = Math.exp((z[i]! - M) / temperature);
+        zAll += p;
+        if (out[i] === -Infinity) missing += p;
+      }
+      assert.ok(missing / zAll < 1e-3);
+    }
+  }
+  // min-p without top-p: rows below max + ln(min-p) are dropped by the sampler, so the gap is −ln(min-p)
+  head.sampling = { temperature: 0.8, topP: 1, minP: 0.05 };
+  assert.ok(Math.abs(head.gap() - -Math.log(0.05)) < 1e-12);
+  head.sampling = { temperature: 0 };
+  assert.equal(head.gap(), 0);
+});
+
+test('softcap and repetition penalty: the threshold maps through them', () => {
+  const rows = 200, cols = 64;
+  const k = kernels('plain', 1);
+  const W = makeTensor(k, quantInfo(GGMLType.Q8_0)!, rows, cols, mulberry32(30));
+  const S = buildScreen(k, W, k.alloc(screenBytes(rows, cols)));
+  const rnd = mulberry32(31);
+  const z = new Float32Array(rows);
+  const out = new Float32Array(rows);
+  const cap = 100; // logits here reach ~100: the cap bends them strongly without saturating f32
+  for (let trial = 0; trial < 20; trial++) {
+    const h = randVec(cols, rnd);
+    k.matvec(W, h, z);
+    const capped = Float32Array.from(z, (v) => cap * Math.tanh(v / cap));
+    const probe = new SparseHead(k, W, S, cap, { eUnit: 0 });
+    const sc = probe.scores(h);
+    let e = 0, nn = 0;
+    for (let i = 0; i < rows; i++) e = Math.max(e, Math.abs(sc[i]! - z[i]!));
+    for (const v of h) nn += v * v;
+    const head = new SparseHead(k, W, S, cap, { eUnit: e / Math.sqrt(nn), safety: 1.000001, denseAbove: 2 });
+    const best = argmax(z);
+    head.sampling = { temperature: 0, penalised: new Set([best, 3]), repeatPenalty: 1.3 };
+    head.logits(h, out);
+    for (const i of [best, 3]) assert.ok(Math.abs(out[i]! - capped[i]!) < 1e-6, `penalised row ${i} is exact`);
+    // greedy on the penalised logits: the same winner as dense
+    const pen = (a: ArrayLike<number>) => Float32Array.from(a, (v, i) => (i === best || i === 3 ? (v > 0 ? v / 1.3 : v * 1.3) : v));
+    const dense = pen(capped);
+    const sparse = pen(out);
+    assert.equal(argmax(sparse), argmax(dense), `trial ${trial}`);
+  }
+});
+
+function greedy(model: Model, ids: number[], n: number, head: SparseHead | null): number[] {
+  const s = new Session(model, { ctx: ids.length + n + 1, sparseHead: head });
+  return [...s.generate(ids, { maxTokens: n, temperature: 0 })].map((e) => e.id);
+}
+
+test('stories260K: sparse-head greedy tokens equal dense, wasm and reference kernels', () => {
+  for (const file of ['stories260K-Q8_0.gguf', 'stories260K-F32.gguf']) {
+    const model = loadModel(sharedPath('models', 'stories260K', 'gguf', file), { threads: 1 });
+    instances.push(model.kernels as WasmKernels);
+    const head = buildSparseHead(model, { cache: false });
+    assert.ok(head.eUnit > 0);
+    head.record = true;
+    const ids = model.tokenizer.encode('Once upon a time, there was a little');
+    const dense = greedy(model, ids, 40, null);
+    assert.deepEqual(greedy(model, ids, 40, head), dense, file);
+    assert.ok(head.stats.rescored.every((n) => n < model.config.vocabSize), 'some rows were skipped');
+  }
+  const ref = loadModel(sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf'), { kernels: refKernels });
+  const head = buildSparseHead(ref, { cache: false });
+  const ids = ref.tokenizer.encode('Lily liked to');
+  assert.deepEqual(greedy(ref, ids, 24, head), greedy(ref, ids, 24, null));
+});
+
+test('SmolLM2-135M: sparse-head greedy tokens equal dense over a few dozen steps; few rows rescored', () => {
+  const model = loadModel(catalogModel('smollm2-135m-instruct'), { threads: 2 });
+  instances.push(model.kernels as WasmKernels);
+  const head = buildSparseHead(model, { cache: false, text: 'The quick brown fox jumps over the lazy dog. In 1492, Columbus sailed the ocean blue.' });
+  head.record = true;
+  const ids = model.tokenizer.encode('The capital of France is Paris. The capital of Germany is');
+  assert.deepEqual(greedy(model, ids, 32, head), greedy(model, ids, 32, null));
+  const sorted = [...head.stats.rescored].sort((a, b) => a - b);
+  assert.ok(sorted[sorted.length >> 1]! < model.config.vocabSize / 20, `median rows rescored ${sorted[sorted.length >> 1]}`);
+  // the measured error covers the screen's errors on the text it was measured on
+  const again = measureScreenError(model, head, model.tokenizer.encode('The quick brown fox jumps over the lazy dog.'));
+  assert.ok(again.eUnit <= head.eUnit + 1e-9);
+  assert.ok(again.kRow <= head.kRow + 1e-9 && head.kRow > 0);
+});
