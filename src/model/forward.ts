@@ -277,8 +277,8 @@ export class Forward {
     const F = cfg.ffnDim;
     // gate first: neuron-sparsity methods decide from act(gate·x) which rows of up and down to use
     const inputs = this.select(l, 'ffn_in', this.xn, T, cfg.dim);
-    // the dense policy selects no neurons: gate and up then go in one kernel call
-    const dense = this.cur === densePolicy;
+    // a policy that selects no neurons (dense, TEAL, WINA): gate and up go in one kernel call
+    const dense = this.cur.selectsNeurons === false;
     if (dense) this.linear([L.gate, L.up], this.xn, T, [this.gate, this.up], inputs);
     else this.linear([L.gate], this.xn, T, [this.gate], inputs);
     this.kernels.activate(this.gate, 0, T * F, cfg.act === 'gelu' ? 'gelu' : 'silu');

@@ -22,12 +22,18 @@ export interface SparsityPolicy {
   inputChannels(layer: number, site: LinearSite, x: Float32Array): Selection | null;
   /** Which MLP neurons to compute, given the gate activation act(gate·x) (null = all). */
   neurons(layer: number, gateAct: Float32Array): Selection | null;
+  /**
+   * Whether `neurons` can ever select (CATS, CHESS). When false, the forward pass computes gate and
+   * up together, as dense does, without asking. Absent = true.
+   */
+  readonly selectsNeurons?: boolean;
   /** Which attention heads to compute, given the layer's normalised input (null = all). */
   heads(layer: number, x: Float32Array): Selection | null;
 }
 
 export const densePolicy: SparsityPolicy = {
   name: 'dense',
+  selectsNeurons: false,
   inputChannels: () => null,
   neurons: () => null,
   heads: () => null,

@@ -27,6 +27,7 @@ export function thresholdsOf(layers: readonly LayerSettings[], sites: readonly L
 
 export class TealPolicy extends MeasuredPolicy {
   readonly name: string = 'teal';
+  readonly selectsNeurons: boolean = false;
 
   constructor(cfg: ModelConfig, readonly thresholds: SiteThresholds) {
     super(cfg);

@@ -25,6 +25,7 @@ export function winaNorms(model: Model, sites: readonly LinearSite[]): SiteNorms
 
 export class WinaPolicy extends MeasuredPolicy {
   readonly name: string = 'wina';
+  readonly selectsNeurons: boolean = false;
 
   constructor(model: Model, readonly thresholds: SiteThresholds, readonly norms: SiteNorms = winaNorms(model, ['attn_in', 'attn_out', 'ffn_in', 'ffn_down'])) {
     super(model.config);
