@@ -22,8 +22,8 @@
 // Work per tile is the same for every tile, so splitting tiles evenly over threads stays balanced
 // whatever the kept set.
 
-import { kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q6_K, qhMask } from './common';
-import { BLK32, QS, RELAXED } from './q8';
+import { f16, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q6_K, qhMask } from './common';
+import { BLK32, hi4, lo4, QS, RELAXED } from './q8';
 
 // layout kinds
 const K_SYM4: i32 = 0; // Q4_0: w = d·(q − 8)
@@ -69,13 +69,9 @@ export function tpanelBytes(kind: i32, Rp: i32): usize {
     : i8x16.shuffle(z, v, 0, 0, 24, 25, 0, 0, 26, 27, 0, 0, 28, 29, 0, 0, 30, 31);
 }
 
+/** the f16 at p as f32 */
 // @ts-ignore: decorator
-@inline function h2f(p: usize): f32 {
-  const h = <u32>load<u16>(p);
-  // exact f16 → f32 (normals and subnormals; scales are never inf/NaN)
-  const bits = reinterpret<u32>(reinterpret<f32>((h & 0x7fff) << 13) * reinterpret<f32>(0x77800000));
-  return reinterpret<f32>(bits | ((h & 0x8000) << 16));
-}
+@inline function h2f(p: usize): f32 { return f16(<u32>load<u16>(p)); }
 
 /** Store code q (0..15 or 0..31) of row r, input channel j (0..31) into the panel at P. */
 // @ts-ignore: decorator
@@ -220,11 +216,6 @@ export function tplan(kind: i32, T: usize, Rp: i32, cols: i32, qa: usize, idx: u
   if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(alpha, x);
   return i16x8.add(i16x8.mul(v128.and(x, i16x8.splat(0xff)), ae), i16x8.mul(i16x8.shr_u(x, 8), ao));
 }
-
-// @ts-ignore: decorator
-@inline function lo4(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
-// @ts-ignore: decorator
-@inline function hi4(v: v128): v128 { return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)); }
 
 /** The codes of rows 0–31 of one tile of channels a and b, interleaved by row: four vectors of 8 rows. */
 // @ts-ignore: decorator

@@ -80,7 +80,8 @@ export function dequantizeActivation(a: QuantizedActivation): Float32Array {
  * (asm/sparse.ts: Q4_0, Q4_1, Q5_0, Q4_K, Q6_K) take Q8_0 whatever their dense kind; others keep theirs.
  */
 export function sparseActivationKind(type: number): number {
-  return type === 2 || type === 3 || type === 6 || type === 12 || type === 14 ? ACT_Q8_0 : activationKind(type);
+  const transposed = type === GGMLType.Q4_0 || type === GGMLType.Q4_1 || type === GGMLType.Q5_0 || type === GGMLType.Q4_K || type === GGMLType.Q6_K;
+  return transposed ? ACT_Q8_0 : activationKind(type);
 }
 
 /** The integer path's mat-vec, in f64: out[r] = Σ_c W[r,c]·x̂[c] with x̂ the activation as W's kind (or `kind`) quantizes it. */

@@ -308,6 +308,21 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return true;
   }
 
+  /** x[0..cols) into the memory at byte xp; with a selection only its channels (the reference semantics: dropped channels count as zero). */
+  function putInput(xp: number, x: Float32Array, cols: number, inputs: Selection | null): void {
+    const xo = xp >>> 2;
+    if (!inputs) {
+      f32.set(x.length === cols ? x : x.subarray(0, cols), xo);
+      return;
+    }
+    f32.fill(0, xo, xo + cols);
+    const { idx, n } = inputs;
+    for (let i = 0; i < n; i++) {
+      const c = idx[i]!;
+      f32[xo + c] = x[c]!;
+    }
+  }
+
   /**
    * Transposed copies for input-channel sparsity (asm/sparse.ts): built the first time a linear
    * is asked for with an input selection, so dense use costs nothing.
@@ -354,9 +369,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     bytes += scr * nth;
     beginScratch(bytes);
     const xp = take(cols * 4);
-    const xo = xp >>> 2;
-    f32.fill(0, xo, xo + cols);
-    for (let i = 0; i < n; i++) f32[xo + idx[i]!] = x[idx[i]!]!;
+    putInput(xp, x, cols, inputs);
     const qa = take(ex.actBytes(cols));
     ex.quantizeAct(0, xp, cols, qa);
     const idxp = take(n * 4);
@@ -415,18 +428,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const xsp = take(cols * 4);
     table = take(TASK_WORDS * 4 * fast.length);
     nTasks = 0;
-    const xo = xp >>> 2;
-    if (inputs) {
-      // the reference semantics of input-channel sparsity: dropped channels count as zero
-      f32.fill(0, xo, xo + cols);
-      const { idx, n } = inputs;
-      for (let i = 0; i < n; i++) {
-        const c = idx[i]!;
-        f32[xo + c] = x[c]!;
-      }
-    } else {
-      f32.set(x.length === cols ? x : x.subarray(0, cols), xo);
-    }
+    putInput(xp, x, cols, inputs ?? null);
     const qa = new Map<number, number>();
     for (const k of kinds) {
       const p = take(ex.actBytes(cols));
