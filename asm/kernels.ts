@@ -19,7 +19,7 @@ import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope } from './ops';
 import { qmatvec, qmatmul } from './q8';
 import { tmatvec } from './sparse';
-export { tkind, tpanelWidth, tpanelBytes, tbuild, tplanBytes, tplan, tscratchBytes } from './sparse';
+export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan, tscratchBytes } from './sparse';
 import { screenMatvec, screenQuantizeGroup } from './screen';
 export { screenMatvec } from './screen';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';

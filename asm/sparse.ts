@@ -1,13 +1,20 @@
 // Input-channel sparsity that skips bytes: a transposed copy of a linear layer, so that the
 // weights of one input channel are contiguous and a dropped channel is never read.
 //
-// The copy keeps the original codes exactly (4-bit, 5-bit for Q5_0, 6-bit for Q6_K) and the
+// The copy keeps the original codes exact (4-bit, 5-bit for Q5_0, 6-bit for Q6_K) and the
 // per-block scales: row-major ggml blocks run along the input dimension, each with a scale (and a
-// min) per (output row, 32 inputs). Transposed, a "panel" holds one 32-input block for all rows:
-//   d[Rp], then (types with a min) m[Rp], then 32 column segments, one per input channel,
-//   each Rp/32 tiles of 32 rows: 16 bytes of nibbles (byte k: row k low, row k+16 high), preceded
-//   by 4 bytes of 5th bits (bit k = row k) for 5-bit codes; Q6_K: panels of 16 inputs (its scales
+// min) per (output row, 32 inputs). Transposed, a "panel" holds one 32-input block for all rows,
+// cut into groups of GT tiles of 32 rows (128 rows; the last group of a panel may be shorter).
+// A group of nt tiles is contiguous and holds, in the order the kernel reads it:
+//   d[32·nt] (bf16), then (types with a min) m[32·nt], then one run per input channel of the panel,
+//   nt tiles of 32 rows each: 16 bytes of nibbles (byte k: row k low, row k+16 high), preceded by
+//   4 bytes of 5th bits (bit k = row k) for 5-bit codes; Q6_K: panels of 16 inputs (its scales
 //   are per 16), one code byte per row.
+// So a dropped channel skips whole runs (64 bytes for 4-bit codes), while everything the kernel
+// reads for one group lies in a few kilobytes, read in ascending order when all channels are kept:
+// memory that is read as one forward stream reaches the core at DRAM bandwidth, whereas the first
+// layout (a whole column segment per channel, all scales at the panel's head) ran 40% slower than
+// from cache once the weights no longer fit in L3, where dense rows lose nothing.
 // Rp = rows rounded up to 32 (padding rows have scale 0). The scales are bfloat16: every active
 // panel's scales are read whatever the kept share of its channels, so their bytes count (f32 ones
 // made a half-sparse Q4_1 layer read 78% of its dense bytes, bf16 ones 58%), and widening bf16 is
@@ -15,15 +22,15 @@
 // only change to the weights: bench/transposed-ppl.mjs measures what it costs.
 //
 // A mat-vec y = W·x over the kept channels: x is quantized to Q8_0 (int8 codes α, scale per 32);
-// `tplan` pairs the kept channels of each block; `tmatvec` walks each active block's pairs and,
-// down the pair's segments, multiplies two channels at once: their code bytes interleaved (row r:
-// a, b) times (α_a, α_b) in one i16x8.relaxed_dot (pmaddubsw), summed in i16 (a few pairs, below
-// overflow), widened to i32, then scaled per row: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
+// `tplan` pairs the kept channels of each block; `tmatvec` walks each active block's groups and
+// multiplies two channels at once: their code bytes interleaved (row r: a, b) times (α_a, α_b) in
+// one i16x8.relaxed_dot (pmaddubsw), summed in i16 over a few pairs (below overflow), widened to
+// i32, then scaled per row: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
 // Work per tile is the same for every tile, so splitting tiles evenly over threads stays balanced
 // whatever the kept set.
 
 import { f16, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q6_K, qhMask } from './common';
-import { BLK32, hi4, lo4, QS, RELAXED } from './q8';
+import { ACT_Q8_0, BLK32, QS, quantizeAct, RELAXED } from './q8';
 
 // layout kinds
 const K_SYM4: i32 = 0; // Q4_0: w = d·(q − 8)
@@ -42,16 +49,22 @@ export function tkind(type: i32): i32 {
 
 /** Input channels per panel (one scale per row and panel). */
 export function tpanelWidth(kind: i32): i32 { return kind == K_SYM6 ? 16 : 32; }
+/** Tiles (of 32 rows) per group. */
+const GT: usize = 4;
 // @ts-ignore: decorator
 @inline function tileBytes(kind: i32): usize { return kind == K_SYM5 ? 20 : kind == K_SYM6 ? 32 : 16; }
+/** Scale bytes per row: d, and m for types with a min. */
 // @ts-ignore: decorator
-@inline function scaleBytes(kind: i32, Rp: usize): usize { return Rp * (kind == K_MIN4 ? 4 : 2); }
+@inline function rowScaleBytes(kind: i32): usize { return kind == K_MIN4 ? 4 : 2; }
+/** Bytes of a group of nt tiles. */
 // @ts-ignore: decorator
-@inline function segBytes(kind: i32, Rp: usize): usize { return (Rp >> 5) * tileBytes(kind); }
+@inline function groupBytes(kind: i32, nt: usize): usize {
+  return nt * (32 * rowScaleBytes(kind) + <usize>tpanelWidth(kind) * tileBytes(kind));
+}
 
 /** Bytes of one panel (tpanelWidth input channels × Rp rows). */
 export function tpanelBytes(kind: i32, Rp: i32): usize {
-  return scaleBytes(kind, <usize>Rp) + <usize>tpanelWidth(kind) * segBytes(kind, <usize>Rp);
+  return groupBytes(kind, <usize>Rp >> 5);
 }
 
 /** f32 → bfloat16, rounded to nearest even (scales are finite) */
@@ -73,17 +86,38 @@ export function tpanelBytes(kind: i32, Rp: i32): usize {
 // @ts-ignore: decorator
 @inline function h2f(p: usize): f32 { return f16(<u32>load<u16>(p)); }
 
-/** Store code q (0..15 or 0..31) of row r, input channel j (0..31) into the panel at P. */
+/**
+ * Where row r of a panel at P (nTiles tiles) lives: its group's address, the group's tile count,
+ * and the row within the group.
+ */
 // @ts-ignore: decorator
-@inline function putCode(kind: i32, seg0: usize, seg: usize, r: i32, j: i32, q: u32): void {
+@inline function groupAt(kind: i32, P: usize, nTiles: usize, r: i32): usize {
+  return P + (<usize>r / (GT << 5)) * groupBytes(kind, GT);
+}
+// @ts-ignore: decorator
+@inline function groupTiles(nTiles: usize, r: i32): usize { return min(GT, nTiles - (<usize>r / (GT << 5)) * GT); }
+
+/** Store code q (0..15, 0..31 or 0..63) of row r, input channel j of the panel at P. */
+// @ts-ignore: decorator
+@inline function putCode(kind: i32, P: usize, nTiles: usize, r: i32, j: i32, q: u32): void {
   const tb = tileBytes(kind);
-  const tile = seg0 + <usize>j * seg + <usize>(r >> 5) * tb;
+  const nt = groupTiles(nTiles, r);
+  const tile = groupAt(kind, P, nTiles, r) + nt * 32 * rowScaleBytes(kind) + (<usize>j * nt + ((<usize>r >> 5) & (GT - 1))) * tb;
   const k = r & 31;
   if (kind == K_SYM6) { store<u8>(tile + <usize>k, q); return; }
   let nib = tile + (kind == K_SYM5 ? 4 : 0) + <usize>(k & 15);
   const v = <u32>load<u8>(nib);
   store<u8>(nib, k < 16 ? (v & 0xf0) | (q & 15) : (v & 0x0f) | ((q & 15) << 4));
   if (kind == K_SYM5 && (q & 16) != 0) store<u32>(tile, load<u32>(tile) | (<u32>1 << k));
+}
+/** Address of row r's d in the panel at P (its m follows the group's d's). */
+// @ts-ignore: decorator
+@inline function dAddr(kind: i32, P: usize, nTiles: usize, r: i32): usize {
+  return groupAt(kind, P, nTiles, r) + ((<usize>r % (GT << 5)) << 1);
+}
+// @ts-ignore: decorator
+@inline function mAddr(kind: i32, P: usize, nTiles: usize, r: i32): usize {
+  return dAddr(kind, P, nTiles, r) + (groupTiles(nTiles, r) << 6);
 }
 
 /**
@@ -94,8 +128,7 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
   const kind = tkind(type);
   const Rp = <usize>((R + 31) & ~31);
   const panel = tpanelBytes(kind, <i32>Rp);
-  const seg = segBytes(kind, Rp);
-  const sb = scaleBytes(kind, Rp);
+  const nTiles = Rp >> 5;
   const nb = cols >> 5;
   for (let r = r0; r < r1; r++) {
     const row = src + <usize>r * rowBytes;
@@ -103,21 +136,20 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
       for (let s = 0; s < (cols >> 8); s++) {
         const o = row + <usize>s * 210;
         const d = h2f(o + 208);
-        for (let g = 0; g < 16; g++) store<u16>(dst + <usize>(s * 16 + g) * panel + (<usize>r << 1), bf16(d * <f32>load<i8>(o + 192 + <usize>g)));
+        for (let g = 0; g < 16; g++) store<u16>(dAddr(kind, dst + <usize>(s * 16 + g) * panel, nTiles, r), bf16(d * <f32>load<i8>(o + 192 + <usize>g)));
         for (let i = 0; i < 256; i++) {
           const h = i >> 7, k = (i >> 5) & 3, l = i & 31;
           const a = <u32>load<u8>(o + <usize>(h * 64 + l + (k & 1) * 32));
           const qh = (<u32>load<u8>(o + 128 + <usize>(h * 32 + l)) >> <u32>(2 * k)) & 3;
           const P = dst + <usize>(s * 16 + (i >> 4)) * panel;
-          putCode(kind, P + sb, seg, r, i & 15, ((k >= 2 ? a >> 4 : a) & 15) | (qh << 4));
+          putCode(kind, P, nTiles, r, i & 15, ((k >= 2 ? a >> 4 : a) & 15) | (qh << 4));
         }
       }
       continue;
     }
     for (let b = 0; b < nb; b++) {
       const P = dst + <usize>b * panel;
-      const seg0 = P + sb;
-      const dAt = P + (<usize>r << 1), mAt = P + (Rp << 1) + (<usize>r << 1);
+      const dAt = dAddr(kind, P, nTiles, r), mAt = mAddr(kind, P, nTiles, r);
       if (type == Q4_K) {
         const sb256 = row + <usize>(b >> 3) * 144;
         const g = b & 7;
@@ -125,7 +157,7 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
         store<u16>(mAt, bf16(-h2f(sb256 + 2) * <f32>kMin(sb256 + 4, g)));
         const qs = sb256 + 16 + <usize>(g >> 1) * 32;
         const sh: u32 = (g & 1) ? 4 : 0;
-        for (let j = 0; j < 32; j++) putCode(kind, seg0, seg, r, j, (<u32>load<u8>(qs + j) >> sh) & 15);
+        for (let j = 0; j < 32; j++) putCode(kind, P, nTiles, r, j, (<u32>load<u8>(qs + j) >> sh) & 15);
         continue;
       }
       let blk: usize, qs: usize, qh: u32 = 0;
@@ -135,21 +167,52 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
       store<u16>(dAt, bf16(h2f(blk)));
       for (let j = 0; j < 16; j++) {
         const v = <u32>load<u8>(qs + j);
-        putCode(kind, seg0, seg, r, j, (v & 15) | (((qh >> <u32>j) & 1) << 4));
-        putCode(kind, seg0, seg, r, j + 16, (v >> 4) | (((qh >> <u32>(j + 16)) & 1) << 4));
+        putCode(kind, P, nTiles, r, j, (v & 15) | (((qh >> <u32>j) & 1) << 4));
+        putCode(kind, P, nTiles, r, j + 16, (v >> 4) | (((qh >> <u32>(j + 16)) & 1) << 4));
       }
     }
   }
 }
 
+/** The second half of a pair record at p: channel b's run and the activations (α_a, α_b). */
+// @ts-ignore: decorator
+@inline function storePair(p: usize, runB: u32, a: i32, b: i32): void {
+  store<u32>(p, runB, 4);
+  store<u64>(p, 0, 8);
+  v128.store(p, RELAXED ? i16x8.splat(<i16>((a & 0xff) | (b << 8))) : i32x4.splat((a & 0xffff) | (b << 16)), 16);
+}
+
 // Plan layout (i32 words): [nActive, pairsBase, 0, 0], then 8 words per active block:
 //   panel address, first pair, number of pairs, ds (f32), ds·Σα (f32), off·Σα (i32), Rp, 0
-// then 4 words per pair: segment address of channel a, of channel b, (α_a, α_b) packed, 0.
+// then 8 words per pair: channel a's and b's place in the panel times the tile bytes (a run of a
+// group of nt tiles starts at that times nt), 0, 0, and (α_a, α_b) as the
+// v128 pairDot takes (relaxed: i8 pairs in every i16 lane; plain: i16 pairs in every i32 lane).
+
+/**
+ * The activation of an input-sparse mat-vec: xs = x with only the channels idx[0..n) (ascending,
+ * in 0..cols) kept, quantized to Q8_0 at qa. Returns -1, or the position in idx of the first
+ * index that is out of range or not ascending (nothing is written then).
+ */
+export function tprepare(x: usize, cols: i32, idx: usize, n: i32, xs: usize, qa: usize): i32 {
+  let prev = -1;
+  for (let i = 0; i < n; i++) {
+    const c = load<i32>(idx + (<usize>i << 2));
+    if (c <= prev || c >= cols) return i;
+    prev = c;
+  }
+  memory.fill(xs, 0, <usize>cols << 2);
+  for (let i = 0; i < n; i++) {
+    const o = <usize>load<i32>(idx + (<usize>i << 2)) << 2;
+    store<f32>(xs + o, load<f32>(x + o));
+  }
+  quantizeAct(ACT_Q8_0, xs, cols, qa);
+  return -1;
+}
 
 /** Bytes of a plan for `cols` inputs. */
 export function tplanBytes(cols: i32): usize {
   const nb = <usize>(cols >> 4);
-  return 16 + nb * 32 + (<usize>(cols >> 1) + nb) * 16;
+  return 16 + nb * 32 + (<usize>(cols >> 1) + nb) * 32;
 }
 
 /**
@@ -158,8 +221,7 @@ export function tplanBytes(cols: i32): usize {
  */
 export function tplan(kind: i32, T: usize, Rp: i32, cols: i32, qa: usize, idx: usize, n: i32, plan: usize): void {
   const panel = tpanelBytes(kind, Rp);
-  const seg = segBytes(kind, <usize>Rp);
-  const sb = scaleBytes(kind, <usize>Rp);
+  const tb = <u32>tileBytes(kind);
   const off: i32 = kind == K_SYM4 ? 8 : kind == K_SYM5 ? 16 : kind == K_SYM6 ? 32 : 0;
   const pwShift: i32 = kind == K_SYM6 ? 4 : 5;
   const pairsBase = plan + 16 + (<usize>cols >> <usize>pwShift) * 32;
@@ -169,7 +231,6 @@ export function tplan(kind: i32, T: usize, Rp: i32, cols: i32, qa: usize, idx: u
     const b = load<i32>(idx + (<usize>i << 2)) >> pwShift;
     // the Q8_0 block of 32 activations this panel lies in
     const qb = qa + <usize>(b >> (5 - pwShift)) * BLK32;
-    const seg0 = T + <usize>b * panel + sb;
     const first = nPairs;
     let sum = 0, half = 0, pending = false;
     for (; i < n; i++) {
@@ -179,19 +240,16 @@ export function tplan(kind: i32, T: usize, Rp: i32, cols: i32, qa: usize, idx: u
       const a: i32 = RELAXED ? <i32>load<i8>(qb + <usize>j) : <i32>load<i16>(qb + (<usize>j << 1));
       if (a == 0) continue;
       sum += a;
-      const segAddr = seg0 + <usize>(c & ((1 << pwShift) - 1)) * seg;
-      if (!pending) { half = a; pending = true; store<u32>(pairsBase + (<usize>nPairs << 4), <u32>segAddr); continue; }
-      const p = pairsBase + (<usize>nPairs << 4);
-      store<u32>(p, <u32>segAddr, 4);
-      store<u32>(p, RELAXED ? ((<u32>half & 0xff) | ((<u32>a & 0xff) << 8)) : ((<u32>half & 0xffff) | (<u32>a << 16)), 8);
+      const run = <u32>(c & ((1 << pwShift) - 1)) * tb;
+      if (!pending) { half = a; pending = true; store<u32>(pairsBase + (<usize>nPairs << 5), run); continue; }
+      storePair(pairsBase + (<usize>nPairs << 5), run, half, a);
       nPairs++;
       pending = false;
     }
     if (pending) {
       // an odd channel out: pair it with itself at weight 0
-      const p = pairsBase + (<usize>nPairs << 4);
-      store<u32>(p, load<u32>(p), 4);
-      store<u32>(p, RELAXED ? (<u32>half & 0xff) : (<u32>half & 0xffff), 8);
+      const p = pairsBase + (<usize>nPairs << 5);
+      storePair(p, load<u32>(p), half, 0);
       nPairs++;
     }
     if (nPairs == first) continue;
@@ -210,117 +268,141 @@ export function tplan(kind: i32, T: usize, Rp: i32, cols: i32, qa: usize, idx: u
   store<u32>(plan, <u32>pairsBase, 4);
 }
 
-/** Pair sums for 8 rows: the interleaved codes x (row r: a, b) times the packed (α_a, α_b). */
+/** Pair sums for 8 rows: codes x interleaved by row (row r: a, b), times the pair's activations. */
 // @ts-ignore: decorator
-@inline function pairDot(alpha: v128, x: v128, ae: v128, ao: v128): v128 {
+@inline function pairDot(alpha: v128, x: v128): v128 {
   if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(alpha, x);
-  return i16x8.add(i16x8.mul(v128.and(x, i16x8.splat(0xff)), ae), i16x8.mul(i16x8.shr_u(x, 8), ao));
+  // plain SIMD: the bytes widened to i16 pairs, dotted with (α_a, α_b) per i32 lane, narrowed back
+  // (a pair's sum is at most 2·127·63, well inside i16)
+  return i16x8.narrow_i32x4_s(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(x), alpha), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(x), alpha));
 }
 
-/** The codes of rows 0–31 of one tile of channels a and b, interleaved by row: four vectors of 8 rows. */
-// @ts-ignore: decorator
-@inline function pairDots(kind: i32, ca: usize, cb: usize, alpha: v128, ae: v128, ao: v128, acc: usize): void {
-  let la: v128, ha: v128, lb: v128, hb: v128;
-  if (kind == K_SYM6) {
-    la = v128.load(ca); ha = v128.load(ca, 16); lb = v128.load(cb); hb = v128.load(cb, 16);
-  } else if (kind == K_SYM5) {
-    const va = v128.load(ca, 4), vb = v128.load(cb, 4);
-    const qa = load<u32>(ca), qb = load<u32>(cb);
-    const m5 = i8x16.splat(0x10);
-    la = v128.or(lo4(va), v128.and(qhMask(qa, false), m5));
-    ha = v128.or(hi4(va), v128.and(qhMask(qa, true), m5));
-    lb = v128.or(lo4(vb), v128.and(qhMask(qb, false), m5));
-    hb = v128.or(hi4(vb), v128.and(qhMask(qb, true), m5));
-  } else {
-    const va = v128.load(ca), vb = v128.load(cb);
-    la = lo4(va); ha = hi4(va); lb = lo4(vb); hb = hi4(vb);
-  }
-  v128.store(acc, i16x8.add(v128.load(acc, 0), pairDot(alpha, i8x16.shuffle(la, lb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), ae, ao)), 0);
-  v128.store(acc, i16x8.add(v128.load(acc, 16), pairDot(alpha, i8x16.shuffle(la, lb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), ae, ao)), 16);
-  v128.store(acc, i16x8.add(v128.load(acc, 32), pairDot(alpha, i8x16.shuffle(ha, hb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), ae, ao)), 32);
-  v128.store(acc, i16x8.add(v128.load(acc, 48), pairDot(alpha, i8x16.shuffle(ha, hb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), ae, ao)), 48);
-}
-
-/** Scratch bytes per thread for tmatvec over a copy of Rp rows. */
+/** Scratch bytes per thread for tmatvec: the i32 sums of one group. */
 export function tscratchBytes(Rp: i32): usize {
-  return <usize>(Rp >> 5) * 192;
+  return GT * 128;
 }
 
 /**
  * Tiles [t0, t1) of y = W·x from the plan, into out[32t .. 32t+32) (the caller's buffer holds Rp).
- * Each pair of channels is read down its whole segment (this thread's tiles, contiguous) before
- * the next pair, as a row gather reads whole rows; each tile's sums wait in `scratch` (i16 for a
- * few pairs, then i32). (Walking the tiles outermost with the sums in registers, reading all the
- * pairs' segments 16 bytes at a time, measured slower once the weights come from DRAM: Qwen2.5's
- * layers at half density, one thread, 51 vs 46 ms.)
+ * For each active block, group by group (in address order): the pairs go in chunks small enough
+ * that their i16 sums cannot overflow (8 pairs of 4-bit codes, 4 of 5-bit, 2 of 6-bit); each
+ * tile's 32 rows are summed in four registers over a chunk's pairs, then widened into the tile's
+ * i32 sums in `scratch`, which the group's scales turn into y.
  */
 export function tmatvec(kind: i32, plan: usize, t0: i32, t1: i32, out: usize, scratch: usize): void {
+  if (kind == K_SYM4 || kind == K_MIN4) tmatvecK(K_MIN4, plan, t0, t1, out, scratch, kind == K_MIN4);
+  else if (kind == K_SYM5) tmatvecK(K_SYM5, plan, t0, t1, out, scratch, false);
+  else tmatvecK(K_SYM6, plan, t0, t1, out, scratch, false);
+}
+
+// @ts-ignore: decorator
+@inline function tmatvecK(kind: i32, plan: usize, t0: i32, t1: i32, out: usize, acc32: usize, hasMin: bool): void {
   const nActive = load<i32>(plan);
   const pairs = <usize>load<u32>(plan, 4);
   const tb = tileBytes(kind);
-  const hasMin = kind == K_MIN4;
-  const chunk = kind == K_SYM6 ? 2 : kind == K_SYM5 ? 4 : 8;
-  const nT = <usize>(t1 - t0);
-  const acc16 = scratch, acc32 = scratch + (nT << 6);
-  memory.fill(out + (<usize>t0 << 7), 0, nT << 7);
+  const chunk: usize = kind == K_SYM6 ? 2 : kind == K_SYM5 ? 4 : 8;
+  const m4 = i8x16.splat(0x0f), m5 = i8x16.splat(0x10);
+  const zero = i32x4.splat(0);
+  memory.fill(out + (<usize>t0 << 7), 0, <usize>(t1 - t0) << 7);
+  let sink: u32 = 0;
   for (let k = 0; k < nActive; k++) {
     const B = plan + 16 + (<usize>k << 5);
     const P = <usize>load<u32>(B);
-    let p = pairs + (<usize>load<i32>(B, 4) << 4);
-    const pEnd = p + (<usize>load<i32>(B, 8) << 4);
+    const p0 = pairs + (<usize>load<i32>(B, 4) << 5);
+    const pEnd = p0 + (<usize>load<i32>(B, 8) << 5);
     const init = i32x4.splat(-load<i32>(B, 20));
-    for (let i: usize = 0; i < nT; i++) {
-      const a = acc32 + (i << 7);
-      v128.store(a, init, 0); v128.store(a, init, 16); v128.store(a, init, 32); v128.store(a, init, 48);
-      v128.store(a, init, 64); v128.store(a, init, 80); v128.store(a, init, 96); v128.store(a, init, 112);
-    }
-    const base = <usize>t0 * tb;
-    while (p < pEnd) {
-      const cEnd = min(pEnd, p + (<usize>chunk << 4));
-      memory.fill(acc16, 0, nT << 6);
-      for (; p < cEnd; p += 16) {
-        const ca = <usize>load<u32>(p) + base, cb = <usize>load<u32>(p, 4) + base;
-        const w = load<u32>(p, 8);
-        const alpha = RELAXED ? i16x8.splat(<i16>w) : i16x8.splat(0);
-        const ae = RELAXED ? alpha : i16x8.splat(<i16>(w & 0xffff));
-        const ao = RELAXED ? alpha : i16x8.splat(<i16>(w >> 16));
-        for (let i: usize = 0; i < nT; i++) pairDots(kind, ca + i * tb, cb + i * tb, alpha, ae, ao, acc16 + (i << 6));
-      }
-      for (let i: usize = 0; i < nT; i++) {
-        const s = acc16 + (i << 6), a = acc32 + (i << 7);
-        let v = v128.load(s, 0);
-        v128.store(a, i32x4.add(v128.load(a, 0), i32x4.extend_low_i16x8_s(v)), 0);
-        v128.store(a, i32x4.add(v128.load(a, 16), i32x4.extend_high_i16x8_s(v)), 16);
-        v = v128.load(s, 16);
-        v128.store(a, i32x4.add(v128.load(a, 32), i32x4.extend_low_i16x8_s(v)), 32);
-        v128.store(a, i32x4.add(v128.load(a, 48), i32x4.extend_high_i16x8_s(v)), 48);
-        v = v128.load(s, 32);
-        v128.store(a, i32x4.add(v128.load(a, 64), i32x4.extend_low_i16x8_s(v)), 64);
-        v128.store(a, i32x4.add(v128.load(a, 80), i32x4.extend_high_i16x8_s(v)), 80);
-        v = v128.load(s, 48);
-        v128.store(a, i32x4.add(v128.load(a, 96), i32x4.extend_low_i16x8_s(v)), 96);
-        v128.store(a, i32x4.add(v128.load(a, 112), i32x4.extend_high_i16x8_s(v)), 112);
-      }
-    }
     const ds = f32x4.splat(load<f32>(B, 12));
     const c = f32x4.splat(load<f32>(B, 16));
-    const mOff = <usize>load<i32>(B, 24) << 1;
-    for (let i: usize = 0; i < nT; i++) {
-      const t = <usize>t0 + i;
-      const a = acc32 + (i << 7), y = out + (t << 7), d = P + (t << 6);
-      for (let h: usize = 0; h < 4; h++) {
-        const dh = d + (h << 4), yh = y + (h << 5), ah = a + (h << 5);
-        const v = v128.load(dh);
-        let y0 = f32x4.add(v128.load(yh), f32x4.mul(f32x4.convert_i32x4_s(v128.load(ah)), f32x4.mul(bf4(v, 0), ds)));
-        let y1 = f32x4.add(v128.load(yh, 16), f32x4.mul(f32x4.convert_i32x4_s(v128.load(ah, 16)), f32x4.mul(bf4(v, 1), ds)));
-        if (hasMin) {
-          const m = v128.load(dh + mOff);
-          y0 = f32x4.add(y0, f32x4.mul(bf4(m, 0), c));
-          y1 = f32x4.add(y1, f32x4.mul(bf4(m, 1), c));
+    const nTiles = <usize>load<i32>(B, 24) >> 5;
+    const tileGroupBytes = 32 * <usize>(hasMin ? 4 : 2) + <usize>tpanelWidth(kind) * tb; // a group's bytes per tile
+    const fullGroup = GT * tileGroupBytes;
+    for (let g = <usize>t0 / GT; g * GT < <usize>t1; g++) {
+      const gs = g * GT;
+      const nt = min(GT, nTiles - gs);
+      const G = P + g * fullGroup;
+      const runs = G + nt * 32 * <usize>(hasMin ? 4 : 2);
+      const ta = max(<usize>t0, gs), te = min(<usize>t1, gs + nt);
+      // The memory system streams a forward read ahead of the core, but not one with holes: the
+      // kept runs alone arrive at latency (half-sparse layers read half the bytes yet ran slower
+      // than dense ones). So, spread over this group's tile iterations, every line of the next
+      // group this thread reads is touched, kept or not: the reads stay one forward stream, the
+      // touches overlap the arithmetic, and only the kept runs are computed.
+      let cur: usize = 0, curEnd: usize = 0, perIter: usize = 0;
+      {
+        let kn = k, gn = g + 1;
+        if (gn * GT >= <usize>t1) { kn++; gn = <usize>t0 / GT; }
+        if (kn < nActive) {
+          cur = <usize>load<u32>(plan + 16 + (<usize>kn << 5)) + gn * fullGroup;
+          curEnd = cur + min(GT, nTiles - gn * GT) * tileGroupBytes;
         }
-        v128.store(yh, y0);
-        v128.store(yh, y1, 16);
+        const iters = ((pEnd - p0 + (chunk << 5) - 32) / (chunk << 5)) * (te - ta);
+        perIter = (((curEnd - cur) >> 6) + iters - 1) / iters;
+      }
+      // tile by tile: i32 sums of its 32 rows in a0..a7, over the block's pairs chunk by chunk
+      for (let t = ta; t < te; t++) {
+        const off = runs + (t - gs) * tb;
+        let a0 = init, a1 = init, a2 = init, a3 = init, a4 = init, a5 = init, a6 = init, a7 = init;
+        for (let p = p0; p < pEnd; p += chunk << 5) {
+          const cEnd = min(pEnd, p + (chunk << 5));
+          for (let u: usize = 0; u < perIter && cur < curEnd; u++, cur += 64) sink += load<u8>(cur);
+            let r0 = zero, r1 = zero, r2 = zero, r3 = zero; // rows 0–7, 8–15, 16–23, 24–31
+            for (let q = p; q < cEnd; q += 32) {
+              const ca = off + <usize>load<u32>(q) * nt, cb = off + <usize>load<u32>(q, 4) * nt;
+              const alpha = v128.load(q, 16);
+              if (kind == K_MIN4) {
+                // interleave the packed bytes first (byte k: row k low nibble, row k+16 high), then split nibbles
+                const A = v128.load(ca), Bv = v128.load(cb);
+                const u0 = i8x16.shuffle(A, Bv, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const u1 = i8x16.shuffle(A, Bv, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                r0 = i16x8.add(r0, pairDot(alpha, v128.and(u0, m4)));
+                r1 = i16x8.add(r1, pairDot(alpha, v128.and(u1, m4)));
+                r2 = i16x8.add(r2, pairDot(alpha, v128.and(i16x8.shr_u(u0, 4), m4)));
+                r3 = i16x8.add(r3, pairDot(alpha, v128.and(i16x8.shr_u(u1, 4), m4)));
+              } else {
+                let la: v128, ha: v128, lb: v128, hb: v128;
+                if (kind == K_SYM6) {
+                  la = v128.load(ca); ha = v128.load(ca, 16); lb = v128.load(cb); hb = v128.load(cb, 16);
+                } else {
+                  const va = v128.load(ca, 4), vb = v128.load(cb, 4);
+                  const qa = load<u32>(ca), qb = load<u32>(cb);
+                  la = v128.or(v128.and(va, m4), v128.and(qhMask(qa, false), m5));
+                  ha = v128.or(v128.and(i16x8.shr_u(va, 4), m4), v128.and(qhMask(qa, true), m5));
+                  lb = v128.or(v128.and(vb, m4), v128.and(qhMask(qb, false), m5));
+                  hb = v128.or(v128.and(i16x8.shr_u(vb, 4), m4), v128.and(qhMask(qb, true), m5));
+                }
+                r0 = i16x8.add(r0, pairDot(alpha, i8x16.shuffle(la, lb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)));
+                r1 = i16x8.add(r1, pairDot(alpha, i8x16.shuffle(la, lb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)));
+                r2 = i16x8.add(r2, pairDot(alpha, i8x16.shuffle(ha, hb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)));
+                r3 = i16x8.add(r3, pairDot(alpha, i8x16.shuffle(ha, hb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)));
+              }
+            }
+          a0 = i32x4.add(a0, i32x4.extend_low_i16x8_s(r0)); a1 = i32x4.add(a1, i32x4.extend_high_i16x8_s(r0));
+          a2 = i32x4.add(a2, i32x4.extend_low_i16x8_s(r1)); a3 = i32x4.add(a3, i32x4.extend_high_i16x8_s(r1));
+          a4 = i32x4.add(a4, i32x4.extend_low_i16x8_s(r2)); a5 = i32x4.add(a5, i32x4.extend_high_i16x8_s(r2));
+          a6 = i32x4.add(a6, i32x4.extend_low_i16x8_s(r3)); a7 = i32x4.add(a7, i32x4.extend_high_i16x8_s(r3));
+        }
+        // y += d·ds·sums [+ m·ds·Σα], the d's (and m's) of the group's rows at its head
+        const y = out + (t << 7), d = G + ((t - gs) << 6), m = d + (nt << 6);
+        const d0 = v128.load(d), d1 = v128.load(d, 16), d2 = v128.load(d, 32), d3 = v128.load(d, 48);
+        let y0 = f32x4.add(v128.load(y, 0), f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(bf4(d0, 0), ds)));
+        let y1 = f32x4.add(v128.load(y, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(bf4(d0, 1), ds)));
+        let y2 = f32x4.add(v128.load(y, 32), f32x4.mul(f32x4.convert_i32x4_s(a2), f32x4.mul(bf4(d1, 0), ds)));
+        let y3 = f32x4.add(v128.load(y, 48), f32x4.mul(f32x4.convert_i32x4_s(a3), f32x4.mul(bf4(d1, 1), ds)));
+        let y4 = f32x4.add(v128.load(y, 64), f32x4.mul(f32x4.convert_i32x4_s(a4), f32x4.mul(bf4(d2, 0), ds)));
+        let y5 = f32x4.add(v128.load(y, 80), f32x4.mul(f32x4.convert_i32x4_s(a5), f32x4.mul(bf4(d2, 1), ds)));
+        let y6 = f32x4.add(v128.load(y, 96), f32x4.mul(f32x4.convert_i32x4_s(a6), f32x4.mul(bf4(d3, 0), ds)));
+        let y7 = f32x4.add(v128.load(y, 112), f32x4.mul(f32x4.convert_i32x4_s(a7), f32x4.mul(bf4(d3, 1), ds)));
+        if (hasMin) {
+          const m0 = v128.load(m), m1 = v128.load(m, 16), m2 = v128.load(m, 32), m3 = v128.load(m, 48);
+          y0 = f32x4.add(y0, f32x4.mul(bf4(m0, 0), c)); y1 = f32x4.add(y1, f32x4.mul(bf4(m0, 1), c));
+          y2 = f32x4.add(y2, f32x4.mul(bf4(m1, 0), c)); y3 = f32x4.add(y3, f32x4.mul(bf4(m1, 1), c));
+          y4 = f32x4.add(y4, f32x4.mul(bf4(m2, 0), c)); y5 = f32x4.add(y5, f32x4.mul(bf4(m2, 1), c));
+          y6 = f32x4.add(y6, f32x4.mul(bf4(m3, 0), c)); y7 = f32x4.add(y7, f32x4.mul(bf4(m3, 1), c));
+        }
+        v128.store(y, y0, 0); v128.store(y, y1, 16); v128.store(y, y2, 32); v128.store(y, y3, 48);
+        v128.store(y, y4, 64); v128.store(y, y5, 80); v128.store(y, y6, 96); v128.store(y, y7, 112);
       }
     }
   }
+  store<u32>(acc32, sink); // keeps the touches
 }

@@ -34,17 +34,21 @@ function decodeTransposed(k: WasmKernels, W: QTensor): { w: Float64Array; bound:
   const hasMin = kind === 1;
   const off = [8, 0, 16, 32][kind]!;
   const tile = [16, 16, 20, 32][kind]!;
-  const seg = (Rp / 32) * tile;
-  const scaleBytes = Rp * 2 * (hasMin ? 2 : 1);
+  // groups of 4 tiles (128 rows), each: d[rows], m[rows] (with a min), then per channel a run of its tiles
+  const rowScale = hasMin ? 4 : 2;
+  const fullGroup = 4 * (32 * rowScale + panelWidth * tile);
+  const nTiles = Rp / 32;
   const w = new Float64Array(W.rows * W.cols);
   const bound = new Float64Array(W.rows * W.cols);
   for (let c = 0; c < W.cols; c++) {
     const P = Math.floor(c / panelWidth) * panelBytes;
     const j = c % panelWidth;
     for (let r = 0; r < W.rows; r++) {
-      const d = bf16(bytes, P + 2 * r);
-      const m = hasMin ? bf16(bytes, P + 2 * Rp + 2 * r) : 0;
-      const T = P + scaleBytes + j * seg + (r >> 5) * tile;
+      const g = Math.floor(r / 128), nt = Math.min(4, nTiles - 4 * g), lr = r % 128;
+      const G = P + g * fullGroup;
+      const d = bf16(bytes, G + 2 * lr);
+      const m = hasMin ? bf16(bytes, G + 64 * nt + 2 * lr) : 0;
+      const T = G + 32 * nt * rowScale + (j * nt + (lr >> 5)) * tile;
       const kk = r & 31;
       let q: number;
       if (kind === 3) q = bytes[T + kk]!;
@@ -66,7 +70,7 @@ for (const type of TYPES) {
   test(`transposed ${q.name}: the copy holds the weights (codes exact, scales to bfloat16)`, () => {
     const rnd = mulberry32(4100 + type);
     const k = kernelsFor('plain', 1);
-    for (const rows of [1, 31, 33, 70]) {
+    for (const rows of [1, 31, 33, 70, 300]) {
       const cols = q.blockSize * (1 + ((rnd() * 3) | 0));
       const W = makeTensor(k, q, rows, cols, rnd, (rnd() * 16) | 0);
       const { w, bound } = decodeTransposed(k, W);
@@ -83,7 +87,7 @@ for (const type of TYPES) {
 
   test(`transposed ${q.name}: input-sparse mat-vec == Σ kept copy·x̂, both SIMD builds, 1 and 2 threads identical`, () => {
     const rnd = mulberry32(4200 + type);
-    for (const rows of [1, 7, 32, 45, 96]) {
+    for (const rows of [1, 7, 32, 45, 96, 300]) {
       const cols = q.blockSize * (1 + ((rnd() * (q.blockSize === 32 ? 8 : 3)) | 0));
       const x = randVec(cols, rnd);
       const all: Selection = { idx: Int32Array.from({ length: cols }, (_, i) => i), n: cols };
@@ -126,4 +130,28 @@ test('transposed copies: types without one (Q8_0, F16) keep the masked dense pat
     const W = makeTensor(k, quantInfo(type)!, 8, 64, rnd);
     assert.equal(k.transposedCopy(W), null);
   }
+});
+
+test('input-sparse mat-vec: bad selections are refused by name; idx may be longer than n; x in or outside the memory agree', () => {
+  const k = kernelsFor('plain', 1);
+  const rnd = mulberry32(4400);
+  const q = quantInfo(GGMLType.Q4_1)!;
+  const W = makeTensor(k, q, 64, 96, rnd);
+  const x = randVec(96, rnd);
+  const out = new Float32Array(64);
+  assert.throws(() => k.matvec(W, x, out, { inputs: { idx: Int32Array.of(3, 3), n: 2 } }), /input selection must be ascending channels in 0\.\.95 \(got 3 at 1\)/);
+  assert.throws(() => k.matvec(W, x, out, { inputs: { idx: Int32Array.of(5, 96), n: 2 } }), /got 96 at 1/);
+  assert.throws(() => k.matvec(W, x, out, { inputs: { idx: Int32Array.of(-1), n: 1 } }), /got -1 at 0/);
+  // trailing entries past n are not part of the selection
+  const a = new Float32Array(64), b = new Float32Array(64);
+  k.matvec(W, x, a, { inputs: { idx: Int32Array.of(1, 7, 40, 95), n: 4 } });
+  k.matvec(W, x, b, { inputs: { idx: Int32Array.of(1, 7, 40, 95, 2, 0, 99), n: 4 } });
+  assert.deepEqual(b, a);
+  // the same x placed in the kernel memory (the forward pass's case) gives the same result
+  const raw = k.alloc(96 * 4);
+  const xin = new Float32Array(raw.buffer, raw.byteOffset, 96);
+  xin.set(x);
+  const c = new Float32Array(64);
+  k.matvec(W, xin, c, { inputs: { idx: Int32Array.of(1, 7, 40, 95), n: 4 } });
+  assert.deepEqual(c, a);
 });

@@ -32,15 +32,12 @@ export function linearParams(cfg: ModelConfig): { q: number; k: number; v: numbe
 /** Indices j with score_j = |x_j|·(scale_j or 1) > t, or null when that is every channel. */
 export function keepAbove(x: Float32Array, t: number, scale?: Float32Array): Selection | null {
   const n = x.length;
+  const idx = new Int32Array(n);
   let k = 0;
-  if (scale) { for (let j = 0; j < n; j++) if (Math.abs(x[j]!) * scale[j]! > t) k++; }
-  else for (let j = 0; j < n; j++) if (Math.abs(x[j]!) > t) k++;
-  if (k === n) return null;
-  const idx = new Int32Array(k);
-  let i = 0;
-  if (scale) { for (let j = 0; j < n; j++) if (Math.abs(x[j]!) * scale[j]! > t) idx[i++] = j; }
-  else for (let j = 0; j < n; j++) if (Math.abs(x[j]!) > t) idx[i++] = j;
-  return { idx, n: k };
+  // one pass without a branch on the (unpredictable) comparison: every j is written, kept ones advance
+  if (scale) for (let j = 0; j < n; j++) { idx[k] = j; k += Math.abs(x[j]!) * scale[j]! > t ? 1 : 0; }
+  else for (let j = 0; j < n; j++) { idx[k] = j; k += Math.abs(x[j]!) > t ? 1 : 0; }
+  return k === n ? null : { idx, n: k };
 }
 
 /**

@@ -111,6 +111,7 @@ interface Exports {
   tpanelWidth(kind: number): number;
   tpanelBytes(kind: number, Rp: number): number;
   tbuild(type: number, src: number, rowBytes: number, R: number, cols: number, r0: number, r1: number, dst: number): void;
+  tprepare(x: number, cols: number, idx: number, n: number, xs: number, qa: number): number;
   tplanBytes(cols: number): number;
   tscratchBytes(Rp: number): number;
   tplan(kind: number, T: number, Rp: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
@@ -350,17 +351,14 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const cols = Ws[0]!.cols;
     if (x.length < cols) throw new RangeError(`matvec ${Ws[0]!.name}: x has ${x.length} elements, need ${cols}`);
     const { idx, n } = inputs;
-    for (let i = 0; i < n; i++) {
-      const c = idx[i]!;
-      if (!(c >= 0 && c < cols) || (i > 0 && c <= idx[i - 1]!)) throw new RangeError(`matvec ${Ws[0]!.name}: input selection must be ascending channels in 0..${cols - 1} (got ${c} at ${i})`);
-    }
     const Ts = Ws.map((W, i) => {
       if (W.cols !== cols) throw new RangeError(`matvecs: ${W.name} has ${W.cols} columns, ${Ws[0]!.name} ${cols}`);
       if (outs[i]!.length < W.rows) throw new RangeError(`matvec ${W.name}: out has ${outs[i]!.length} elements, need ${W.rows}`);
       return transposedOf(W);
     });
     const planBytes = ex.tplanBytes(cols);
-    let bytes = align(cols * 4, 64) * 2 + align(ex.actBytes(cols), 64) + align(n * 4, 64) + 64 * TASK_WORDS * 4;
+    const inPlace = ours.has(x.buffer);
+    let bytes = align(cols * 4, 64) * (inPlace ? 1 : 2) + align(ex.actBytes(cols), 64) + align(n * 4, 64) + 64 * TASK_WORDS * 4;
     let scr = 0;
     for (const T of Ts) {
       bytes += align(planBytes, 64) + T.Rp * 4;
@@ -368,12 +366,18 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     }
     bytes += scr * nth;
     beginScratch(bytes);
-    const xp = take(cols * 4);
-    putInput(xp, x, cols, inputs);
+    // x stays where it is when it already lives in the memory (the forward pass's run state)
+    let xp = x.byteOffset;
+    if (!inPlace) {
+      xp = take(cols * 4);
+      f32.set(x.length === cols ? x : x.subarray(0, cols), xp >>> 2);
+    }
+    const xs = take(cols * 4);
     const qa = take(ex.actBytes(cols));
-    ex.quantizeAct(0, xp, cols, qa);
     const idxp = take(n * 4);
-    i32.set(idx.subarray(0, n), idxp >>> 2);
+    i32.set(idx.length === n ? idx : idx.subarray(0, n), idxp >>> 2);
+    const bad = ex.tprepare(xp, cols, idxp, n, xs, qa);
+    if (bad >= 0) throw new RangeError(`matvec ${Ws[0]!.name}: input selection must be ascending channels in 0..${cols - 1} (got ${idx[bad]} at ${bad})`);
     const scratch = take(scr * nth);
     table = take(TASK_WORDS * 4 * Ws.length);
     nTasks = 0;
@@ -385,12 +389,16 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       return op;
     });
     dispatch();
-    Ws.forEach((W, i) => outs[i]!.set(f32.subarray(outPtrs[i]! >>> 2, (outPtrs[i]! >>> 2) + W.rows)));
+    for (let i = 0; i < Ws.length; i++) outs[i]!.set(f32.subarray(outPtrs[i]! >>> 2, (outPtrs[i]! >>> 2) + Ws[i]!.rows));
   }
 
   function matvecs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs?: Selection | null,
     rows?: readonly (Selection | null)[] | null): void {
     if (!inputs && !rows && direct(Ws, x, outs)) return;
+    if (inputs && !rows && Ws.every(transposable)) {
+      sparseInputs(Ws, x, outs, inputs);
+      return;
+    }
     if (inputs && Ws.some((W, i) => transposable(W) && !rows?.[i])) {
       const t = Ws.map((W, i) => transposable(W) && !rows?.[i]);
       sparseInputs(Ws.filter((_, i) => t[i]), x, outs.filter((_, i) => t[i]), inputs);
