@@ -761,7 +761,7 @@ export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
 export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride scratch scratchBytes(per thread)
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
-export const T_TMATVEC: i32 = 6;  // kind plan 0 0 tiles 0 0 out 0 0 scratch scratchBytes(per thread)   (transposed copy, kept input channels: asm/sparse.ts)
+export const T_TMATVEC: i32 = 6;  // kind plan copy Rp tiles 0 0 out 0 0 scratch scratchBytes(per thread)   (transposed copy, kept input channels: asm/sparse.ts)
 export const T_SCREEN: i32 = 7;   // - w - nb units(groups) - qa out   (asm/screen.ts)
 export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread)
 
@@ -799,7 +799,7 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
           <usize>word(t, 10) + <usize>tid * <usize>word(t, 11));
         break;
       case T_TMATVEC:
-        tmatvec(word(t, 1), word(t, 2), a, b, word(t, 8), <usize>word(t, 11) + <usize>tid * <usize>word(t, 12));
+        tmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 8), <usize>word(t, 11) + <usize>tid * <usize>word(t, 12));
         break;
       case T_ATTN:
         attentionHeads(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 5), word(t, 6), word(t, 7), word(t, 8),

@@ -183,7 +183,9 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
 }
 
 // Plan layout (i32 words): [nActive, pairsBase, 0, 0], then 8 words per active block:
-//   panel address, first pair, number of pairs, ds (f32), ds·Σα (f32), off·Σα (i32), Rp, 0
+//   panel index, first pair, number of pairs, ds (f32), ds·Σα (f32), off·Σα (i32), 0, 0
+// A plan depends on the kept channels, the activation and the layout kind only, so the linears
+// that share an input (q, k, v; gate, up) share one plan.
 // then 8 words per pair: channel a's and b's place in the panel times the tile bytes (a run of a
 // group of nt tiles starts at that times nt), 0, 0, and (α_a, α_b) as the
 // v128 pairDot takes (relaxed: i8 pairs in every i16 lane; plain: i16 pairs in every i32 lane).
@@ -216,11 +218,10 @@ export function tplanBytes(cols: i32): usize {
 }
 
 /**
- * Plan a mat-vec over the kept input channels idx[0..n) (ascending) of a transposed copy at T
- * (kind, Rp rows) with the Q8_0 activation qa (quantized from x with the dropped channels zeroed).
+ * Plan a mat-vec over the kept input channels idx[0..n) (ascending) of transposed copies of a
+ * kind with the Q8_0 activation qa (quantized from x with the dropped channels zeroed).
  */
-export function tplan(kind: i32, T: usize, Rp: i32, cols: i32, qa: usize, idx: usize, n: i32, plan: usize): void {
-  const panel = tpanelBytes(kind, Rp);
+export function tplan(kind: i32, cols: i32, qa: usize, idx: usize, n: i32, plan: usize): void {
   const tb = <u32>tileBytes(kind);
   const off: i32 = kind == K_SYM4 ? 8 : kind == K_SYM5 ? 16 : kind == K_SYM6 ? 32 : 0;
   const pwShift: i32 = kind == K_SYM6 ? 4 : 5;
@@ -255,13 +256,12 @@ export function tplan(kind: i32, T: usize, Rp: i32, cols: i32, qa: usize, idx: u
     if (nPairs == first) continue;
     const B = plan + 16 + (<usize>nActive << 5);
     const ds = load<f32>(qb + 32 * QS);
-    store<u32>(B, <u32>(T + <usize>b * panel));
+    store<u32>(B, <u32>b);
     store<i32>(B, first, 4);
     store<i32>(B, nPairs - first, 8);
     store<f32>(B, ds, 12);
     store<f32>(B, ds * <f32>sum, 16);
     store<i32>(B, off * sum, 20);
-    store<i32>(B, Rp, 24);
     nActive++;
   }
   store<i32>(plan, nActive);
@@ -289,33 +289,34 @@ export function tscratchBytes(Rp: i32): usize {
  * tile's 32 rows are summed in four registers over a chunk's pairs, then widened into the tile's
  * i32 sums in `scratch`, which the group's scales turn into y.
  */
-export function tmatvec(kind: i32, plan: usize, t0: i32, t1: i32, out: usize, scratch: usize): void {
-  if (kind == K_SYM4 || kind == K_MIN4) tmatvecK(K_MIN4, plan, t0, t1, out, scratch, kind == K_MIN4);
-  else if (kind == K_SYM5) tmatvecK(K_SYM5, plan, t0, t1, out, scratch, false);
-  else tmatvecK(K_SYM6, plan, t0, t1, out, scratch, false);
+export function tmatvec(kind: i32, plan: usize, T: usize, Rp: i32, t0: i32, t1: i32, out: usize, scratch: usize): void {
+  if (kind == K_SYM4 || kind == K_MIN4) tmatvecK(K_MIN4, plan, T, Rp, t0, t1, out, scratch, kind == K_MIN4);
+  else if (kind == K_SYM5) tmatvecK(K_SYM5, plan, T, Rp, t0, t1, out, scratch, false);
+  else tmatvecK(K_SYM6, plan, T, Rp, t0, t1, out, scratch, false);
 }
 
 // @ts-ignore: decorator
-@inline function tmatvecK(kind: i32, plan: usize, t0: i32, t1: i32, out: usize, acc32: usize, hasMin: bool): void {
+@inline function tmatvecK(kind: i32, plan: usize, T: usize, Rp: i32, t0: i32, t1: i32, out: usize, acc32: usize, hasMin: bool): void {
   const nActive = load<i32>(plan);
   const pairs = <usize>load<u32>(plan, 4);
   const tb = tileBytes(kind);
   const chunk: usize = kind == K_SYM6 ? 2 : kind == K_SYM5 ? 4 : 8;
+  const nTiles = <usize>Rp >> 5;
+  const tileGroupBytes = 32 * <usize>(hasMin ? 4 : 2) + <usize>tpanelWidth(kind) * tb; // a group's bytes per tile (Q4_0 shares K_MIN4's code, without m's)
+  const panel = nTiles * tileGroupBytes;
+  const fullGroup = GT * tileGroupBytes;
   const m4 = i8x16.splat(0x0f), m5 = i8x16.splat(0x10);
   const zero = i32x4.splat(0);
   memory.fill(out + (<usize>t0 << 7), 0, <usize>(t1 - t0) << 7);
   let sink: u32 = 0;
   for (let k = 0; k < nActive; k++) {
     const B = plan + 16 + (<usize>k << 5);
-    const P = <usize>load<u32>(B);
+    const P = T + <usize>load<u32>(B) * panel;
     const p0 = pairs + (<usize>load<i32>(B, 4) << 5);
     const pEnd = p0 + (<usize>load<i32>(B, 8) << 5);
     const init = i32x4.splat(-load<i32>(B, 20));
     const ds = f32x4.splat(load<f32>(B, 12));
     const c = f32x4.splat(load<f32>(B, 16));
-    const nTiles = <usize>load<i32>(B, 24) >> 5;
-    const tileGroupBytes = 32 * <usize>(hasMin ? 4 : 2) + <usize>tpanelWidth(kind) * tb; // a group's bytes per tile
-    const fullGroup = GT * tileGroupBytes;
     for (let g = <usize>t0 / GT; g * GT < <usize>t1; g++) {
       const gs = g * GT;
       const nt = min(GT, nTiles - gs);
@@ -332,7 +333,7 @@ export function tmatvec(kind: i32, plan: usize, t0: i32, t1: i32, out: usize, sc
         let kn = k, gn = g + 1;
         if (gn * GT >= <usize>t1) { kn++; gn = <usize>t0 / GT; }
         if (kn < nActive) {
-          cur = <usize>load<u32>(plan + 16 + (<usize>kn << 5)) + gn * fullGroup;
+          cur = T + <usize>load<u32>(plan + 16 + (<usize>kn << 5)) * panel + gn * fullGroup;
           curEnd = cur + min(GT, nTiles - gn * GT) * tileGroupBytes;
         }
         const iters = ((pEnd - p0 + (chunk << 5) - 32) / (chunk << 5)) * (te - ta);

@@ -132,7 +132,7 @@ test('transposed copies: types without one (Q8_0, F16) keep the masked dense pat
   }
 });
 
-test('input-sparse mat-vec: bad selections are refused by name; idx may be longer than n; x in or outside the memory agree', () => {
+test('input-sparse mat-vec: bad selections are refused by name; idx may be longer than n; x and out in or outside the memory agree', () => {
   const k = kernelsFor('plain', 1);
   const rnd = mulberry32(4400);
   const q = quantInfo(GGMLType.Q4_1)!;
@@ -154,4 +154,9 @@ test('input-sparse mat-vec: bad selections are refused by name; idx may be longe
   const c = new Float32Array(64);
   k.matvec(W, xin, c, { inputs: { idx: Int32Array.of(1, 7, 40, 95), n: 4 } });
   assert.deepEqual(c, a);
+  // and so does an output there (written in place: 64 rows, no padding)
+  const rawOut = k.alloc(64 * 4);
+  const oin = new Float32Array(rawOut.buffer, rawOut.byteOffset, 64);
+  k.matvec(W, xin, oin, { inputs: { idx: Int32Array.of(1, 7, 40, 95), n: 4 } });
+  assert.deepEqual(Float32Array.from(oin), a);
 });

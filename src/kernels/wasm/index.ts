@@ -114,7 +114,7 @@ interface Exports {
   tprepare(x: number, cols: number, idx: number, n: number, xs: number, qa: number): number;
   tplanBytes(cols: number): number;
   tscratchBytes(Rp: number): number;
-  tplan(kind: number, T: number, Rp: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
+  tplan(kind: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
 }
 
 // task list layout: asm/kernels.ts
@@ -358,10 +358,15 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     });
     const planBytes = ex.tplanBytes(cols);
     const inPlace = ours.has(x.buffer);
+    // outputs written in place when they live in the memory and the copy has no padding rows
+    const direct = outs.map((o, i) => ours.has(o.buffer) && Ts[i]!.Rp === Ws[i]!.rows);
+    const kinds: number[] = [];
     let bytes = align(cols * 4, 64) * (inPlace ? 1 : 2) + align(ex.actBytes(cols), 64) + align(n * 4, 64) + 64 * TASK_WORDS * 4;
     let scr = 0;
-    for (const T of Ts) {
-      bytes += align(planBytes, 64) + T.Rp * 4;
+    for (let i = 0; i < Ts.length; i++) {
+      const T = Ts[i]!;
+      if (!kinds.includes(T.kind)) { kinds.push(T.kind); bytes += align(planBytes, 64); }
+      if (!direct[i]) bytes += align(T.Rp * 4, 64);
       scr = Math.max(scr, align(ex.tscratchBytes(T.Rp), 64));
     }
     bytes += scr * nth;
@@ -379,17 +384,20 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const bad = ex.tprepare(xp, cols, idxp, n, xs, qa);
     if (bad >= 0) throw new RangeError(`matvec ${Ws[0]!.name}: input selection must be ascending channels in 0..${cols - 1} (got ${idx[bad]} at ${bad})`);
     const scratch = take(scr * nth);
+    const plans = kinds.map((kind) => {
+      const plan = take(planBytes);
+      ex.tplan(kind, cols, qa, idxp, n, plan);
+      return plan;
+    });
     table = take(TASK_WORDS * 4 * Ws.length);
     nTasks = 0;
-    const outPtrs = Ts.map((T) => {
-      const plan = take(planBytes);
-      ex.tplan(T.kind, T.ptr, T.Rp, cols, qa, idxp, n, plan);
-      const op = take(T.Rp * 4);
-      task([T_TMATVEC, T.kind, plan, 0, 0, T.Rp / 32, 0, 0, op, 0, 0, scratch, scr]);
+    const outPtrs = Ts.map((T, i) => {
+      const op = direct[i] ? outs[i]!.byteOffset : take(T.Rp * 4);
+      task([T_TMATVEC, T.kind, plans[kinds.indexOf(T.kind)]!, T.ptr, T.Rp, T.Rp / 32, 0, 0, op, 0, 0, scratch, scr]);
       return op;
     });
     dispatch();
-    for (let i = 0; i < Ws.length; i++) outs[i]!.set(f32.subarray(outPtrs[i]! >>> 2, (outPtrs[i]! >>> 2) + Ws[i]!.rows));
+    for (let i = 0; i < Ws.length; i++) if (!direct[i]) outs[i]!.set(f32.subarray(outPtrs[i]! >>> 2, (outPtrs[i]! >>> 2) + Ws[i]!.rows));
   }
 
   function matvecs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs?: Selection | null,
