@@ -16,7 +16,7 @@
 
 import { BF16, F16, F32, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, qhMask } from './common';
 import { expx4 } from './exp';
-export { rmsnorm, activate, combine, rope } from './ops';
+export { rmsnorm, activate, combine, rope, keepAbove } from './ops';
 import { qmatvec, qmatmul } from './q8';
 import { tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan, tscratchBytes } from './sparse';

@@ -118,3 +118,29 @@ export function rope(x: usize, nHeads: i32, headDim: i32, dims: i32, cs: usize, 
     }
   }
 }
+
+/**
+ * Input-channel selection: writes the j in 0..n with |x_j|·scale_j > t (scale_j = 1 when scale is 0)
+ * ascending to idx and returns their count. t is the threshold rounded down to f32, which makes
+ * the f32 comparison exact for an f64 one. Branch-free: each candidate is written, kept ones advance.
+ */
+export function keepAbove(x: usize, n: i32, t: f32, scale: usize, idx: usize): i32 {
+  const tv = f32x4.splat(t);
+  let k = 0, j = 0;
+  for (; j + 4 <= n; j += 4) {
+    let v = f32x4.abs(v128.load(x + (<usize>j << 2)));
+    if (scale) v = f32x4.mul(v, v128.load(scale + (<usize>j << 2)));
+    const m = i32x4.bitmask(f32x4.gt(v, tv));
+    store<i32>(idx + (<usize>k << 2), j); k += m & 1;
+    store<i32>(idx + (<usize>k << 2), j + 1); k += (m >> 1) & 1;
+    store<i32>(idx + (<usize>k << 2), j + 2); k += (m >> 2) & 1;
+    store<i32>(idx + (<usize>k << 2), j + 3); k += (m >> 3) & 1;
+  }
+  for (; j < n; j++) {
+    let v = Mathf.abs(load<f32>(x + (<usize>j << 2)));
+    if (scale) v *= load<f32>(scale + (<usize>j << 2));
+    store<i32>(idx + (<usize>k << 2), j);
+    k += <i32>(v > t);
+  }
+  return k;
+}

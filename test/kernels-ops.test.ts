@@ -90,3 +90,26 @@ test('element-wise ops on arrays outside the kernel memory fall back to the refe
   refOps.activate(want, 0, 10, 'silu');
   assert.deepEqual(x, want);
 });
+
+test('keepAbove: wasm == ref exactly (ragged sizes, with and without a scale, thresholds at data values, x outside the memory)', () => {
+  for (const n of SIZES) {
+    const x = fill(inMem(n)), scale = fill(new Float32Array(n)).map(Math.abs);
+    const ts = [0, 0.3, Math.abs(x[n >> 1]!), Math.fround(Math.abs(x[0]!) * scale[0]!), Math.abs(x[0]!) * 1.0000001, 1e9];
+    for (const t of ts) {
+      for (const s of [null, scale]) {
+        const want = new Int32Array(n), got = new Int32Array(n);
+        const kw = refOps.keepAbove(x, t, s, want);
+        const kg = k.keepAbove(x, t, s, got);
+        assert.equal(kg, kw, `keepAbove n=${n} t=${t} scale=${!!s}: count`);
+        assert.deepEqual(got.subarray(0, kg), want.subarray(0, kw), `keepAbove n=${n} t=${t} scale=${!!s}`);
+        // the reference's meaning: |x|·scale (rounded to f32) > t, ascending
+        const direct: number[] = [];
+        for (let j = 0; j < n; j++) if ((s ? Math.fround(Math.abs(x[j]!) * s[j]!) : Math.abs(x[j]!)) > t) direct.push(j);
+        assert.deepEqual(Array.from(want.subarray(0, kw)), direct);
+      }
+    }
+    const outside = Float32Array.from(x), a = new Int32Array(n), b = new Int32Array(n);
+    assert.equal(k.keepAbove(outside, 0.3, null, a), refOps.keepAbove(x, 0.3, null, b));
+    assert.deepEqual(a, b);
+  }
+});

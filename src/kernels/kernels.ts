@@ -54,6 +54,11 @@ export interface ElementwiseOps {
    * angles whose cos and sin are in cs (dims/2 cos, then dims/2 sin).
    */
   rope(x: Float32Array, o: number, nHeads: number, headDim: number, dims: number, cs: Float32Array, neox: boolean): void;
+  /**
+   * Input-channel selection: writes the j with |x_j|·scale_j > t (scale_j = 1 without scale; the
+   * product rounded to f32) ascending to idx (room for x.length) and returns their count.
+   */
+  keepAbove(x: Float32Array, t: number, scale: Float32Array | null, idx: Int32Array): number;
 }
 
 export interface Kernels extends ElementwiseOps {

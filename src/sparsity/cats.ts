@@ -4,7 +4,7 @@
 // computed densely; up is computed for the kept rows only and down reads only the kept inputs.
 
 import type { ModelConfig } from '../model/config.js';
-import { keepAbove, MeasuredPolicy } from './measure.js';
+import { MeasuredPolicy } from './measure.js';
 import type { LinearSite, Selection } from './policy.js';
 
 export class CatsPolicy extends MeasuredPolicy {
@@ -21,6 +21,6 @@ export class CatsPolicy extends MeasuredPolicy {
 
   override neurons(layer: number, gateAct: Float32Array): Selection | null {
     const t = this.thresholds[layer];
-    return this.counted(layer, 'ffn_neurons', t === undefined ? null : keepAbove(gateAct, t), gateAct.length);
+    return this.counted(layer, 'ffn_neurons', t === undefined ? null : this.keep(gateAct, t), gateAct.length);
   }
 }

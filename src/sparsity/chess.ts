@@ -6,7 +6,7 @@
 //   stay dense so the KV cache is exact.
 
 import type { ModelConfig } from '../model/config.js';
-import { keepAbove, MeasuredPolicy } from './measure.js';
+import { MeasuredPolicy } from './measure.js';
 import type { LinearSite, Selection } from './policy.js';
 
 export interface ChessLayer {
@@ -27,11 +27,11 @@ export class ChessPolicy extends MeasuredPolicy {
   inputChannels(layer: number, site: LinearSite, x: Float32Array): Selection | null {
     const t = site === 'attn_q' ? this.layers[layer]?.q : site === 'attn_out' ? this.layers[layer]?.o : undefined;
     if (site !== 'attn_q' && site !== 'attn_out') return null;
-    return this.counted(layer, site, t === undefined ? null : keepAbove(x, t), x.length);
+    return this.counted(layer, site, t === undefined ? null : this.keep(x, t), x.length);
   }
 
   override neurons(layer: number, gateAct: Float32Array): Selection | null {
     const m = this.layers[layer]?.mlp;
-    return this.counted(layer, 'ffn_neurons', m ? keepAbove(gateAct, m.threshold, m.upMean) : null, gateAct.length);
+    return this.counted(layer, 'ffn_neurons', m ? this.keep(gateAct, m.threshold, m.upMean) : null, gateAct.length);
   }
 }

@@ -23,6 +23,10 @@ export {
 
 /** The policy a profile describes, for `model` (checked against the profile by checkProfileModel). */
 export function fromProfile(profile: Profile, model: Model): MeasuredPolicy {
+  return policyOf(profile, model).selectWith(model.kernels);
+}
+
+function policyOf(profile: Profile, model: Model): MeasuredPolicy {
   const cfg = model.config;
   switch (profile.method) {
     case 'teal':

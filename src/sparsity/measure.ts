@@ -2,6 +2,8 @@
 // site (kept / offered, over every token it was asked about), and the selection helper that keeps
 // the channels whose score passes a threshold.
 
+import type { ElementwiseOps } from '../kernels/kernels.js';
+import { refOps } from '../kernels/ref/ops.js';
 import type { ModelConfig } from '../model/config.js';
 import type { LinearSite, Selection, SparsityPolicy } from './policy.js';
 
@@ -29,15 +31,11 @@ export function linearParams(cfg: ModelConfig): { q: number; k: number; v: numbe
   };
 }
 
-/** Indices j with score_j = |x_j|·(scale_j or 1) > t, or null when that is every channel. */
-export function keepAbove(x: Float32Array, t: number, scale?: Float32Array): Selection | null {
-  const n = x.length;
-  const idx = new Int32Array(n);
-  let k = 0;
-  // one pass without a branch on the (unpredictable) comparison: every j is written, kept ones advance
-  if (scale) for (let j = 0; j < n; j++) { idx[k] = j; k += Math.abs(x[j]!) * scale[j]! > t ? 1 : 0; }
-  else for (let j = 0; j < n; j++) { idx[k] = j; k += Math.abs(x[j]!) > t ? 1 : 0; }
-  return k === n ? null : { idx, n: k };
+/** Indices j with score_j = |x_j|·(scale_j or 1) > t, or null when that is every channel (the reference selection). */
+export function keepAbove(x: Float32Array, t: number, scale?: Float32Array, ops: Pick<ElementwiseOps, 'keepAbove'> = refOps): Selection | null {
+  const idx = new Int32Array(x.length);
+  const k = ops.keepAbove(x, t, scale ?? null, idx);
+  return k === x.length ? null : { idx, n: k };
 }
 
 /**
@@ -50,7 +48,21 @@ export abstract class MeasuredPolicy implements SparsityPolicy {
   private readonly offered = new Map<Site, Float64Array>();
   private readonly rows = new Map<Site, Float64Array>();
 
+  /** Where selections are computed: the model's kernels once `selectWith` is called (SIMD in the WebAssembly ones). */
+  protected ops: Pick<ElementwiseOps, 'keepAbove'> = refOps;
+
   constructor(readonly cfg: ModelConfig) {}
+
+  /** Compute selections with these kernels (the same ones the forward pass runs on). */
+  selectWith(ops: Pick<ElementwiseOps, 'keepAbove'>): this {
+    this.ops = ops;
+    return this;
+  }
+
+  /** keepAbove with this policy's kernels. */
+  protected keep(x: Float32Array, t: number, scale?: Float32Array): Selection | null {
+    return keepAbove(x, t, scale, this.ops);
+  }
 
   /** Record a selection (null = all `width` kept) and return it. */
   protected counted(layer: number, site: Site, sel: Selection | null, width: number): Selection | null {

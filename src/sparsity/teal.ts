@@ -4,7 +4,7 @@
 // or are uniform. Every token is sparsified, prompt tokens included.
 
 import type { ModelConfig } from '../model/config.js';
-import { keepAbove, MeasuredPolicy } from './measure.js';
+import { MeasuredPolicy } from './measure.js';
 import type { LinearSite, Selection } from './policy.js';
 import type { LayerSettings } from './profile.js';
 
@@ -36,6 +36,6 @@ export class TealPolicy extends MeasuredPolicy {
   inputChannels(layer: number, site: LinearSite, x: Float32Array): Selection | null {
     if (site === 'attn_q') return null;
     const t = this.thresholds[layer]?.[site];
-    return this.counted(layer, site, t === undefined ? null : keepAbove(x, t), x.length);
+    return this.counted(layer, site, t === undefined ? null : this.keep(x, t), x.length);
   }
 }

@@ -6,7 +6,7 @@
 
 import type { Model } from '../model/load.js';
 import { columnNorms, siteLinears } from './linears.js';
-import { keepAbove, MeasuredPolicy } from './measure.js';
+import { MeasuredPolicy } from './measure.js';
 import type { LinearSite, Selection } from './policy.js';
 import type { SiteThresholds } from './teal.js';
 
@@ -34,6 +34,6 @@ export class WinaPolicy extends MeasuredPolicy {
   inputChannels(layer: number, site: LinearSite, x: Float32Array): Selection | null {
     if (site === 'attn_q') return null;
     const t = this.thresholds[layer]?.[site];
-    return this.counted(layer, site, t === undefined ? null : keepAbove(x, t, this.norms[layer]![site]!), x.length);
+    return this.counted(layer, site, t === undefined ? null : this.keep(x, t, this.norms[layer]![site]!), x.length);
   }
 }

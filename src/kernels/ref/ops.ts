@@ -66,4 +66,12 @@ export const refOps = {
     for (let i = 0; i < n; i++) a[o + i]! += b[bo + i]!;
   },
   rope,
+  keepAbove(x: Float32Array, t: number, scale: Float32Array | null, idx: Int32Array): number {
+    const n = x.length;
+    let k = 0;
+    // one pass without a branch on the (unpredictable) comparison: every j is written, kept ones advance
+    if (scale) for (let j = 0; j < n; j++) { idx[k] = j; k += Math.fround(Math.abs(x[j]!) * scale[j]!) > t ? 1 : 0; }
+    else for (let j = 0; j < n; j++) { idx[k] = j; k += Math.abs(x[j]!) > t ? 1 : 0; }
+    return k;
+  },
 };

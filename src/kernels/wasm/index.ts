@@ -107,6 +107,7 @@ interface Exports {
   activate(x: number, n: number, act: number): void;
   combine(a: number, b: number, n: number, op: number): void;
   rope(x: number, nHeads: number, headDim: number, dims: number, cs: number, neox: number): void;
+  keepAbove(x: number, n: number, t: number, scale: number, idx: number): number;
   tkind(type: number): number;
   tpanelWidth(kind: number): number;
   tpanelBytes(kind: number, Rp: number): number;
@@ -669,7 +670,24 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       if (px < 0 || pc < 0 || o + nHeads * headDim > x.length || cs.length < dims) return refOps.rope(x, o, nHeads, headDim, dims, cs, neox);
       ex.rope(px, nHeads, headDim, dims, pc, neox ? 1 : 0);
     },
+    keepAbove(x: Float32Array, t: number, scale: Float32Array | null, idx: Int32Array): number {
+      const n = x.length;
+      const px = addr(x, 0);
+      if (px < 0 || idx.length < n || (scale && scale.length < n) || !(t >= 0)) return refOps.keepAbove(x, t, scale, idx);
+      beginScratch(n * 4 + 64);
+      const ip = take(n * 4);
+      const k = ex.keepAbove(px, n, f32Below(t), scale ? constAddr(scale, n) : 0, ip);
+      idx.set(i32.subarray(ip >>> 2, (ip >>> 2) + k));
+      return k;
+    },
   };
+  /** The largest f32 ≤ t (t ≥ 0): comparing an f32 with it is comparing with t. */
+  const fb = new Float32Array(1), ub = new Uint32Array(fb.buffer);
+  function f32Below(t: number): number {
+    fb[0] = t;
+    if (fb[0]! > t) ub[0]! -= 1;
+    return fb[0]!;
+  }
 
   function quantizedActivation(kind: number, x: Float32Array): { q: Int16Array; d: Float32Array; s32: Float32Array; s16: Int32Array } {
     const n = x.length;
