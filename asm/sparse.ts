@@ -182,7 +182,7 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
   v128.store(p, RELAXED ? i16x8.splat(<i16>((a & 0xff) | (b << 8))) : i32x4.splat((a & 0xffff) | (b << 16)), 16);
 }
 
-// Plan layout (i32 words): [nActive, pairsBase, 0, 0], then 8 words per active block:
+// Plan layout (i32 words): [nActive, pairsBase, nPairs, 0], then 8 words per active block:
 //   panel index, first pair, number of pairs, ds (f32), ds·Σα (f32), off·Σα (i32), 0, 0
 // A plan depends on the kept channels, the activation and the layout kind only, so the linears
 // that share an input (q, k, v; gate, up) share one plan.
@@ -266,6 +266,13 @@ export function tplan(kind: i32, cols: i32, qa: usize, idx: usize, n: i32, plan:
   }
   store<i32>(plan, nActive);
   store<u32>(plan, <u32>pairsBase, 4);
+  store<i32>(plan, nPairs, 8);
+}
+
+/** a·b + c, fused where relaxed SIMD allows it */
+// @ts-ignore: decorator
+@inline function fma4(a: v128, b: v128, c: v128): v128 {
+  return RELAXED ? f32x4.relaxed_madd(a, b, c) : f32x4.add(f32x4.mul(a, b), c);
 }
 
 /** Pair sums for 8 rows: codes x interleaved by row (row r: a, b), times the pair's activations. */
@@ -277,26 +284,28 @@ export function tplan(kind: i32, cols: i32, qa: usize, idx: usize, n: i32, plan:
   return i16x8.narrow_i32x4_s(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(x), alpha), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(x), alpha));
 }
 
-/** Scratch bytes per thread for tmatvec: the i32 sums of one group. */
-export function tscratchBytes(Rp: i32): usize {
-  return GT * 128;
-}
+/** The pairs of a plan (a mat-vec's work units are (pair, tile) couples). */
+export function tplanPairs(plan: usize): i32 { return load<i32>(plan, 8); }
 
 /**
- * Tiles [t0, t1) of y = W·x from the plan, into out[32t .. 32t+32) (the caller's buffer holds Rp).
- * For each active block, group by group (in address order): the pairs go in chunks small enough
- * that their i16 sums cannot overflow (8 pairs of 4-bit codes, 4 of 5-bit, 2 of 6-bit); each
- * tile's 32 rows are summed in four registers over a chunk's pairs, then widened into the tile's
- * i32 sums in `scratch`, which the group's scales turn into y.
+ * Units [u0, u1) of y = W·x from the plan: a unit is one pair of kept channels on one tile of 32
+ * rows, and a thread takes the pairs whose first unit falls in its range — so each thread reads a
+ * contiguous stretch of the copy, panel after panel, as one forward stream (split by rows, the two
+ * threads' streams interleaved panel by panel and ran a quarter slower than one thread alone). Its
+ * sums over all Rp rows are added into y; the host adds the threads' y's.
+ * Each active block is walked group by group; on each tile the block's pairs go in chunks small
+ * enough that their i16 sums cannot overflow (8 pairs of 4-bit codes, 4 of 5-bit, 2 of 6-bit),
+ * summed in four registers per chunk and widened into eight i32 ones, then scaled into y:
+ * y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα] (the constant terms by the thread with the block's first pair).
  */
-export function tmatvec(kind: i32, plan: usize, T: usize, Rp: i32, t0: i32, t1: i32, out: usize, scratch: usize): void {
-  if (kind == K_SYM4 || kind == K_MIN4) tmatvecK(K_MIN4, plan, T, Rp, t0, t1, out, scratch, kind == K_MIN4);
-  else if (kind == K_SYM5) tmatvecK(K_SYM5, plan, T, Rp, t0, t1, out, scratch, false);
-  else tmatvecK(K_SYM6, plan, T, Rp, t0, t1, out, scratch, false);
+export function tmatvec(kind: i32, plan: usize, T: usize, Rp: i32, u0: i32, u1: i32, y: usize, scratch: usize): void {
+  if (kind == K_SYM4 || kind == K_MIN4) tmatvecK(K_MIN4, plan, T, Rp, u0, u1, y, scratch, kind == K_MIN4);
+  else if (kind == K_SYM5) tmatvecK(K_SYM5, plan, T, Rp, u0, u1, y, scratch, false);
+  else tmatvecK(K_SYM6, plan, T, Rp, u0, u1, y, scratch, false);
 }
 
 // @ts-ignore: decorator
-@inline function tmatvecK(kind: i32, plan: usize, T: usize, Rp: i32, t0: i32, t1: i32, out: usize, acc32: usize, hasMin: bool): void {
+@inline function tmatvecK(kind: i32, plan: usize, T: usize, Rp: i32, u0: i32, u1: i32, y: usize, scratch: usize, hasMin: bool): void {
   const nActive = load<i32>(plan);
   const pairs = <usize>load<u32>(plan, 4);
   const tb = tileBytes(kind);
@@ -305,42 +314,42 @@ export function tmatvec(kind: i32, plan: usize, T: usize, Rp: i32, t0: i32, t1: 
   const tileGroupBytes = 32 * <usize>(hasMin ? 4 : 2) + <usize>tpanelWidth(kind) * tb; // a group's bytes per tile (Q4_0 shares K_MIN4's code, without m's)
   const panel = nTiles * tileGroupBytes;
   const fullGroup = GT * tileGroupBytes;
+  const nGroups = (nTiles + GT - 1) / GT;
+  const pLo = (u0 + <i32>nTiles - 1) / <i32>nTiles, pHi = (u1 + <i32>nTiles - 1) / <i32>nTiles;
   const m4 = i8x16.splat(0x0f), m5 = i8x16.splat(0x10);
   const zero = i32x4.splat(0);
-  memory.fill(out + (<usize>t0 << 7), 0, <usize>(t1 - t0) << 7);
   let sink: u32 = 0;
   for (let k = 0; k < nActive; k++) {
     const B = plan + 16 + (<usize>k << 5);
+    const first = load<i32>(B, 4), cnt = load<i32>(B, 8);
+    if (first + cnt <= pLo) continue;
+    if (first >= pHi) break;
+    const owner = first >= pLo;
     const P = T + <usize>load<u32>(B) * panel;
-    const p0 = pairs + (<usize>load<i32>(B, 4) << 5);
-    const pEnd = p0 + (<usize>load<i32>(B, 8) << 5);
-    const init = i32x4.splat(-load<i32>(B, 20));
+    const p0 = pairs + (<usize>max(first, pLo) << 5);
+    const pEnd = pairs + (<usize>min(first + cnt, pHi) << 5);
+    const init = i32x4.splat(owner ? -load<i32>(B, 20) : 0);
     const ds = f32x4.splat(load<f32>(B, 12));
-    const c = f32x4.splat(load<f32>(B, 16));
-    for (let g = <usize>t0 / GT; g * GT < <usize>t1; g++) {
+    const c = f32x4.splat(owner ? load<f32>(B, 16) : 0);
+    // the next block this thread reads (for the touches of its first group)
+    const nextP = k + 1 < nActive && load<i32>(B, 32 + 4) < pHi ? T + <usize>load<u32>(B, 32) * panel : 0;
+    for (let g: usize = 0; g < nGroups; g++) {
       const gs = g * GT;
       const nt = min(GT, nTiles - gs);
       const G = P + g * fullGroup;
       const runs = G + nt * 32 * <usize>(hasMin ? 4 : 2);
-      const ta = max(<usize>t0, gs), te = min(<usize>t1, gs + nt);
       // The memory system streams a forward read ahead of the core, but not one with holes: the
       // kept runs alone arrive at latency (half-sparse layers read half the bytes yet ran slower
       // than dense ones). So, spread over this group's tile iterations, every line of the next
       // group this thread reads is touched, kept or not: the reads stay one forward stream, the
       // touches overlap the arithmetic, and only the kept runs are computed.
-      let cur: usize = 0, curEnd: usize = 0, perIter: usize = 0;
-      {
-        let kn = k, gn = g + 1;
-        if (gn * GT >= <usize>t1) { kn++; gn = <usize>t0 / GT; }
-        if (kn < nActive) {
-          cur = T + <usize>load<u32>(plan + 16 + (<usize>kn << 5)) * panel + gn * fullGroup;
-          curEnd = cur + min(GT, nTiles - gn * GT) * tileGroupBytes;
-        }
-        const iters = ((pEnd - p0 + (chunk << 5) - 32) / (chunk << 5)) * (te - ta);
-        perIter = (((curEnd - cur) >> 6) + iters - 1) / iters;
-      }
-      // tile by tile: i32 sums of its 32 rows in a0..a7, over the block's pairs chunk by chunk
-      for (let t = ta; t < te; t++) {
+      let cur: usize = 0, curEnd: usize = 0;
+      if (g + 1 < nGroups) { cur = G + fullGroup; curEnd = cur + min(GT, nTiles - gs - GT) * tileGroupBytes; }
+      else if (nextP) { cur = nextP; curEnd = cur + min(GT, nTiles) * tileGroupBytes; }
+      const iters = ((pEnd - p0 + (chunk << 5) - 32) / (chunk << 5)) * nt;
+      const perIter = (((curEnd - cur) >> 6) + iters - 1) / iters;
+      // tile by tile: i32 sums of its 32 rows in a0..a7, over the pairs chunk by chunk
+      for (let t = gs; t < gs + nt; t++) {
         const off = runs + (t - gs) * tb;
         let a0 = init, a1 = init, a2 = init, a3 = init, a4 = init, a5 = init, a6 = init, a7 = init;
         for (let p = p0; p < pEnd; p += chunk << 5) {
@@ -383,27 +392,30 @@ export function tmatvec(kind: i32, plan: usize, T: usize, Rp: i32, t0: i32, t1: 
           a6 = i32x4.add(a6, i32x4.extend_low_i16x8_s(r3)); a7 = i32x4.add(a7, i32x4.extend_high_i16x8_s(r3));
         }
         // y += d·ds·sums [+ m·ds·Σα], the d's (and m's) of the group's rows at its head
-        const y = out + (t << 7), d = G + ((t - gs) << 6), m = d + (nt << 6);
+        const yt = y + (t << 7), d = G + ((t - gs) << 6), m = d + (nt << 6);
         const d0 = v128.load(d), d1 = v128.load(d, 16), d2 = v128.load(d, 32), d3 = v128.load(d, 48);
-        let y0 = f32x4.add(v128.load(y, 0), f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(bf4(d0, 0), ds)));
-        let y1 = f32x4.add(v128.load(y, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(bf4(d0, 1), ds)));
-        let y2 = f32x4.add(v128.load(y, 32), f32x4.mul(f32x4.convert_i32x4_s(a2), f32x4.mul(bf4(d1, 0), ds)));
-        let y3 = f32x4.add(v128.load(y, 48), f32x4.mul(f32x4.convert_i32x4_s(a3), f32x4.mul(bf4(d1, 1), ds)));
-        let y4 = f32x4.add(v128.load(y, 64), f32x4.mul(f32x4.convert_i32x4_s(a4), f32x4.mul(bf4(d2, 0), ds)));
-        let y5 = f32x4.add(v128.load(y, 80), f32x4.mul(f32x4.convert_i32x4_s(a5), f32x4.mul(bf4(d2, 1), ds)));
-        let y6 = f32x4.add(v128.load(y, 96), f32x4.mul(f32x4.convert_i32x4_s(a6), f32x4.mul(bf4(d3, 0), ds)));
-        let y7 = f32x4.add(v128.load(y, 112), f32x4.mul(f32x4.convert_i32x4_s(a7), f32x4.mul(bf4(d3, 1), ds)));
+        let y0 = fma4(f32x4.convert_i32x4_s(a0), f32x4.mul(bf4(d0, 0), ds), v128.load(yt, 0));
+        let y1 = fma4(f32x4.convert_i32x4_s(a1), f32x4.mul(bf4(d0, 1), ds), v128.load(yt, 16));
+        let y2 = fma4(f32x4.convert_i32x4_s(a2), f32x4.mul(bf4(d1, 0), ds), v128.load(yt, 32));
+        let y3 = fma4(f32x4.convert_i32x4_s(a3), f32x4.mul(bf4(d1, 1), ds), v128.load(yt, 48));
+        let y4 = fma4(f32x4.convert_i32x4_s(a4), f32x4.mul(bf4(d2, 0), ds), v128.load(yt, 64));
+        let y5 = fma4(f32x4.convert_i32x4_s(a5), f32x4.mul(bf4(d2, 1), ds), v128.load(yt, 80));
+        let y6 = fma4(f32x4.convert_i32x4_s(a6), f32x4.mul(bf4(d3, 0), ds), v128.load(yt, 96));
+        let y7 = fma4(f32x4.convert_i32x4_s(a7), f32x4.mul(bf4(d3, 1), ds), v128.load(yt, 112));
         if (hasMin) {
           const m0 = v128.load(m), m1 = v128.load(m, 16), m2 = v128.load(m, 32), m3 = v128.load(m, 48);
-          y0 = f32x4.add(y0, f32x4.mul(bf4(m0, 0), c)); y1 = f32x4.add(y1, f32x4.mul(bf4(m0, 1), c));
-          y2 = f32x4.add(y2, f32x4.mul(bf4(m1, 0), c)); y3 = f32x4.add(y3, f32x4.mul(bf4(m1, 1), c));
-          y4 = f32x4.add(y4, f32x4.mul(bf4(m2, 0), c)); y5 = f32x4.add(y5, f32x4.mul(bf4(m2, 1), c));
-          y6 = f32x4.add(y6, f32x4.mul(bf4(m3, 0), c)); y7 = f32x4.add(y7, f32x4.mul(bf4(m3, 1), c));
+          y0 = fma4(bf4(m0, 0), c, y0); y1 = fma4(bf4(m0, 1), c, y1);
+          y2 = fma4(bf4(m1, 0), c, y2); y3 = fma4(bf4(m1, 1), c, y3);
+          y4 = fma4(bf4(m2, 0), c, y4); y5 = fma4(bf4(m2, 1), c, y5);
+          y6 = fma4(bf4(m3, 0), c, y6); y7 = fma4(bf4(m3, 1), c, y7);
         }
-        v128.store(y, y0, 0); v128.store(y, y1, 16); v128.store(y, y2, 32); v128.store(y, y3, 48);
-        v128.store(y, y4, 64); v128.store(y, y5, 80); v128.store(y, y6, 96); v128.store(y, y7, 112);
+        v128.store(yt, y0, 0); v128.store(yt, y1, 16); v128.store(yt, y2, 32); v128.store(yt, y3, 48);
+        v128.store(yt, y4, 64); v128.store(yt, y5, 80); v128.store(yt, y6, 96); v128.store(yt, y7, 112);
       }
     }
   }
-  store<u32>(acc32, sink); // keeps the touches
+  store<u32>(scratch, sink); // keeps the touches
 }
+
+/** Scratch bytes per thread for tmatvec. */
+export function tscratchBytes(Rp: i32): usize { return 64; }

@@ -1,7 +1,8 @@
 // The transposed copies behind input-channel sparsity (asm/sparse.ts): the layout, decoded here
 // independently, must hold the original weights (codes exact, scales rounded to bfloat16); the
-// kernel must compute W·x over the kept channels from it, in both SIMD builds, on 1 and 2 threads
-// with identical results.
+// kernel must compute W·x over the kept channels from it, in both SIMD builds, on 1 and 2 threads.
+// (Threads split the kept channels and their partial sums are added at the end, so 1 and 2 threads
+// round differently; both are held to the same bound against the exact sum.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createWasmKernels, relaxedSimdAvailable, type WasmKernels } from '../src/kernels/wasm/index.js';
@@ -85,7 +86,7 @@ for (const type of TYPES) {
     }
   });
 
-  test(`transposed ${q.name}: input-sparse mat-vec == Σ kept copy·x̂, both SIMD builds, 1 and 2 threads identical`, () => {
+  test(`transposed ${q.name}: input-sparse mat-vec == Σ kept copy·x̂, both SIMD builds, 1 and 2 threads`, () => {
     const rnd = mulberry32(4200 + type);
     for (const rows of [1, 7, 32, 45, 96, 300]) {
       const cols = q.blockSize * (1 + ((rnd() * (q.blockSize === 32 ? 8 : 3)) | 0));
@@ -115,7 +116,7 @@ for (const type of TYPES) {
             }
             const tol = 5e-5 * mag + 1e-30;
             if (!(Math.abs(got1[r]! - want) <= tol)) assert.fail(`${q.name} ${rows}x${cols} ${simd} ${label} row ${r}: ${got1[r]} vs ${want} (tol ${tol})`);
-            assert.equal(got2[r], got1[r], `${q.name} ${simd} ${label} row ${r}: 2 threads differ from 1`);
+            if (!(Math.abs(got2[r]! - want) <= tol)) assert.fail(`${q.name} ${rows}x${cols} ${simd} ${label} row ${r}, 2 threads: ${got2[r]} vs ${want} (tol ${tol})`);
           }
         }
       }

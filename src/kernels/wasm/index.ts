@@ -115,6 +115,7 @@ interface Exports {
   tprepare(x: number, cols: number, idx: number, n: number, xs: number, qa: number): number;
   tplanBytes(cols: number): number;
   tscratchBytes(Rp: number): number;
+  tplanPairs(plan: number): number;
   tplan(kind: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
 }
 
@@ -367,7 +368,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     for (let i = 0; i < Ts.length; i++) {
       const T = Ts[i]!;
       if (!kinds.includes(T.kind)) { kinds.push(T.kind); bytes += align(planBytes, 64); }
-      if (!direct[i]) bytes += align(T.Rp * 4, 64);
+      // the output, and one partial output per thread after the first (threads split the kept channels)
+      bytes += align(T.Rp * 4, 64) * (direct[i] ? nth - 1 : nth);
       scr = Math.max(scr, align(ex.tscratchBytes(T.Rp), 64));
     }
     bytes += scr * nth;
@@ -392,13 +394,23 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     });
     table = take(TASK_WORDS * 4 * Ws.length);
     nTasks = 0;
-    const outPtrs = Ts.map((T, i) => {
+    const outPtrs: number[] = [], parts: number[] = [];
+    for (let i = 0; i < Ts.length; i++) {
+      const T = Ts[i]!, plan = plans[kinds.indexOf(T.kind)]!;
       const op = direct[i] ? outs[i]!.byteOffset : take(T.Rp * 4);
-      task([T_TMATVEC, T.kind, plans[kinds.indexOf(T.kind)]!, T.ptr, T.Rp, T.Rp / 32, 0, 0, op, 0, 0, scratch, scr]);
-      return op;
-    });
+      const pp = nth > 1 ? take(T.Rp * 4 * (nth - 1)) : 0;
+      f32.fill(0, op >>> 2, (op >>> 2) + T.Rp);
+      if (pp) f32.fill(0, pp >>> 2, (pp >>> 2) + T.Rp * (nth - 1));
+      task([T_TMATVEC, T.kind, plan, T.ptr, T.Rp, ex.tplanPairs(plan) * (T.Rp / 32), 0, 0, op, pp, 0, scratch, scr]);
+      outPtrs.push(op);
+      parts.push(pp);
+    }
     dispatch();
-    for (let i = 0; i < Ws.length; i++) if (!direct[i]) outs[i]!.set(f32.subarray(outPtrs[i]! >>> 2, (outPtrs[i]! >>> 2) + Ws[i]!.rows));
+    for (let i = 0; i < Ws.length; i++) {
+      const op = outPtrs[i]!, Rp = Ts[i]!.Rp;
+      for (let t = 1; t < nth; t++) ex.combine(op, parts[i]! + (t - 1) * Rp * 4, Rp, 1);
+      if (!direct[i]) outs[i]!.set(f32.subarray(op >>> 2, (op >>> 2) + Ws[i]!.rows));
+    }
   }
 
   function matvecs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs?: Selection | null,
