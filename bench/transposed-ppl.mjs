@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // What the transposed copies (asm/sparse.ts) cost in quality by themselves: WikiText-2 perplexity
 // with every linear computed from its transposed copy at 0% sparsity (a policy that keeps every
-// input channel) against the ordinary dense path. The copies keep the original codes and scales;
-// the only differences are the activation quantization (Q8_0 blocks of 32 for every type, where
-// the dense K-quant kernels use Q8_K blocks of 256) and the order of the float sums.
+// input channel) against the ordinary dense path. The copies keep the original codes, with their
+// scales rounded to bfloat16; the other differences are the activation quantization (Q8_0 blocks
+// of 32 for every type, where the dense K-quant kernels use Q8_K blocks of 256) and the order of
+// the float sums.
 // Usage: node bench/transposed-ppl.mjs [-m NAME]... [--chunks 10] [--ctx 512] [--threads N] [--json]
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';

@@ -11,6 +11,7 @@ import { Session } from '../src/generate/session.js';
 import { logprobOf } from '../src/serve/engine.js';
 import { Server, type ServeOptions } from '../src/serve/server.js';
 import { TealPolicy } from '../src/sparsity/teal.js';
+import { buildSparseHead } from '../src/sparsity/head-model.js';
 import { catalogModel } from './helpers.js';
 
 const MODEL = 'smollm2-135m-instruct';
@@ -250,6 +251,29 @@ test('sparsity: decoding is thinned per sequence (each as alone), prompts dense;
   assert.ok(d > 0.05 && d < 0.95, `realized density ${d}`);
   const m = /^ctxsparse_realized_density ([0-9.]+)$/m.exec(server.metrics());
   assert.ok(m && Math.abs(Number(m[1]) - d) < 1e-3);
+});
+
+test('--sparse-head: a sequence decoding alone gets the sparse output layer (greedy answer unchanged, few rows rescored, in /metrics); with logprobs, the dense one', async () => {
+  const head = buildSparseHead(model, { cache: false, text: 'The quick brown fox jumps over the lazy dog. In 1492, Columbus sailed the ocean blue.' });
+  const { server, base } = await start({ parallel: 1, sparseHead: head });
+  const c = client(base);
+  const r = await c.chat.completions.create({ model: MODEL, messages: question, temperature: 0, max_tokens: 12 });
+  const ids = chatPromptIds(model, question);
+  let expected = '';
+  const session = new Session(model, { ctx: 512 });
+  for (const ev of session.generate(ids, { temperature: 0, maxTokens: 12 })) expected += ev.text;
+  assert.equal(r.choices[0]!.message.content, expected);
+  const st = server.engine.getStats();
+  assert.ok(st.headSteps >= 12, `sparse-head steps ${st.headSteps}`);
+  const perStep = st.headRows / st.headSteps;
+  assert.ok(perStep >= 1 && perStep < model.config.vocabSize / 10, `rows rescored per step ${perStep}`);
+  const m = /^ctxsparse_head_rows_rescored ([0-9.]+)$/m.exec(server.metrics());
+  assert.ok(m && Math.abs(Number(m[1]) - perStep) < 0.1);
+  // log-probabilities need the whole distribution: those steps take the dense head
+  const before = server.engine.getStats().headSteps;
+  const lp = await c.chat.completions.create({ model: MODEL, messages: question, temperature: 0, max_tokens: 4, logprobs: true, top_logprobs: 2 });
+  assert.equal(server.engine.getStats().headSteps, before);
+  assert.ok(lp.choices[0]!.logprobs!.content!.every((t) => Number.isFinite(t.logprob)));
 });
 
 test('a request whose generation fails gets a 500 error object; the server keeps serving', async () => {

@@ -5,9 +5,9 @@ import type { Command } from 'commander';
 import { CtxError } from '../errors.js';
 import { findModel } from '../models/catalog.js';
 import { Server } from '../serve/server.js';
-import { addModelOptions, addSparsityOption, int, num, openModel, sparsityPolicy } from './common.js';
+import { addModelOptions, addSparseHeadOptions, addSparsityOption, int, num, openModel, sparseHeadFor, sparsityPolicy, type SparseHeadFlags } from './common.js';
 
-interface ServeFlags {
+interface ServeFlags extends SparseHeadFlags {
   model: string;
   tokenizer?: string;
   threads?: number;
@@ -32,16 +32,18 @@ export function register(program: Command): void {
     .option('--ctx <n>', "context per sequence in tokens (default: the model's, at most 2048)", int('--ctx', 2));
   addModelOptions(cmd);
   addSparsityOption(cmd);
+  addSparseHeadOptions(cmd, false);
   cmd.action(async (o: ServeFlags) => {
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
+    const head = sparseHeadFor(o, model);
     const ctx = o.ctx ?? Math.min(model.config.ctxTrain, 2048);
     if (o.apiKey !== undefined && o.apiKey === '') throw new CtxError('--api-key: the key must not be empty');
     const modelId = findModel(o.model) ? o.model : basename(model.path).replace(/\.(gguf|bin)$/, '');
     const server = new Server({
       model, modelId, parallel: o.parallel, ctx,
       ...(o.queue !== undefined && { queue: o.queue }), ...(o.apiKey !== undefined && { apiKey: o.apiKey }),
-      ...(sparse && { policy: sparse.policy }),
+      ...(sparse && { policy: sparse.policy }), ...(head && { sparseHead: head }),
     });
     let addr;
     try {
@@ -50,7 +52,7 @@ export function register(program: Command): void {
       throw new CtxError(`cannot listen on ${o.host}:${o.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    process.stderr.write(`serving ${modelId} (${model.config.arch}, ${o.parallel} parallel, ctx ${ctx}${sparse ? `, sparsity ${sparse.file}` : ''}) at http://${host}:${addr.port}/ (playground) and http://${host}:${addr.port}/v1\n`);
+    process.stderr.write(`serving ${modelId} (${model.config.arch}, ${o.parallel} parallel, ctx ${ctx}${sparse ? `, sparsity ${sparse.file}` : ''}${head ? ', sparse head' : ''}) at http://${host}:${addr.port}/ (playground) and http://${host}:${addr.port}/v1\n`);
     // SIGTERM / SIGINT: stop accepting, finish what is in flight, then exit
     let stopping = false;
     const stop = (sig: string) => {

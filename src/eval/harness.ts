@@ -116,6 +116,8 @@ export interface DecodeSpeed {
   readonly threads: number | null;
   readonly dense: { mean: number; stdev: number; samples: number[] } | null;
   readonly sparse: { mean: number; stdev: number; samples: number[] } | null;
+  /** set by bench/sweep-speed.mjs: re-measured after the sweep in one run, dense and every point taking turns */
+  readonly interleaved?: boolean;
 }
 
 export interface EvalResult {

@@ -151,13 +151,24 @@ function pointsTable(r: SweepResults): string {
     + rows.map((row) => `<tr>${row.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('') + '</tbody></table>';
 }
 
+/** How the decode speeds were measured: by each point in turn, or re-measured in one run (bench/sweep-speed.mjs). */
+function speedNote(r: SweepResults): string {
+  const d = r.points.map((p) => p.decode_tok_s).filter((x) => x !== null);
+  const first = d[0];
+  if (first && d.every((x) => x!.interleaved)) {
+    return `Single-token decode steps from an empty cache, re-measured after the sweep in one run: dense and every point took turns, ${first.reps} rounds of ${first.n_gen} tokens on ${first.threads ?? 'all'} threads, so that the ratios see the same machine.`;
+  }
+  const s = r.settings;
+  return `Single-token decode steps from an empty cache (${s.bench_gen} tokens × ${s.bench_reps} runs after a warm-up, the same for every point, each measured when its point was evaluated).`;
+}
+
 export function renderReport(r: SweepResults): string {
   const specs = reportSpecs(r);
   const s = r.settings;
   const sections: [string, string, string][] = [
     ['chart-ppl', 'Perplexity vs realized density', 'Each method a line (target levels as points), dense the black diamond. LAMBADA\'s last-word perplexity is its own panel.'],
     ['chart-acc', 'Accuracy vs realized density', 'The average over the multiple-choice tasks, then each task (acc and acc_norm, percent).'],
-    ['chart-speed', 'Decode tokens/s vs realized density', `Single-token decode steps from an empty cache (${s.bench_gen} tokens × ${s.bench_reps} runs after a warm-up, the same for every point).`],
+    ['chart-speed', 'Decode tokens/s vs realized density', speedNote(r)],
     ['chart-heat', 'Realized density per layer and site', 'Share of each site\'s elements kept, per layer, over all evaluated tokens of the point.'],
   ];
   const body = sections.filter(([id]) => specs[id]).map(([id, title, note]) => `<h2>${esc(title)}</h2><p class="note">${esc(note)}</p><div id="${id}" class="chart"></div>`).join('\n');

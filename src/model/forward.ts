@@ -44,6 +44,8 @@ export class Forward {
   private cur: SparsityPolicy = densePolicy;
   /** when set, steps that want one row of logits get them from it (the sparse head); null = dense */
   outputHead: OutputHead | null = null;
+  /** rows the output head computed exactly in the last step that used it */
+  headRows = 0;
 
   // run state for up to `maxBatch` tokens; shapes in comments
   private readonly x: Float32Array;        // [B][dim] residual stream
@@ -182,7 +184,7 @@ export class Forward {
     for (let t = first; t < T; t++) this.kernels.rmsnorm(this.xn, (t - first) * D, this.x, t * D, w.outputNorm, D, cfg.normEps);
     tap?.('final', cfg.nLayers, this.xn, logitRows, D);
     if (logitRows === 1 && this.outputHead) {
-      this.outputHead.logits(this.xn, this.logitsBuf);
+      this.headRows = this.outputHead.logits(this.xn, this.logitsBuf);
       return;
     }
     if (logitRows === 1) this.kernels.matvec(w.output, this.xn, this.logitsBuf);

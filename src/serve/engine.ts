@@ -9,6 +9,7 @@ import type { Forward } from '../model/forward.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { Model } from '../model/load.js';
 import { Sampler, topLogits, type SamplerOptions } from '../generate/sampler.js';
+import type { SparseHead } from '../sparsity/head.js';
 import { densePolicy, type SparsityPolicy } from '../sparsity/policy.js';
 import { StreamDecoder } from '../tokenizer/index.js';
 
@@ -60,6 +61,12 @@ export interface EngineOptions {
   /** rows per forward pass (decode rows first, prompt chunks fill the rest) */
   readonly batch?: number;
   readonly policy?: SparsityPolicy;
+  /**
+   * The sparse output layer (src/sparsity/head.ts). Its screen works row by row, so it serves the
+   * steps with one row to sample from (one sequence decoding), without log-probabilities; batched
+   * steps keep the dense head, whose weights are read once for all their rows.
+   */
+  readonly sparseHead?: SparseHead | null;
 }
 
 /** Thrown by submit when the queue is full. */
@@ -114,6 +121,9 @@ export interface EngineStats {
   readonly promptTokens: number;
   readonly generatedTokens: number;
   readonly cachedPromptTokens: number;
+  /** steps whose logits came from the sparse head, and the vocabulary rows it computed exactly over them */
+  readonly headSteps: number;
+  readonly headRows: number;
 }
 
 export class Engine {
@@ -127,13 +137,15 @@ export class Engine {
   private idleWaiters: (() => void)[] = [];
   /** generated-token timestamps over the last window, for the tok/s gauge */
   private readonly recent: number[] = [];
-  private stats = { steps: 0, rows: 0, promptTokens: 0, generatedTokens: 0, cachedPromptTokens: 0 };
+  private stats = { steps: 0, rows: 0, promptTokens: 0, generatedTokens: 0, cachedPromptTokens: 0, headSteps: 0, headRows: 0 };
+  private readonly sparseHead: SparseHead | null;
 
   constructor(readonly model: Model, opts: EngineOptions) {
     if (!(opts.parallel >= 1)) throw new CtxError(`--parallel: expected an integer ≥ 1, got ${opts.parallel}`);
     this.batch = Math.max(opts.batch ?? 32, opts.parallel);
     this.forward = model.createForward(this.batch);
     this.forward.policy = opts.policy ?? densePolicy;
+    this.sparseHead = opts.sparseHead ?? null;
     this.ctx = opts.ctx;
     this.queueCap = opts.queue;
     // caches live in the kernels' memory for the server's life: allocate them once, reuse per request
@@ -302,7 +314,14 @@ export class Engine {
 
   private pass(rows: Row[], dense: boolean): void {
     const V = this.model.config.vocabSize;
+    const head = this.headFor(rows);
+    this.forward.outputHead = head;
     const out = this.forward.runBatch(rows.map((r) => ({ kv: r.seq.slot!.kv, token: r.token, pos: r.pos, logits: r.logits })), dense);
+    this.forward.outputHead = null;
+    if (head) {
+      this.stats.headSteps++;
+      this.stats.headRows += this.forward.headRows;
+    }
     this.stats.steps++;
     this.stats.rows += rows.length;
     let li = 0;
@@ -330,6 +349,35 @@ export class Engine {
       }
       this.generated(seq, logits, now);
     }
+  }
+
+  /**
+   * The sparse head for a pass whose only logits row samples a token without log-probabilities,
+   * told how that sequence samples (which rows can matter); else null (the dense head).
+   */
+  private headFor(rows: readonly Row[]): SparseHead | null {
+    const head = this.sparseHead;
+    if (!head) return null;
+    let row: Row | null = null;
+    for (const r of rows) {
+      if (!r.logits) continue;
+      if (row) return null;
+      row = r;
+    }
+    if (!row) return null;
+    const req = row.seq.req;
+    const sampling = row.promptIndex < 0 || row.promptIndex === req.promptIds.length - 1;
+    if (!sampling || req.logprobs !== undefined || req.promptLogprobs || req.maxTokens === 0) return null;
+    const o = row.seq.sampler.opts;
+    // the sampler will see the cached ids plus this row's token (pass pushes it after the step)
+    let penalised: Set<number> | undefined;
+    if (o.repeatPenalty !== 1 && o.repeatLastN > 0) {
+      const ids = row.seq.slot!.ids;
+      penalised = new Set(ids.slice(Math.max(0, ids.length - o.repeatLastN + 1)));
+      penalised.add(row.token);
+    }
+    head.sampling = { temperature: o.temperature, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, ...(penalised && { penalised }) };
+    return head;
   }
 
   private generated(seq: Seq, logits: Float32Array, now: number): void {

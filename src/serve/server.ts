@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { CtxError } from '../errors.js';
 import { chatPromptIds } from '../generate/chat.js';
 import type { Model } from '../model/load.js';
+import type { SparseHead } from '../sparsity/head.js';
 import type { MeasuredPolicy } from '../sparsity/measure.js';
 import { Engine, QueueFullError, type GenRequest, type GenResult, type TokenLogprob } from './engine.js';
 import { ApiError, badRequest, checkN, field, messagesField, parseBody, promptField, samplingFields, stopField, type ChatMessageIn } from './openai.js';
@@ -28,6 +29,8 @@ export interface ServeOptions {
   readonly maxBodyBytes?: number;
   /** rows per forward pass */
   readonly batch?: number;
+  /** the sparse output layer (single-sequence steps; see EngineOptions.sparseHead) */
+  readonly sparseHead?: SparseHead | null;
 }
 
 const PUBLIC = new URL('../../../public/', import.meta.url);
@@ -53,6 +56,7 @@ export class Server {
     this.engine = new Engine(opts.model, {
       parallel: opts.parallel, queue: opts.queue ?? 4 * opts.parallel, ctx: opts.ctx,
       ...(opts.policy && { policy: opts.policy }), ...(opts.batch !== undefined && { batch: opts.batch }),
+      ...(opts.sparseHead && { sparseHead: opts.sparseHead }),
     });
     this.playground = readFileSync(new URL('index.html', PUBLIC));
     this.http = createServer((req, res) => {
@@ -557,6 +561,12 @@ export class Server {
     metric('ctxsparse_batch_rows_total', 'counter', 'rows (tokens) over all forward passes', [['', e.rows]]);
     const d = this.opts.policy?.realized();
     metric('ctxsparse_realized_density', 'gauge', 'share of the linear weights used, realized so far (1 = dense)', [['', d ? Math.round(d.linear * 1e4) / 1e4 : 1]]);
+    if (this.opts.sparseHead) {
+      const V = this.opts.model.config.vocabSize;
+      metric('ctxsparse_head_steps_total', 'counter', 'forward passes whose logits came from the sparse output layer', [['', e.headSteps]]);
+      metric('ctxsparse_head_rows_total', 'counter', 'vocabulary rows the sparse output layer computed exactly, over those passes', [['', e.headRows]]);
+      metric('ctxsparse_head_rows_rescored', 'gauge', `mean rows computed exactly per sparse-head step (of ${V})`, [['', e.headSteps ? Math.round(e.headRows / e.headSteps * 10) / 10 : 0]]);
+    }
     metric('process_resident_memory_bytes', 'gauge', 'resident set size', [['', process.memoryUsage.rss()]]);
     return lines.join('\n') + '\n';
   }
