@@ -32,10 +32,11 @@ export function linearParams(cfg: ModelConfig): { q: number; k: number; v: numbe
 }
 
 /** Indices j with score_j = |x_j|·(scale_j or 1) > t, or null when that is every channel (the reference selection). */
-export function keepAbove(x: Float32Array, t: number, scale?: Float32Array, ops: Pick<ElementwiseOps, 'keepAbove'> = refOps): Selection | null {
-  const idx = new Int32Array(x.length);
-  const k = ops.keepAbove(x, t, scale ?? null, idx);
-  return k === x.length ? null : { idx, n: k };
+export function keepAbove(x: Float32Array, t: number, scale?: Float32Array, ops: Pick<ElementwiseOps, 'keepAbove'> = refOps,
+  tmp: Int32Array = new Int32Array(x.length)): Selection | null {
+  const k = ops.keepAbove(x, t, scale ?? null, tmp);
+  // an array of exactly the kept ones: tmp is scratch (a policy reuses it call after call)
+  return k === x.length ? null : { idx: tmp.slice(0, k), n: k };
 }
 
 /**
@@ -59,9 +60,11 @@ export abstract class MeasuredPolicy implements SparsityPolicy {
     return this;
   }
 
+  private tmp = new Int32Array(0);
   /** keepAbove with this policy's kernels. */
   protected keep(x: Float32Array, t: number, scale?: Float32Array): Selection | null {
-    return keepAbove(x, t, scale, this.ops);
+    if (this.tmp.length < x.length) this.tmp = new Int32Array(x.length);
+    return keepAbove(x, t, scale, this.ops, this.tmp);
   }
 
   /** Record a selection (null = all `width` kept) and return it. */
