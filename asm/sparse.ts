@@ -29,7 +29,7 @@
 // Work per tile is the same for every tile, so splitting tiles evenly over threads stays balanced
 // whatever the kept set.
 
-import { f16, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q6_K, qhMask } from './common';
+import { f16, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q6_K } from './common';
 import { ACT_Q8_0, BLK32, QS, quantizeAct, RELAXED } from './q8';
 
 // layout kinds
@@ -368,18 +368,24 @@ export function tmatvec(kind: i32, plan: usize, T: usize, Rp: i32, u0: i32, u1: 
                 r1 = i16x8.add(r1, pairDot(alpha, v128.and(u1, m4)));
                 r2 = i16x8.add(r2, pairDot(alpha, v128.and(i16x8.shr_u(u0, 4), m4)));
                 r3 = i16x8.add(r3, pairDot(alpha, v128.and(i16x8.shr_u(u1, 4), m4)));
+              } else if (kind == K_SYM5) {
+                // as 4-bit, plus the 5th bits: the two channels' bit words side by side, each byte
+                // spread over the 8 interleaved rows it covers, tested against that row's bit
+                const A = v128.load(ca, 4), Bv = v128.load(cb, 4);
+                const u0 = i8x16.shuffle(A, Bv, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                const u1 = i8x16.shuffle(A, Bv, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                const q = i32x4.replace_lane(i32x4.splat(load<i32>(ca)), 1, load<i32>(cb));
+                const bit = i8x16(1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, -128, -128);
+                const h0 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(q, i8x16(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)), bit), bit), m5);
+                const h1 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(q, i8x16(1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5)), bit), bit), m5);
+                const h2 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(q, i8x16(2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6)), bit), bit), m5);
+                const h3 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(q, i8x16(3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7)), bit), bit), m5);
+                r0 = i16x8.add(r0, pairDot(alpha, v128.or(v128.and(u0, m4), h0)));
+                r1 = i16x8.add(r1, pairDot(alpha, v128.or(v128.and(u1, m4), h1)));
+                r2 = i16x8.add(r2, pairDot(alpha, v128.or(v128.and(i16x8.shr_u(u0, 4), m4), h2)));
+                r3 = i16x8.add(r3, pairDot(alpha, v128.or(v128.and(i16x8.shr_u(u1, 4), m4), h3)));
               } else {
-                let la: v128, ha: v128, lb: v128, hb: v128;
-                if (kind == K_SYM6) {
-                  la = v128.load(ca); ha = v128.load(ca, 16); lb = v128.load(cb); hb = v128.load(cb, 16);
-                } else {
-                  const va = v128.load(ca, 4), vb = v128.load(cb, 4);
-                  const qa = load<u32>(ca), qb = load<u32>(cb);
-                  la = v128.or(v128.and(va, m4), v128.and(qhMask(qa, false), m5));
-                  ha = v128.or(v128.and(i16x8.shr_u(va, 4), m4), v128.and(qhMask(qa, true), m5));
-                  lb = v128.or(v128.and(vb, m4), v128.and(qhMask(qb, false), m5));
-                  hb = v128.or(v128.and(i16x8.shr_u(vb, 4), m4), v128.and(qhMask(qb, true), m5));
-                }
+                const la = v128.load(ca), ha = v128.load(ca, 16), lb = v128.load(cb), hb = v128.load(cb, 16);
                 r0 = i16x8.add(r0, pairDot(alpha, i8x16.shuffle(la, lb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)));
                 r1 = i16x8.add(r1, pairDot(alpha, i8x16.shuffle(la, lb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)));
                 r2 = i16x8.add(r2, pairDot(alpha, i8x16.shuffle(ha, hb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)));
