@@ -53,11 +53,11 @@ test('sweep: points, profiles, results.json and a self-contained report; a rerun
   assert.match(html, /<script>[\s\S]*vega[\s\S]*<\/script>/);
   const embedded = JSON.parse(html.match(/<script type="application\/json" id="sweep-results">([\s\S]*?)<\/script>/)![1]!) as SweepResults;
   assert.deepEqual(embedded.points.map((p) => p.tasks.story), r.points.map((p) => p.tasks.story));
-  for (const id of ['chart-ppl', 'chart-acc', 'chart-speed', 'chart-heat']) assert.match(html, new RegExp(`id="${id}"`));
+  for (const id of ['chart-ppl', 'chart-acc', 'chart-speed', 'chart-error', 'chart-heat']) assert.match(html, new RegExp(`id="${id}"`));
 
   // every chart compiles and renders (headless, as the page does)
   const specs = reportSpecs(r);
-  assert.deepEqual(Object.keys(specs).sort(), ['chart-acc', 'chart-heat', 'chart-ppl', 'chart-speed']);
+  assert.deepEqual(Object.keys(specs).sort(), ['chart-acc', 'chart-error', 'chart-heat', 'chart-ppl', 'chart-speed']);
   for (const [id, spec] of Object.entries(specs)) {
     const view = new vega.View(vega.parse(vl.compile(spec as unknown as vl.TopLevelSpec).spec), { renderer: 'none' });
     const svg = await view.toSVG();
@@ -67,6 +67,21 @@ test('sweep: points, profiles, results.json and a self-contained report; a rerun
   const heat = (specs['chart-heat']!.data as { values: unknown[] }).values;
   const L = r.points[1]!.density!.layers.length;
   assert.equal(heat.length, 2 * L * 4 + 2 * L * 1); // TEAL: 4 sites, CATS: the neurons
+
+  // where the error comes from: every sparse point, every layer and block, more at the higher level
+  const meanErr = (p: (typeof r.points)[number]) => {
+    const a = p.error_attribution!;
+    assert.equal(a.layers.length, L);
+    assert.equal(a.text, 'story');
+    const v = a.layers.flatMap((row) => [row.qkv, row.o, row.mlp]);
+    assert.ok(v.every((e) => Number.isFinite(e) && e >= 0));
+    return v.reduce((x, y) => x + y, 0) / v.length;
+  };
+  assert.equal(dense.error_attribution, undefined);
+  for (const p of r.points.slice(1)) assert.ok(meanErr(p) > 0, `${p.method} ${p.level}: some error`);
+  assert.ok(meanErr(teal[1]!) > meanErr(teal[0]!), 'TEAL 0.6 errs more than 0.3');
+  // TEAL leaves the MLP block's output error to its two thinned inputs; CATS leaves q, k, v and o exact
+  for (const p of r.points.filter((q) => q.method === 'cats')) assert.ok(p.error_attribution!.layers.every((row) => row.qkv < 1e-3 && row.o < 1e-3));
 
   // rerun: nothing recomputed, files untouched
   const times = () => [...readdirSync(join(out, 'points')), ...readdirSync(join(out, 'profiles')).map((f) => `../profiles/${f}`)]
@@ -87,6 +102,17 @@ test('sweep: points, profiles, results.json and a self-contained report; a rerun
   assert.match(resumed.stderr, /teal 0\.6: evaluate/);
   assert.doesNotMatch(resumed.stderr, /calibrate/);
   assert.ok(existsSync(join(out, 'points', 'teal-0.6.json')));
+
+  // a point saved without an attribution (an older sweep) gets one on the next run, nothing else recomputed
+  const { writeFileSync } = await import('node:fs');
+  const f = join(out, 'points', 'cats-0.3.json');
+  const { error_attribution: _drop, ...old } = JSON.parse(readFileSync(f, 'utf8')) as SweepResults['points'][number];
+  writeFileSync(f, JSON.stringify(old));
+  const upgraded = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(upgraded.status, 0, upgraded.stderr);
+  assert.match(upgraded.stderr, /cats 0\.3: attribute/);
+  assert.doesNotMatch(upgraded.stderr, /calibrate|evaluate/);
+  assert.equal((JSON.parse(readFileSync(f, 'utf8')) as SweepResults['points'][number]).error_attribution!.layers.length, L);
 
   // other settings in the same directory are refused
   const other = spawnSync(process.execPath, args.map((a) => (a === '64' ? '32' : a)), { encoding: 'utf8' });

@@ -25,6 +25,7 @@ interface SweepFlags {
   greedyTokens: number;
   benchGen: number;
   benchReps: number;
+  attributionTokens: number;
   calibrationData?: string;
   calibrationTokens?: number;
   calibrationSkip?: number;
@@ -56,6 +57,7 @@ export function register(program: Command): void {
     .option('--calibration-data <file>', 'calibration text (default: WikiText-2 test after the 100 chunks of 512 perplexity evaluates)')
     .option('--calibration-tokens <n>', 'calibration tokens (whole chunks; default 16384)', int('--calibration-tokens', 1))
     .option('--calibration-skip <n>', 'tokens of the calibration text skipped first (default 51200 for the default text, 0 with --calibration-data)', int('--calibration-skip', 0))
+    .option('--attribution-tokens <n>', 'tokens of the first perplexity text over which each point\'s error is traced to layers and linears (0 = skip; a resumed sweep adds it to points without it)', int('--attribution-tokens', 0), 256)
     .requiredOption('-o, --out <dir>', 'output directory: profiles/, points/, settings.json, results.json, report.html');
   addEvalOptions(cmd, false);
   addModelOptions(cmd);
@@ -73,7 +75,7 @@ export function register(program: Command): void {
     const t0 = performance.now();
     let cur = { what: '', done: 0 };
     const results = sweep(model, {
-      out: o.out, name, methods: o.methods, levels: o.sparsity, tasks, taskSpecs: o.tasks,
+      out: o.out, name, methods: o.methods, levels: o.sparsity, tasks, taskSpecs: o.tasks, attributionTokens: o.attributionTokens,
       eval: {
         ctx: o.ctx, ...(o.limit !== undefined && { limit: o.limit }), ...(greedy && { greedy }),
         bench: { nGen: o.benchGen, reps: o.benchReps }, ...(o.threads !== undefined && { threads: o.threads }),

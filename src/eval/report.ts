@@ -5,6 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { ERROR_SITES } from './attribution.js';
 import type { SweepPoint, SweepResults } from './sweep.js';
 
 type Spec = Record<string, unknown>;
@@ -106,6 +107,25 @@ export function reportSpecs(r: SweepResults): Record<string, Spec> {
       resolve: { scale: { x: 'independent' } },
     };
   }
+  const attr = pts.flatMap((p) => (p.error_attribution ? p.error_attribution.layers.flatMap((row, layer) =>
+    ERROR_SITES.map((site) => ({ method: p.method, level: p.level, layer, site, error: Math.max(row[site], 1e-6) }))) : []));
+  if (attr.length > 0) {
+    const layers = Math.max(...attr.map((h) => h.layer)) + 1;
+    specs['chart-error'] = {
+      data: { values: attr },
+      facet: { row: { field: 'method', type: 'nominal', title: 'method' }, column: { field: 'level', type: 'ordinal', title: 'target sparsity' } },
+      spec: {
+        width: { step: 26 }, height: Math.min(400, Math.max(60, layers * 9)),
+        mark: 'rect',
+        encoding: {
+          x: { field: 'site', type: 'nominal', sort: [...ERROR_SITES], title: 'block', axis: { labelAngle: 0 } },
+          y: { field: 'layer', type: 'ordinal', title: 'layer' },
+          color: { field: 'error', type: 'quantitative', title: 'rel. sq. error', scale: { type: 'log', scheme: 'inferno', reverse: true } },
+          tooltip: [{ field: 'method' }, { field: 'level' }, { field: 'layer' }, { field: 'site', title: 'block' }, { field: 'error', format: '.2e', title: 'relative squared error' }],
+        },
+      },
+    };
+  }
   return specs;
 }
 
@@ -151,6 +171,15 @@ function pointsTable(r: SweepResults): string {
     + rows.map((row) => `<tr>${row.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('') + '</tbody></table>';
 }
 
+/** What the error heat map shows. */
+function errorNote(r: SweepResults): string {
+  const a = r.points.find((p) => p.error_attribution)?.error_attribution;
+  const over = a ? ` over the first ${a.tokens} tokens of ${a.text}` : '';
+  return `Per layer, the relative squared error Σ‖y − y_dense‖² / Σ‖y_dense‖² of each block's sparse outputs against dense ones computed from the same inputs${over}: `
+    + 'qkv = the q, k, v projections, o = the attention output projection, mlp = the whole MLP block. Dark cells are the layers and linears a method hurts most; '
+    + 'how those errors compound through the later layers is what the perplexity and agreement figures show.';
+}
+
 /** How the decode speeds were measured: by each point in turn, or re-measured in one run (bench/sweep-speed.mjs). */
 function speedNote(r: SweepResults): string {
   const d = r.points.map((p) => p.decode_tok_s).filter((x) => x !== null);
@@ -169,6 +198,7 @@ export function renderReport(r: SweepResults): string {
     ['chart-ppl', 'Perplexity vs realized density', 'Each method a line (target levels as points), dense the black diamond. LAMBADA\'s last-word perplexity is its own panel.'],
     ['chart-acc', 'Accuracy vs realized density', 'The average over the multiple-choice tasks, then each task (acc and acc_norm, percent).'],
     ['chart-speed', 'Decode tokens/s vs realized density', speedNote(r)],
+    ['chart-error', 'Where the error comes from', errorNote(r)],
     ['chart-heat', 'Realized density per layer and site', 'Share of each site\'s elements kept, per layer, over all evaluated tokens of the point.'],
   ];
   const body = sections.filter(([id]) => specs[id]).map(([id, title, note]) => `<h2>${esc(title)}</h2><p class="note">${esc(note)}</p><div id="${id}" class="chart"></div>`).join('\n');

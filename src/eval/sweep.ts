@@ -11,6 +11,7 @@ import type { Model } from '../model/load.js';
 import { CALIBRATION_DEFAULTS, calibrateLevels, EVAL_CHUNKS, EVAL_CTX } from '../sparsity/calibrate.js';
 import { fromProfile } from '../sparsity/index.js';
 import { checkProfileModel, loadProfile, modelSha256, saveProfile, type Method } from '../sparsity/profile.js';
+import { attributeError, type ErrorAttribution } from './attribution.js';
 import { Evaluator, type EvalOptions, type EvalResult } from './harness.js';
 import { renderReport } from './report.js';
 import type { Task } from './tasks.js';
@@ -29,6 +30,8 @@ export interface SweepSettings {
   readonly bench_reps: number;
   readonly threads: number | null;
   readonly calibration: { readonly data: string; readonly skip_tokens: number; readonly tokens: number };
+  /** tokens of the first perplexity text over which each point's error is attributed to layers and linears (0 = none) */
+  readonly attribution_tokens?: number;
 }
 
 export interface SweepPoint extends EvalResult {
@@ -36,6 +39,8 @@ export interface SweepPoint extends EvalResult {
   /** the target sparsity (0 for dense) */
   readonly level: number;
   readonly profile: string | null;
+  /** where the point's error comes from (src/eval/attribution.ts); absent for dense */
+  readonly error_attribution?: ErrorAttribution;
 }
 
 export interface SweepResults {
@@ -56,7 +61,9 @@ export interface SweepOptions {
   readonly taskSpecs: readonly string[];
   readonly eval: Omit<EvalOptions, 'onProgress' | 'bench'> & { readonly bench: { readonly nGen: number; readonly reps: number } };
   readonly calibration: { readonly text: string; readonly dataName: string; readonly skipTokens?: number; readonly tokens?: number };
-  readonly onPoint?: (p: { method: SweepMethod; level: number; phase: 'calibrate' | 'evaluate' | 'skip' | 'done'; done: number; total: number; seconds?: number }) => void;
+  /** tokens for the error attribution of each sparse point (default 256; 0 = none) */
+  readonly attributionTokens?: number;
+  readonly onPoint?: (p: { method: SweepMethod; level: number; phase: 'calibrate' | 'evaluate' | 'attribute' | 'skip' | 'done'; done: number; total: number; seconds?: number }) => void;
   readonly onProgress?: (task: string, done: number, total: number) => void;
 }
 
@@ -110,22 +117,33 @@ export function sweep(model: Model, opts: SweepOptions): SweepResults {
     greedy_prompts: ev.greedy?.prompts.length ?? 0, greedy_tokens: ev.greedy?.tokens ?? 0,
     bench_gen: ev.bench.nGen, bench_reps: ev.bench.reps, threads: ev.threads ?? null,
     calibration: { data: opts.calibration.dataName, skip_tokens: opts.calibration.skipTokens ?? EVAL_CHUNKS * EVAL_CTX, tokens: opts.calibration.tokens ?? CALIBRATION_DEFAULTS.tokens },
+    attribution_tokens: opts.attributionTokens ?? 256,
   };
   const settingsFile = join(out, 'settings.json');
   if (existsSync(settingsFile)) {
     const old = readJson<SweepSettings>(settingsFile);
-    // threads change speed, not results; everything else must match
-    const strip = (s: SweepSettings) => JSON.stringify({ ...s, threads: null });
+    // threads change speed, not results, and the attribution is an extra (a resumed sweep adds it
+    // to the points without one); everything else must match
+    const strip = (s: SweepSettings) => JSON.stringify({ ...s, threads: null, attribution_tokens: null });
     if (strip(old) !== strip(settings)) {
-      const diff = (Object.keys(settings) as (keyof SweepSettings)[]).filter((k) => k !== 'threads' && JSON.stringify(old[k]) !== JSON.stringify(settings[k]));
+      const diff = (Object.keys(settings) as (keyof SweepSettings)[]).filter((k) => k !== 'threads' && k !== 'attribution_tokens' && JSON.stringify(old[k]) !== JSON.stringify(settings[k]));
       throw new CtxError(`--out ${out} holds a sweep with other settings (${diff.map((k) => `${k}: ${JSON.stringify(old[k])} there, ${JSON.stringify(settings[k])} now`).join('; ')}); use another --out`);
     }
+    if (old.attribution_tokens !== settings.attribution_tokens) writeAtomic(settingsFile, JSON.stringify(settings, null, 2) + '\n');
   } else writeAtomic(settingsFile, JSON.stringify(settings, null, 2) + '\n');
+
+  // the attribution text: the start of the first perplexity task
+  const attrTokens = settings.attribution_tokens ?? 0;
+  const pplTask = opts.tasks.find((t) => t.data.kind === 'perplexity');
+  const attrIds = attrTokens > 0 && pplTask && pplTask.data.kind === 'perplexity'
+    ? model.tokenizer.encode(pplTask.data.text.slice(0, attrTokens * 16)).slice(0, attrTokens) : [];
+  const attribute = (policy: Parameters<typeof attributeError>[1]): ErrorAttribution | undefined =>
+    attrIds.length > 0 ? attributeError(model, policy, attrIds, pplTask!.name) : undefined;
 
   const evaluator = new Evaluator(model, opts.name, { cacheCtx: Math.max(2048, settings.ctx) });
   const list = pointList(opts.methods, opts.levels);
   let done = 0;
-  const report = (method: SweepMethod, level: number, phase: 'calibrate' | 'evaluate' | 'skip' | 'done', seconds?: number) =>
+  const report = (method: SweepMethod, level: number, phase: 'calibrate' | 'evaluate' | 'attribute' | 'skip' | 'done', seconds?: number) =>
     opts.onPoint?.({ method, level, phase, done, total: list.length, ...(seconds !== undefined && { seconds }) });
 
   for (const method of [...new Set(list.map((p) => p.method))]) {
@@ -133,6 +151,17 @@ export function sweep(model: Model, opts: SweepOptions): SweepResults {
     for (const p of list) {
       if (p.method === method && !todo.includes(p)) {
         done++;
+        // a point from before attributions (or with fewer tokens) gets one now
+        const file = pointFile(out, p.method, p.level);
+        const saved = p.method === 'dense' ? null : readJson<SweepPoint>(file);
+        if (saved && attrIds.length > 0 && saved.error_attribution?.tokens !== attrIds.length) {
+          report(method, p.level, 'attribute');
+          const pf = profileFile(out, p.method as Method, p.level);
+          const profile = loadProfile(pf);
+          checkProfileModel(profile, pf, model);
+          const a = attribute(fromProfile(profile, model));
+          writeAtomic(file, JSON.stringify({ ...saved, ...(a && { error_attribution: a }) }, null, 2) + '\n');
+        }
         report(method, p.level, 'skip');
       }
     }
@@ -165,7 +194,8 @@ export function sweep(model: Model, opts: SweepOptions): SweepResults {
         policy: fromProfile(profile, model),
         info: { profile: file, method: profile.method, level: profile.sparsity, allocation: profile.allocation },
       }, { ...ev, bench: { ...ev.bench, dense: false, sparse: true }, ...(opts.onProgress && { onProgress: opts.onProgress }) });
-      writeAtomic(pointFile(out, method, p.level), JSON.stringify({ method, level: p.level, profile: file, ...r }, null, 2) + '\n');
+      const a = attribute(fromProfile(profile, model));
+      writeAtomic(pointFile(out, method, p.level), JSON.stringify({ method, level: p.level, profile: file, ...r, ...(a && { error_attribution: a }) }, null, 2) + '\n');
       done++;
       report(method, p.level, 'done', r.seconds);
     }

@@ -12,7 +12,7 @@ import type { QTensor } from './tensor.js';
 import type { Weights } from './weights.js';
 
 /** Named intermediate activations, `rows` rows of `width` each, in `data`. */
-export type TapName = 'attn_in' | 'q' | 'k' | 'v' | 'attn_out' | 'attn_proj' | 'ffn_in' | 'ffn_gate_act' | 'ffn_up' | 'ffn_act' | 'ffn_out' | 'residual' | 'final';
+export type TapName = 'attn_in' | 'q_lin' | 'k_lin' | 'v_lin' | 'q' | 'k' | 'v' | 'attn_out' | 'attn_proj' | 'ffn_in' | 'ffn_gate_act' | 'ffn_up' | 'ffn_act' | 'ffn_out' | 'residual' | 'final';
 export type Tap = (name: TapName, layer: number, data: Float32Array, rows: number, width: number) => void;
 
 export type LogitsWanted = 'last' | 'all' | 'none';
@@ -158,6 +158,12 @@ export class Forward {
       else {
         this.linear([L.wq], this.xn, T, [this.q], qIn.map((s, t) => s ?? qkvIn?.[t] ?? null));
         this.linear([L.wk, L.wv], this.xn, T, [this.k, this.v], qkvIn);
+      }
+      // the projections as computed, before biases, norms and rotation ('q', 'k', 'v' come after)
+      if (tap) {
+        tap('q_lin', l, this.q, T, cfg.nHeads * cfg.headDim);
+        tap('k_lin', l, this.k, T, cfg.nKvHeads * cfg.headDim);
+        tap('v_lin', l, this.v, T, cfg.nKvHeads * cfg.headDimV);
       }
       this.attention(l, rows);
       const attWidth = cfg.nHeads * cfg.headDimV;
