@@ -18,7 +18,7 @@ import { BF16, F16, F32, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, 
 import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope, keepAbove } from './ops';
 import { qmatvec, qmatmul } from './q8';
-import { tmatvec } from './sparse';
+import { tbuild, tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan, tplanPairs, tscratchBytes } from './sparse';
 import { screenMatvec, screenQuantizeGroup } from './screen';
 export { screenMatvec } from './screen';
@@ -764,6 +764,7 @@ export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV gr
 export const T_TMATVEC: i32 = 6;  // kind plan copy Rp units(pairs·tiles) 0 0 out parts 0 scratch scratchBytes(per thread)   (thread t > 0 adds into parts + (t−1)·Rp floats)   (transposed copy, kept input channels: asm/sparse.ts)
 export const T_SCREEN: i32 = 7;   // - w - nb units(groups) - qa out   (asm/screen.ts)
 export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread)
+export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows) cols dst   (transposed copy: asm/sparse.ts)
 
 // @ts-ignore: decorator
 @inline function word(t: usize, i: i32): i32 { return load<i32>(t + (<usize>i << 2)); }
@@ -822,6 +823,12 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
           }
           screenQuantizeGroup(x, nb, <usize>word(t, 7) + <usize>g * <usize>nb * 72, word(t, 8) != 0);
         }
+        break;
+      }
+      case T_TBUILD: {
+        // whole tiles per thread: the rows of a tile share their code bytes
+        const rows = word(t, 4);
+        tbuild(word(t, 1), word(t, 2), word(t, 3), rows, word(t, 6), a << 5, min(b << 5, rows), word(t, 7));
         break;
       }
       default: unreachable();

@@ -129,6 +129,7 @@ const T_ATTN = 5;
 const T_TMATVEC = 6;
 const T_SCREEN = 7;
 const T_SCREEN_BUILD = 8;
+const T_TBUILD = 9;
 const SCREEN_GROUP_BYTES = 72;
 
 const PAGE = 65536;
@@ -339,7 +340,12 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const bytes = ex.tpanelBytes(kind, Rp) * (W.cols / ex.tpanelWidth(kind));
       const ptr = reserve(bytes);
       new Uint8Array(buf, ptr, bytes).fill(0);
-      ex.tbuild(W.type.id, addressOf(W), W.rowBytes, W.rows, W.cols, 0, W.rows, ptr);
+      // built by all threads, tile by tile
+      beginScratch(TASK_WORDS * 4 + 64);
+      table = take(TASK_WORDS * 4);
+      nTasks = 0;
+      task([T_TBUILD, W.type.id, addressOf(W), W.rowBytes, W.rows, Rp / 32, W.cols, ptr]);
+      dispatch();
       t = { ptr, kind, Rp };
       transposed.set(W, t);
     }
