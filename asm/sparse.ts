@@ -97,13 +97,19 @@ export function tpanelBytes(kind: i32, Rp: i32): usize {
 // @ts-ignore: decorator
 @inline function groupTiles(nTiles: usize, r: i32): usize { return min(GT, nTiles - (<usize>r / (GT << 5)) * GT); }
 
-/** Store code q (0..15, 0..31 or 0..63) of row r, input channel j of the panel at P. */
+/** Where row r's codes start in the panel at P (channel 0's run; channel j's is j·runStride further). */
 // @ts-ignore: decorator
-@inline function putCode(kind: i32, P: usize, nTiles: usize, r: i32, j: i32, q: u32): void {
-  const tb = tileBytes(kind);
+@inline function codeBase(kind: i32, P: usize, nTiles: usize, r: i32): usize {
   const nt = groupTiles(nTiles, r);
-  const tile = groupAt(kind, P, nTiles, r) + nt * 32 * rowScaleBytes(kind) + (<usize>j * nt + ((<usize>r >> 5) & (GT - 1))) * tb;
-  const k = r & 31;
+  return groupAt(kind, P, nTiles, r) + nt * 32 * rowScaleBytes(kind) + ((<usize>r >> 5) & (GT - 1)) * tileBytes(kind);
+}
+/** Bytes from one channel's run to the next in row r's group. */
+// @ts-ignore: decorator
+@inline function runStride(kind: i32, nTiles: usize, r: i32): usize { return groupTiles(nTiles, r) * tileBytes(kind); }
+
+/** Store code q (0..15, 0..31 or 0..63) of row k (of 32) into the tile at `tile`. */
+// @ts-ignore: decorator
+@inline function putCode(kind: i32, tile: usize, k: i32, q: u32): void {
   if (kind == K_SYM6) { store<u8>(tile + <usize>k, q); return; }
   let nib = tile + (kind == K_SYM5 ? 4 : 0) + <usize>(k & 15);
   const v = <u32>load<u8>(nib);
@@ -137,18 +143,20 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
         const o = row + <usize>s * 210;
         const d = h2f(o + 208);
         for (let g = 0; g < 16; g++) store<u16>(dAddr(kind, dst + <usize>(s * 16 + g) * panel, nTiles, r), bf16(d * <f32>load<i8>(o + 192 + <usize>g)));
+        const base = codeBase(kind, dst + <usize>(s * 16) * panel, nTiles, r), stride = runStride(kind, nTiles, r);
         for (let i = 0; i < 256; i++) {
           const h = i >> 7, k = (i >> 5) & 3, l = i & 31;
           const a = <u32>load<u8>(o + <usize>(h * 64 + l + (k & 1) * 32));
           const qh = (<u32>load<u8>(o + 128 + <usize>(h * 32 + l)) >> <u32>(2 * k)) & 3;
-          const P = dst + <usize>(s * 16 + (i >> 4)) * panel;
-          putCode(kind, P, nTiles, r, i & 15, ((k >= 2 ? a >> 4 : a) & 15) | (qh << 4));
+          putCode(kind, base + <usize>(i >> 4) * panel + <usize>(i & 15) * stride, r & 31, ((k >= 2 ? a >> 4 : a) & 15) | (qh << 4));
         }
       }
       continue;
     }
+    const base0 = codeBase(kind, dst, nTiles, r), stride = runStride(kind, nTiles, r), k = r & 31;
     for (let b = 0; b < nb; b++) {
       const P = dst + <usize>b * panel;
+      const base = base0 + <usize>b * panel;
       const dAt = dAddr(kind, P, nTiles, r), mAt = mAddr(kind, P, nTiles, r);
       if (type == Q4_K) {
         const sb256 = row + <usize>(b >> 3) * 144;
@@ -157,7 +165,7 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
         store<u16>(mAt, bf16(-h2f(sb256 + 2) * <f32>kMin(sb256 + 4, g)));
         const qs = sb256 + 16 + <usize>(g >> 1) * 32;
         const sh: u32 = (g & 1) ? 4 : 0;
-        for (let j = 0; j < 32; j++) putCode(kind, P, nTiles, r, j, (<u32>load<u8>(qs + j) >> sh) & 15);
+        for (let j = 0; j < 32; j++) putCode(kind, base + <usize>j * stride, k, (<u32>load<u8>(qs + j) >> sh) & 15);
         continue;
       }
       let blk: usize, qs: usize, qh: u32 = 0;
@@ -167,8 +175,8 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
       store<u16>(dAt, bf16(h2f(blk)));
       for (let j = 0; j < 16; j++) {
         const v = <u32>load<u8>(qs + j);
-        putCode(kind, P, nTiles, r, j, (v & 15) | (((qh >> <u32>j) & 1) << 4));
-        putCode(kind, P, nTiles, r, j + 16, (v >> 4) | (((qh >> <u32>(j + 16)) & 1) << 4));
+        putCode(kind, base + <usize>j * stride, k, (v & 15) | (((qh >> <u32>j) & 1) << 4));
+        putCode(kind, base + <usize>(j + 16) * stride, k, (v >> 4) | (((qh >> <u32>(j + 16)) & 1) << 4));
       }
     }
   }
