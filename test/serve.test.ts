@@ -141,6 +141,47 @@ test('completions: echo + logprobs score the prompt (as lm-eval local-completion
   assert.ok(Math.abs(batch.choices[1]!.logprobs!.token_logprobs![3]! - ref[2]!.logprob) < 0.1);
 });
 
+test('completions: echo + logprobs list the end-of-generation token that stopped the answer (lm-eval drops the last entry)', async () => {
+  const { base } = await start();
+  const c = client(base);
+  // a prompt after which SmolLM2's greedy choice is <|im_end|> (by a margin of ~1.7 nats)
+  const ids = [...chatPromptIds(model, [{ role: 'user', content: 'What is 2+2? Answer with a number only.' }]), ...model.tokenizer.encode('4')];
+  const f = model.createForward(64);
+  const kv = model.createCache(128);
+  const logits = new Float32Array(f.run(kv, ids, 0, 'all')!);
+  const V = model.config.vocabSize;
+  const row = (i: number) => logits.subarray(i * V, (i + 1) * V);
+  const last = logprobOf(row(ids.length - 1), 0, 1);
+  const eog = last.top[0]!.id;
+  assert.ok(model.tokenizer.eog.has(eog), `the test's premise: the greedy token after the prompt is end-of-generation, got ${eog}`);
+  const eogLp = logprobOf(row(ids.length - 1), eog, 1).logprob;
+
+  const r = await c.completions.create({ model: MODEL, prompt: ids as unknown as string, max_tokens: 1, echo: true, logprobs: 1, temperature: 0 });
+  const ch = r.choices[0]!;
+  assert.equal(ch.finish_reason, 'stop');
+  assert.equal(ch.text, model.tokenizer.decode(ids)); // the stop token is not text
+  const lp = ch.logprobs!;
+  assert.equal(lp.tokens!.length, ids.length + 1);
+  assert.equal(lp.tokens!.at(-1), model.tokenizer.tokenText(eog));
+  assert.ok(Math.abs(lp.token_logprobs!.at(-1)! - eogLp) < 0.1, `${lp.token_logprobs!.at(-1)} vs ${eogLp}`);
+  assert.ok(Math.abs(Math.max(...Object.values(lp.top_logprobs!.at(-1)!)) - eogLp) < 0.1);
+  // what lm-eval's local-completions reads: the prompt's tokens after the context, less the last entry
+  const ctxlen = ids.length - 1;
+  const scored = lp.token_logprobs!.slice(ctxlen, -1);
+  assert.equal(scored.length, 1);
+  const ref = logprobOf(row(ids.length - 2), ids.at(-1)!, 1).logprob;
+  assert.ok(Math.abs(scored[0]! - ref) < 0.1, `the continuation's token: ${scored[0]} vs ${ref}`);
+
+  // streamed: the closing chunk carries the stop token's logprobs
+  const stream = await c.completions.create({ model: MODEL, prompt: ids as unknown as string, max_tokens: 1, logprobs: 1, temperature: 0, stream: true });
+  const chunks = [];
+  for await (const x of stream) chunks.push(x);
+  const closing = chunks.at(-1)!.choices[0]!;
+  assert.equal(closing.finish_reason, 'stop');
+  assert.deepEqual(closing.logprobs!.tokens, [model.tokenizer.tokenText(eog)]);
+  assert.ok(Math.abs(closing.logprobs!.token_logprobs![0]! - eogLp) < 0.1);
+});
+
 test('API key: missing or wrong keys are refused with 401, the right one works', async () => {
   const { base } = await start({ apiKey: 'sekrit' });
   await assert.rejects(client(base, 'wrong').models.list(), (e: unknown) => e instanceof AuthenticationError && e.status === 401 && (e.error as { code?: string }).code === 'invalid_api_key');

@@ -45,6 +45,11 @@ export interface GenResult {
   readonly logprobs: TokenLogprob[];
   /** per prompt token (the first is null: nothing predicts it) when promptLogprobs was asked */
   readonly promptLogprobs: (TokenLogprob | null)[];
+  /**
+   * the end-of-generation token that stopped the sequence, with its log-probability, when logprobs
+   * were asked (not in `tokens` or `text`; OpenAI's completions still list it among the logprobs)
+   */
+  readonly stopLogprob: TokenLogprob | null;
   readonly finishReason: FinishReason;
   readonly promptTokens: number;
   /** ms from submit to the first generated token */
@@ -90,6 +95,7 @@ interface Seq {
   readonly tokens: number[];
   readonly logprobs: TokenLogprob[];
   readonly promptLogprobs: (TokenLogprob | null)[];
+  stopLogprob: TokenLogprob | null;
   text: string;
   emitted: number;
   ttftMs: number;
@@ -191,7 +197,7 @@ export class Engine {
     const seq: Seq = {
       req, submitted: performance.now(), fed: 0, pending: -1,
       sampler: new Sampler(req.sampling), decoder: new StreamDecoder(this.model.tokenizer),
-      tokens: [], logprobs: [], promptLogprobs: req.promptLogprobs ? [null] : [],
+      tokens: [], logprobs: [], promptLogprobs: req.promptLogprobs ? [null] : [], stopLogprob: null,
       text: '', emitted: 0, ttftMs: 0, cancelled: false, done: false,
     };
     this.waiting.push(seq);
@@ -388,11 +394,14 @@ export class Engine {
     if (seq.tokens.length === 0) seq.ttftMs = now - seq.submitted;
     this.stats.generatedTokens++;
     this.recent.push(now);
+    const tlp = probe ? logprobOf(probe.logits, id, req.logprobs!) : undefined;
     if (!req.ignoreEos && this.model.tokenizer.eog.has(id)) {
+      // scoring clients (lm-eval's local-completions: echo, max_tokens 1) count on one generated
+      // entry after the prompt's, whichever token it is
+      seq.stopLogprob = tlp ?? null;
       this.finish(seq, 'stop');
       return;
     }
-    const tlp = probe ? logprobOf(probe.logits, id, req.logprobs!) : undefined;
     seq.tokens.push(id);
     if (tlp) seq.logprobs.push(tlp);
     seq.text += seq.decoder.push(id);
@@ -447,7 +456,7 @@ export class Engine {
     this.release(seq);
     try {
       seq.req.onDone({
-        text: seq.text, tokens: seq.tokens, logprobs: seq.logprobs, promptLogprobs: seq.promptLogprobs,
+        text: seq.text, tokens: seq.tokens, logprobs: seq.logprobs, promptLogprobs: seq.promptLogprobs, stopLogprob: seq.stopLogprob,
         finishReason: reason, promptTokens: seq.req.promptIds.length, ttftMs: seq.ttftMs,
       });
     } catch { /* a failing callback must not stop the engine */ }

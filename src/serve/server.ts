@@ -385,9 +385,14 @@ export class Server {
       }
       return { tokens, token_logprobs: lps.map((lp) => (lp ? lp.logprob : null)), top_logprobs: lps.map(topDict), text_offset };
     };
+    // the generated tokens' entries, and last the end-of-generation token that stopped the
+    // sequence (as OpenAI lists it: lm-eval's local-completions drops the entry after the prompt's,
+    // so with max_tokens 1 there must be one whichever token the model chose)
+    const genIds = (r: GenResult) => (r.stopLogprob ? [...r.tokens, r.stopLogprob.id] : r.tokens);
+    const genLps = (r: GenResult) => (r.stopLogprob ? [...r.logprobs, r.stopLogprob] : r.logprobs);
     const choiceLogprobs = (i: number, r: GenResult) => {
       if (logprobs === undefined) return null;
-      const gen = lpObject(r.tokens, r.logprobs, echo ? items[i]!.text.length : 0);
+      const gen = lpObject(genIds(r), genLps(r), echo ? items[i]!.text.length : 0);
       if (!echo) return gen;
       const pr = lpObject(items[i]!.ids, scoring ? r.promptLogprobs : items[i]!.ids.map(() => null), 0);
       return {
@@ -426,7 +431,8 @@ export class Server {
           this.tally(r);
           pt += r.promptTokens;
           ct += r.tokens.length;
-          chunk([{ text: '', index: i, logprobs: null, finish_reason: r.finishReason }]);
+          const stopLp = r.stopLogprob ? lpObject([r.stopLogprob.id], [r.stopLogprob], 0) : null;
+          chunk([{ text: '', index: i, logprobs: stopLp, finish_reason: r.finishReason }]);
           if (--left === 0) {
             if (includeUsage) sse.send({ ...base, object: 'text_completion', choices: [], usage: { prompt_tokens: pt, completion_tokens: ct, total_tokens: pt + ct } });
             sse.end();
