@@ -1,5 +1,5 @@
-// Input-channel sparsity that skips bytes: a transposed copy of a linear layer, so that the
-// weights of one input channel are contiguous and a dropped channel is never read.
+// Input-channel sparsity: a transposed copy of a linear layer, so that the weights of one input
+// channel are contiguous and a dropped channel's codes are never computed on.
 //
 // The copy keeps the original codes exact (4-bit, 5-bit for Q5_0, 6-bit for Q6_K) and the
 // per-block scales: row-major ggml blocks run along the input dimension, each with a scale (and a
@@ -10,24 +10,24 @@
 //   nt tiles of 32 rows each: 16 bytes of nibbles (byte k: row k low, row k+16 high), preceded by
 //   4 bytes of 5th bits (bit k = row k) for 5-bit codes; Q6_K: panels of 16 inputs (its scales
 //   are per 16), one code byte per row.
-// So a dropped channel skips whole runs (64 bytes for 4-bit codes), while everything the kernel
-// reads for one group lies in a few kilobytes, read in ascending order when all channels are kept:
-// memory that is read as one forward stream reaches the core at DRAM bandwidth, whereas the first
-// layout (a whole column segment per channel, all scales at the panel's head) ran 40% slower than
-// from cache once the weights no longer fit in L3, where dense rows lose nothing.
-// Rp = rows rounded up to 32 (padding rows have scale 0). The scales are bfloat16: every active
-// panel's scales are read whatever the kept share of its channels, so their bytes count (f32 ones
-// made a half-sparse Q4_1 layer read 78% of its dense bytes, bf16 ones 58%), and widening bf16 is
-// one shuffle per four. That rounding (≤ 2^-9 of a scale, for Q4_K / Q6_K of d·sc) is the layout's
+// Rp = rows rounded up to 32 (padding rows have scale 0). The scales are bfloat16 (widening is one
+// shuffle per four); that rounding (≤ 2^-9 of a scale, for Q4_K / Q6_K of d·sc) is the layout's
 // only change to the weights: bench/transposed-ppl.mjs measures what it costs.
 //
-// A mat-vec y = W·x over the kept channels: x is quantized to Q8_0 (int8 codes α, scale per 32);
-// `tplan` pairs the kept channels of each block; `tmatvec` walks each active block's groups and
-// multiplies two channels at once: their code bytes interleaved (row r: a, b) times (α_a, α_b) in
-// one i16x8.relaxed_dot (pmaddubsw), summed in i16 over a few pairs (below overflow), widened to
-// i32, then scaled per row: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
-// Work per tile is the same for every tile, so splitting tiles evenly over threads stays balanced
-// whatever the kept set.
+// Why groups, read whole: the memory system streams a forward read ahead of the core, but not a
+// read with holes. Reading only the kept runs (half the bytes at half density) ran slower than
+// dense, each run arriving at DRAM latency; the first layout (a whole column per channel, the
+// scales apart) was 1.4× slower than dense at half density. So tmatvec touches every line of the
+// next group it will read while it computes the current one, and computes only the kept runs:
+// the gain is the skipped arithmetic (dense kernels here are compute-bound at ~7 GB/s a thread).
+//
+// A mat-vec y = W·x over the kept channels: x is quantized to Q8_0 (int8 codes α, scale per 32)
+// by `tprepare`; `tplan` pairs the kept channels of each block; `tmatvec` walks the active blocks'
+// groups and multiplies two channels at once: their code bytes interleaved (row r: a, b) times
+// (α_a, α_b) in one i16x8.relaxed_dot (pmaddubsw), summed in i16 over a few pairs (below
+// overflow), widened to i32, then scaled per row: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
+// Threads split the (pair, tile) units, each streaming its own stretch of the copy into its own
+// partial output.
 
 import { f16, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q6_K } from './common';
 import { ACT_Q8_0, BLK32, QS, quantizeAct, RELAXED } from './q8';
