@@ -5,7 +5,7 @@
 // Prints the time per pass and its ratio to dense: what the transposed copies' kernel (asm/sparse.ts)
 // gains at each density before any selection, norm or attention cost (bench/kernels.mjs times one
 // tensor at a time, from cache).
-// Usage: node bench/sparse-linears.mjs [-m NAME] [-t 1,2] [--density 1,0.5,0.25] [-r 8] [--json]   (after `npm run build`)
+// Usage: node bench/sparse-linears.mjs [-m NAME] [-t 1,2] [--density 1,0.5,0.25] [--rows] [-r 8] [--json]   (after `npm run build`)
 import { Command } from 'commander';
 import { loadModel } from '../dist/src/model/load.js';
 import { resolveModel } from '../dist/src/models/catalog.js';
@@ -17,6 +17,7 @@ const program = new Command()
   .option('-t, --threads <list>', 'comma list of thread counts', '1,2')
   .option('--density <list>', 'shares of the input channels kept', '1,0.5,0.25')
   .option('-r, --rounds <n>', 'timed rounds (each: 5 passes of every configuration), after 3 untimed', '8')
+  .option('--rows', 'keep that share of the output rows instead (a row gather, as neuron sparsity reads up)')
   .option('--json', 'one JSON array on stdout')
   .parse();
 const o = program.opts();
@@ -34,7 +35,7 @@ for (const threads of String(o.threads).split(',').map(Number)) {
   const outs = Ws.map((W) => new Float32Array(W.rows));
   const select = (W, d) => {
     const idx = [];
-    for (let c = 0; c < W.cols; c++) if (rnd() < d) idx.push(c);
+    for (let c = 0; c < (o.rows ? W.rows : W.cols); c++) if (rnd() < d) idx.push(c);
     return { idx: Int32Array.from(idx), n: idx.length };
   };
   const configs = [{ name: 'dense', density: null, sel: null }, ...densities.map((d) => ({ name: `keep ${d}`, density: d, sel: Ws.map((W) => select(W, d)) }))];
@@ -44,7 +45,7 @@ for (const threads of String(o.threads).split(',').map(Number)) {
   for (let r = 0; r < Number(o.rounds) + 3; r++) {
     configs.forEach((c, ci) => {
       const t0 = performance.now();
-      for (let k = 0; k < 5; k++) for (let i = 0; i < Ws.length; i++) kernels.matvec(Ws[i], xs[i], outs[i], c.sel ? { inputs: c.sel[i] } : undefined);
+      for (let k = 0; k < 5; k++) for (let i = 0; i < Ws.length; i++) kernels.matvec(Ws[i], xs[i], outs[i], c.sel ? (o.rows ? { rows: c.sel[i] } : { inputs: c.sel[i] }) : undefined);
       const ms = (performance.now() - t0) / 5;
       if (r >= 3) best[ci] = Math.min(best[ci], ms);
     });
