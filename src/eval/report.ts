@@ -90,43 +90,38 @@ export function reportSpecs(r: SweepResults): Record<string, Spec> {
   const heat = pts.flatMap((p) => (p.method === 'dense' || !p.density ? [] : p.density.layers.flatMap((row, layer) =>
     Object.entries(row).map(([site, d]) => ({ method: p.method, level: p.level, layer, site, density: d })))));
   if (heat.length > 0) {
-    const layers = Math.max(...heat.map((h) => h.layer)) + 1;
-    specs['chart-heat'] = {
-      data: { values: heat },
-      facet: { row: { field: 'method', type: 'nominal', title: 'method' }, column: { field: 'level', type: 'ordinal', title: 'target sparsity' } },
-      spec: {
-        width: { step: 26 }, height: Math.min(400, Math.max(60, layers * 9)),
-        mark: 'rect',
-        encoding: {
-          x: { field: 'site', type: 'nominal', sort: SITE_ORDER, title: 'site', axis: { labelAngle: -45 } },
-          y: { field: 'layer', type: 'ordinal', title: 'layer' },
-          color: { field: 'density', type: 'quantitative', title: 'density', scale: { domain: [0, 1], scheme: 'viridis' } },
-          tooltip: [{ field: 'method' }, { field: 'level' }, { field: 'layer' }, { field: 'site' }, { field: 'density', format: '.3f' }],
-        },
-      },
-      resolve: { scale: { x: 'independent' } },
-    };
+    specs['chart-heat'] = layerHeatMap(heat,
+      { field: 'site', type: 'nominal', sort: SITE_ORDER, title: 'site', axis: { labelAngle: -45 } },
+      { field: 'density', type: 'quantitative', title: 'density', scale: { domain: [0, 1], scheme: 'viridis' } },
+      [{ field: 'site' }, { field: 'density', format: '.3f' }]);
+    specs['chart-heat'].resolve = { scale: { x: 'independent' } };
   }
   const attr = pts.flatMap((p) => (p.error_attribution ? p.error_attribution.layers.flatMap((row, layer) =>
     ERROR_SITES.map((site) => ({ method: p.method, level: p.level, layer, site, error: Math.max(row[site], 1e-6) }))) : []));
   if (attr.length > 0) {
-    const layers = Math.max(...attr.map((h) => h.layer)) + 1;
-    specs['chart-error'] = {
-      data: { values: attr },
-      facet: { row: { field: 'method', type: 'nominal', title: 'method' }, column: { field: 'level', type: 'ordinal', title: 'target sparsity' } },
-      spec: {
-        width: { step: 26 }, height: Math.min(400, Math.max(60, layers * 9)),
-        mark: 'rect',
-        encoding: {
-          x: { field: 'site', type: 'nominal', sort: [...ERROR_SITES], title: 'block', axis: { labelAngle: 0 } },
-          y: { field: 'layer', type: 'ordinal', title: 'layer' },
-          color: { field: 'error', type: 'quantitative', title: 'rel. sq. error', scale: { type: 'log', scheme: 'inferno', reverse: true } },
-          tooltip: [{ field: 'method' }, { field: 'level' }, { field: 'layer' }, { field: 'site', title: 'block' }, { field: 'error', format: '.2e', title: 'relative squared error' }],
-        },
-      },
-    };
+    specs['chart-error'] = layerHeatMap(attr,
+      { field: 'site', type: 'nominal', sort: [...ERROR_SITES], title: 'block', axis: { labelAngle: 0 } },
+      { field: 'error', type: 'quantitative', title: 'rel. sq. error', scale: { type: 'log', scheme: 'inferno', reverse: true } },
+      [{ field: 'site', title: 'block' }, { field: 'error', format: '.2e', title: 'relative squared error' }]);
   }
   return specs;
+}
+
+/** Heat maps per (method × target level) facet: x a site, y the layer, colour a value per cell. */
+function layerHeatMap(values: { layer: number }[], x: Record<string, unknown>, color: Record<string, unknown>, tips: Record<string, unknown>[]): Spec {
+  const layers = Math.max(...values.map((h) => h.layer)) + 1;
+  return {
+    data: { values },
+    facet: { row: { field: 'method', type: 'nominal', title: 'method' }, column: { field: 'level', type: 'ordinal', title: 'target sparsity' } },
+    spec: {
+      width: { step: 26 }, height: Math.min(400, Math.max(60, layers * 9)),
+      mark: 'rect',
+      encoding: {
+        x, y: { field: 'layer', type: 'ordinal', title: 'layer' }, color,
+        tooltip: [{ field: 'method' }, { field: 'level' }, { field: 'layer' }, ...tips],
+      },
+    },
+  };
 }
 
 /** JSON safe inside a <script> element. */
