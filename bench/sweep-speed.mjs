@@ -4,7 +4,7 @@
 // same machine state (a sweep measures each point when it evaluates it, maybe hours apart, on a
 // machine doing other work). Rewrites each point's decode_tok_s (marked interleaved), then
 // DIR/results.json and DIR/report.html.
-// Usage: node bench/sweep-speed.mjs DIR [-n 64] [-r 5] [-t 2]        (after `npm run build`)
+// Usage: node bench/sweep-speed.mjs DIR [-n 64] [-r 5] [-t 2] [-m PATH]        (after `npm run build`)
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -13,6 +13,7 @@ import { resolveModel } from '../dist/src/models/catalog.js';
 import { benchModel } from '../dist/src/bench/bench.js';
 import { fromProfile, loadProfile, checkProfileModel } from '../dist/src/sparsity/index.js';
 import { renderReport } from '../dist/src/eval/report.js';
+import { pointFile, profileFile } from '../dist/src/eval/sweep.js';
 
 const program = new Command()
   .name('bench/sweep-speed.mjs')
@@ -20,6 +21,7 @@ const program = new Command()
   .option('-n, --n-gen <n>', 'decode steps per run', '64')
   .option('-r, --rounds <n>', 'rounds (each: one run of dense and of every point)', '5')
   .option('-t, --threads <n>', 'threads (default: the machine\'s cores)')
+  .option('-m, --model <name|path>', 'the model file, when the sweep\'s model is not a catalog name (default: settings.model)')
   .parse();
 const o = program.opts();
 const dir = program.args[0];
@@ -33,13 +35,12 @@ try {
 const nGen = Number(o.nGen), rounds = Number(o.rounds);
 const threads = o.threads === undefined ? 0 : Number(o.threads);
 if (!(nGen > 0) || !(rounds > 0)) fail('-n and -r must be positive');
-const model = loadModel(resolveModel(results.settings.model), o.threads === undefined ? {} : { threads });
+const model = loadModel(resolveModel(o.model ?? results.settings.model), o.threads === undefined ? {} : { threads });
 const usedThreads = model.kernels.threads;
-const pointFile = (p) => join(dir, 'points', p.method === 'dense' ? 'dense.json' : `${p.method}-${p.level}.json`);
 const configs = results.points.map((p) => {
   if (p.method === 'dense') return { p, policy: undefined };
   // the profile beside the results (the recorded path may be from another checkout)
-  const file = join(dir, 'profiles', `${p.method}-${p.level}.json`);
+  const file = profileFile(dir, p.method, p.level);
   const profile = loadProfile(file);
   checkProfileModel(profile, file, model);
   return { p, policy: fromProfile(profile, model) };
@@ -63,9 +64,9 @@ const points = configs.map((c, i) => {
   const s = stats(samples[i]);
   const decode = { n_gen: nGen, reps: rounds, threads: usedThreads, dense: c.policy ? null : s, sparse: c.policy ? s : null, interleaved: true };
   const p = { ...c.p, decode_tok_s: decode };
-  const tmp = `${pointFile(p)}.tmp`;
+  const tmp = `${pointFile(dir, p.method, p.level)}.tmp`;
   writeFileSync(tmp, JSON.stringify(p, null, 2) + '\n');
-  renameSync(tmp, pointFile(p));
+  renameSync(tmp, pointFile(dir, p.method, p.level));
   console.log(`${(c.p.method === 'dense' ? 'dense' : `${c.p.method} ${c.p.level}`).padEnd(12)} density ${(c.p.density?.linear ?? 1).toFixed(3)}  ${s.mean.toFixed(2).padStart(7)} ± ${s.stdev.toFixed(2)} tok/s  ×${(s.mean / dense.mean).toFixed(3)} vs dense`);
   return p;
 });
