@@ -12,10 +12,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readGolden } from '../dist/src/eval/golden.js';
 import { Session } from '../dist/src/generate/session.js';
-import { argmax } from '../dist/src/generate/sampler.js';
 import { loadModel } from '../dist/src/model/load.js';
 import { resolveModel } from '../dist/src/models/catalog.js';
 import { percentiles } from '../dist/src/sparsity/head.js';
+import { HeadAgreementMeter } from '../dist/src/eval/head-agreement.js';
 import { buildSparseHead } from '../dist/src/sparsity/head-model.js';
 
 const shared = process.env.CTXSPARSE_SHARED ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared');
@@ -68,13 +68,11 @@ if (chunks > 0) {
   };
   const h = new Float32Array(D);
   const z = new Float32Array(head.V);
-  const sparse = new Float32Array(head.V);
-  head.stats.rescored.length = 0;
-  let steps = 0, equal = 0;
-  const misses = [];
+  const meter = new HeadAgreementMeter(head);
   const bos = model.tokenizer.bos;
   const t1 = performance.now();
-  for (let c = 0; c < chunks && (c + 1) * ctx <= toks.length; c++) {
+  let c = 0;
+  for (; c < chunks && (c + 1) * ctx <= toks.length; c++) {
     const ids = toks.slice(c * ctx, (c + 1) * ctx);
     if (model.tokenizer.addBosDefault && bos !== undefined) ids[0] = bos;
     states = [];
@@ -83,18 +81,14 @@ if (chunks > 0) {
     for (const x of states) {
       model.kernels.rmsnorm(h, 0, x, 0, model.weights.outputNorm, D, cfg.normEps);
       model.kernels.matvec(W, h, z);
-      const d = argmax(z);
-      head.logits(h, sparse);
-      const s = argmax(sparse);
-      steps++;
-      if (d === s) equal++;
-      else misses.push({ chunk: c, dense: d, sparse: s });
+      meter.compare(h, 0, z, 0);
     }
-    if (!json) process.stderr.write(`\rchunk ${c + 1}/${chunks}: ${equal}/${steps} equal, ${((performance.now() - t1) / 1000).toFixed(0)} s`);
+    const a = meter.result();
+    if (!json) process.stderr.write(`\rchunk ${c + 1}/${chunks}: ${a.equal}/${a.positions} equal, ${((performance.now() - t1) / 1000).toFixed(0)} s`);
   }
   if (!json) process.stderr.write('\n');
-  const r = percentiles(head.stats.rescored);
-  out.wikitext = { chunks, steps, equal, share: equal / steps, misses: misses.slice(0, 20), rescored: r, head_bytes_ratio: bytesPerStep(r.mean) / headBytes };
+  const a = meter.result();
+  out.wikitext = { chunks: c, steps: a.positions, equal: a.equal, share: a.share, misses: a.misses, rescored: a.rescored, head_bytes_ratio: a.head_bytes_ratio };
 }
 model.kernels.close?.();
 console.log(JSON.stringify(out, null, json ? 0 : 1));

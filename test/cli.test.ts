@@ -57,6 +57,18 @@ test('perplexity --json: ppl, chunks, ctx, tokens (llama.cpp method)', () => {
   assert.ok(out.ppl > 3 && out.ppl < 6.5, String(out.ppl));
 });
 
+test('perplexity --sparse-head --json: the dense perplexity, plus the sparse head compared at every scored position', () => {
+  const args = ['perplexity', '-m', sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf'), '-f', sharedPath('eval', 'tinystories', 'tinystories_val_prefix.txt'), '--ctx', '128', '--chunks', '6', '--threads', '1', '--json'];
+  const dense = JSON.parse(run(...args));
+  const out = JSON.parse(run(...args, '--sparse-head'));
+  assert.equal(out.ppl, dense.ppl);
+  assert.equal(dense.sparse_head, undefined);
+  const h = out.sparse_head;
+  assert.equal(h.positions, out.scored);
+  assert.ok(h.equal <= h.positions && h.share === h.equal / h.positions);
+  assert.ok(h.rescored.median >= 1 && h.rescored.p99 <= 512 && h.head_bytes_ratio > 0.5);
+});
+
 test('inspect shows metadata, types and tensors', () => {
   const txt = run('inspect', '-m', GGUF, '--tensors');
   assert.match(txt, /llama\.embedding_length\s+UINT32\s+64/);

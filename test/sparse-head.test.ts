@@ -1,14 +1,17 @@
 // The sparse output layer (src/sparsity/head.ts, asm/screen.ts): the screen kernel and the wasm
 // screen builder against their TypeScript references (ragged sizes, both SIMD builds, one and two
 // threads); the margin and sampling bounds; greedy tokens equal to the dense head's on stories260K
-// and on a real model.
+// and on a real model; the agreement meter that `perplexity` and `eval --sparse-head` report.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { createWasmKernels, relaxedSimdAvailable, type WasmKernels } from '../src/kernels/wasm/index.js';
 import { refKernels } from '../src/kernels/ref/index.js';
 import { GGMLType, quantInfo } from '../src/quant/types.js';
 import { loadModel, type Model } from '../src/model/load.js';
 import { Session } from '../src/generate/session.js';
+import { HeadAgreementMeter } from '../src/eval/head-agreement.js';
+import { perplexity } from '../src/eval/perplexity.js';
 import { argmax } from '../src/generate/sampler.js';
 import { quantizeActivation, ACT_Q8_0 } from '../src/kernels/ref/q8.js';
 import {
@@ -239,4 +242,31 @@ test('SmolLM2-135M: sparse-head greedy tokens equal dense over a few dozen steps
   const again = measureScreenError(model, head, model.tokenizer.encode('The quick brown fox jumps over the lazy dog.'));
   assert.ok(again.eUnit <= head.eUnit + 1e-9);
   assert.ok(again.kRow <= head.kRow + 1e-9 && head.kRow > 0);
+});
+
+test('agreement meter: perplexity stays dense; every scored position compared; a differing argmax is counted and kept', () => {
+  const model = loadModel(sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf'), { threads: 1 });
+  instances.push(model.kernels as WasmKernels);
+  const head = buildSparseHead(model, { cache: false });
+  const text = readFileSync(sharedPath('eval', 'tinystories', 'tinystories_val_prefix.txt'), 'utf8');
+  const dense = perplexity(model, text, { ctx: 64, chunks: 4 });
+  const meter = new HeadAgreementMeter(head);
+  const withHead = perplexity(model, text, { ctx: 64, chunks: 4, batch: 8, headMeter: meter });
+  assert.equal(withHead.ppl, dense.ppl);
+  const a = meter.result();
+  assert.equal(a.positions, dense.scored);
+  assert.equal(a.equal, a.positions, `misses ${JSON.stringify(a.misses)}`);
+  assert.ok(a.rescored.median < model.config.vocabSize / 4 && a.head_bytes_ratio < 1);
+
+  // the comparison itself: dense logits whose argmax the sparse head cannot pick
+  const h = new Float32Array(model.config.dim).map((_, i) => Math.sin(i));
+  const z = new Float32Array(head.V);
+  model.kernels.matvec(model.weights.output, h, z);
+  const best = z.indexOf(Math.max(...z));
+  const worst = z.indexOf(Math.min(...z));
+  z[worst] = z[best]! + 1;
+  assert.equal(meter.compare(h, 0, z, 0), false);
+  const b = meter.result();
+  assert.equal(b.positions, a.positions + 1);
+  assert.deepEqual(b.misses.at(-1), { position: a.positions, dense: worst, sparse: best });
 });

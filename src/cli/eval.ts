@@ -8,9 +8,10 @@ import { EVAL_DEFAULTS, Evaluator, type EvalResult } from '../eval/harness.js';
 import { greedyPrompts, loadTask, parseTaskList } from '../eval/tasks.js';
 import { looksLikePath } from '../models/catalog.js';
 import { modelName } from '../sparsity/profile.js';
-import { addModelOptions, addSparsityOption, int, openModel, progressBar, sparsityPolicy } from './common.js';
+import { addModelOptions, addSparseHeadOptions, addSparsityOption, int, openModel, progressBar, sparseHeadFor, sparsityPolicy, type SparseHeadFlags } from './common.js';
+import { headAgreementLine } from '../eval/head-agreement.js';
 
-interface EvalFlags {
+interface EvalFlags extends SparseHeadFlags {
   model: string;
   tokenizer?: string;
   threads?: number;
@@ -34,8 +35,8 @@ export function addEvalOptions(cmd: Command, tasksRequired: boolean): Command {
   return cmd
     .option('--limit <n>', `the first n items of each task (perplexity: at most n chunks; default ${EVAL_DEFAULTS.chunks})`, int('--limit', 1))
     .option('--ctx <n>', 'perplexity tasks: tokens per chunk', int('--ctx', 4), EVAL_DEFAULTS.ctx)
-    .option('--greedy-prompts <n>', 'with sparsity: greedy-agreement prompts (the first n HellaSwag contexts; 0 = skip)', int('--greedy-prompts', 0), EVAL_DEFAULTS.greedyPrompts)
-    .option('--greedy-tokens <n>', 'with sparsity: greedy tokens per prompt', int('--greedy-tokens', 1), EVAL_DEFAULTS.greedyTokens)
+    .option('--greedy-prompts <n>', 'with sparsity or --sparse-head: greedy-agreement prompts (the first n HellaSwag contexts; 0 = skip)', int('--greedy-prompts', 0), EVAL_DEFAULTS.greedyPrompts)
+    .option('--greedy-tokens <n>', 'with sparsity or --sparse-head: greedy tokens per prompt', int('--greedy-tokens', 1), EVAL_DEFAULTS.greedyTokens)
     .option('--bench-gen <n>', 'decode speed: tokens per timed run (0 = skip)', int('--bench-gen', 0), EVAL_DEFAULTS.benchGen)
     .option('--bench-reps <n>', 'decode speed: timed runs after one warm-up', int('--bench-reps', 1), EVAL_DEFAULTS.benchReps);
 }
@@ -48,13 +49,18 @@ export function register(program: Command): void {
   addEvalOptions(cmd, true);
   addModelOptions(cmd);
   addSparsityOption(cmd);
+  addSparseHeadOptions(cmd, false);
+  cmd.addHelpText('after', '\nWith --sparse-head every score stays the dense output layer\'s; the sparse head is compared with it at every\n'
+    + 'scored position of the perplexity tasks (same final state) and on the greedy prompts (free-running continuations).\n'
+    + 'Its guarantee is empirical: the screen error bound k is measured, not proved (see the README for the disagreement measured).');
   cmd.action((o: EvalFlags) => {
     const tasks = o.tasks.map(loadTask);
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
+    const head = sparseHeadFor(o, model);
     const name = looksLikePath(o.model) ? modelName(model.path) : o.model;
     const ev = new Evaluator(model, name, { cacheCtx: Math.max(EVAL_DEFAULTS.cacheCtx, o.ctx) });
-    const greedy = sparse && o.greedyPrompts > 0 ? { ...greedyPrompts(o.greedyPrompts), tokens: o.greedyTokens } : undefined;
+    const greedy = (sparse || head) && o.greedyPrompts > 0 ? { ...greedyPrompts(o.greedyPrompts), tokens: o.greedyTokens } : undefined;
     const onProgress = taskProgress('eval');
     const r = ev.evaluate(tasks, sparse && {
       policy: sparse.policy,
@@ -63,6 +69,7 @@ export function register(program: Command): void {
       ctx: o.ctx, ...(o.limit !== undefined && { limit: o.limit }), ...(greedy && { greedy }),
       bench: { nGen: o.benchGen, reps: o.benchReps, dense: true, sparse: true },
       ...(o.threads !== undefined && { threads: o.threads }),
+      ...(head && { head }),
       onProgress: onProgress.update,
     });
     onProgress.stop();
@@ -120,6 +127,13 @@ export function formatResult(r: EvalResult): string {
     const a = r.agreement;
     out.push(`agreement with dense: top-1 ${f(100 * a.top1, 2)}%, KL(dense‖sparse) ${f(a.kl, 4)} nats over ${a.positions} positions of ${a.texts.join(', ') || '(no perplexity task)'}`);
     if (a.greedy) out.push(`greedy: ${f(100 * a.greedy.match, 1)}% identical tokens, identical prefix ${f(100 * a.greedy.prefix, 1)}% (${a.greedy.prompts} prompts × ${a.greedy.tokens} tokens)`);
+  }
+  const h = r.sparse_head;
+  if (h?.text) out.push(headAgreementLine(h.text, `scored positions of ${Object.entries(r.tasks).filter(([, t]) => t.kind === 'perplexity').map(([n]) => n).join(', ')}`));
+  if (h?.greedy) {
+    const g = h.greedy;
+    out.push(`sparse head, greedy: ${g.identical_prompts} of ${g.prompts} prompts identical to the dense head for ${g.tokens} tokens, ${f(100 * g.match, 1)}% identical tokens, `
+      + `rows computed exactly per step median ${g.steps.rescored.median}, p99 ${g.steps.rescored.p99}, head bytes read ${f(100 * g.steps.head_bytes_ratio, 1)}% of dense`);
   }
   if (r.density) out.push(`realized density: ${f(r.density.linear, 3)} of the linears' weights (${Object.entries(r.density.sites).map(([s, v]) => `${s} ${f(v, 3)}`).join(', ')})`);
   const d = r.decode_tok_s;

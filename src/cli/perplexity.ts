@@ -1,10 +1,11 @@
 // `ctxsparse perplexity`: llama.cpp-compatible perplexity of a text file.
 
 import type { Command } from 'commander';
+import { HeadAgreementMeter, headAgreementLine } from '../eval/head-agreement.js';
 import { perplexity } from '../eval/perplexity.js';
-import { addModelOptions, addSparsityOption, int, openModel, peakRssMB, progressBar, readTextFile, sparsityPolicy } from './common.js';
+import { addModelOptions, addSparseHeadOptions, addSparsityOption, int, openModel, peakRssMB, progressBar, readTextFile, sparseHeadFor, sparsityPolicy, type SparseHeadFlags } from './common.js';
 
-interface PerplexityFlags {
+interface PerplexityFlags extends SparseHeadFlags {
   model: string;
   tokenizer?: string;
   file: string;
@@ -26,15 +27,20 @@ export function register(program: Command): void {
     .option('--json', 'print {"ppl", "chunks", "ctx", "tokens", ...}');
   addModelOptions(cmd);
   addSparsityOption(cmd);
+  addSparseHeadOptions(cmd, false);
+  cmd.addHelpText('after', '\nWith --sparse-head the perplexity stays the dense output layer\'s; the sparse head runs beside it on every\n'
+    + 'scored position and its agreement is reported (greedy token equal to dense, rows computed exactly, bytes read).');
   cmd.action((o: PerplexityFlags) => {
     const text = readTextFile(o.file, '--file');
     const t0 = performance.now();
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
+    const head = sparseHeadFor(o, model);
+    const meter = head ? new HeadAgreementMeter(head) : undefined;
     const loadSeconds = (performance.now() - t0) / 1000;
     let bar: ReturnType<typeof progressBar> | undefined;
     const r = perplexity(model, text, {
-      ctx: o.ctx, batch: o.batch, ...(o.chunks !== undefined && { chunks: o.chunks }), ...(sparse && { policy: sparse.policy }),
+      ctx: o.ctx, batch: o.batch, ...(o.chunks !== undefined && { chunks: o.chunks }), ...(sparse && { policy: sparse.policy }), ...(meter && { headMeter: meter }),
       onChunk: (done, total, ppl) => {
         bar ??= progressBar('perplexity', total);
         bar.update(done, `ppl ${ppl.toFixed(4)}`);
@@ -44,6 +50,7 @@ export function register(program: Command): void {
     });
     bar?.stop();
     const seconds = (performance.now() - t0) / 1000;
+    const agreement = meter?.result();
     if (o.json) {
       process.stdout.write(JSON.stringify({
         ppl: r.ppl, chunks: r.chunks, ctx: r.ctx, tokens: r.tokens,
@@ -53,10 +60,12 @@ export function register(program: Command): void {
           sparsity: { profile: sparse.file, method: sparse.profile.method, target: sparse.profile.sparsity, allocation: sparse.profile.allocation },
           density: sparse.policy.realized(),
         }),
+        ...(agreement && head && { sparse_head: { ...agreement, safety: head.safety, screen_bytes: head.screenBytes } }),
       }) + '\n');
       return;
     }
     const dens = sparse ? `, ${sparse.profile.method} ${sparse.profile.sparsity}: realized density ${sparse.policy.realized().linear.toFixed(3)} of the linears' weights` : '';
+    if (agreement) process.stdout.write(headAgreementLine(agreement) + '\n');
     process.stdout.write(`perplexity ${r.ppl.toFixed(4)} ± ${r.pplStderr.toFixed(4)} over ${r.chunks} chunks of ${r.ctx} (${r.scored} tokens scored) in ${seconds.toFixed(1)}s, peak RSS ${peakRssMB()} MB${dens}\n`);
   });
 }

@@ -10,10 +10,12 @@ import { argmax } from '../generate/sampler.js';
 import type { Forward } from '../model/forward.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { Model } from '../model/load.js';
+import type { SparseHead } from '../sparsity/head.js';
 import type { MeasuredPolicy, RealizedDensity, Site } from '../sparsity/measure.js';
 import { SITES } from '../sparsity/measure.js';
 import { densePolicy, type SparsityPolicy } from '../sparsity/policy.js';
 import { encodeEval, percentWithStderr, scoreLambada, scoreMc } from './choice.js';
+import { HeadAgreementMeter, type HeadAgreement } from './head-agreement.js';
 import { perplexity } from './perplexity.js';
 import type { Task } from './tasks.js';
 
@@ -44,6 +46,11 @@ export interface EvalOptions {
   /** decode speed (default 64 tokens × 3 runs; nGen 0 skips it) */
   readonly bench?: { readonly nGen: number; readonly reps: number; readonly dense: boolean; readonly sparse: boolean };
   readonly threads?: number;
+  /**
+   * The sparse output layer to compare with the dense one (scores stay dense): at every scored
+   * position of the perplexity tasks, and on the greedy prompts (sparse-head vs dense-head runs).
+   */
+  readonly head?: SparseHead;
   readonly onProgress?: (task: string, done: number, total: number) => void;
 }
 
@@ -110,6 +117,16 @@ export interface GreedyAgreement {
   readonly prefix: number;
 }
 
+/** The sparse output layer against the dense one, everything else equal (`eval --sparse-head`). */
+export interface HeadEval {
+  readonly safety: number;
+  readonly screen_bytes: number;
+  /** every scored position of the perplexity tasks: greedy token from the same final state */
+  readonly text: HeadAgreement | null;
+  /** free-running greedy continuations of the greedy prompts, sparse head vs dense head */
+  readonly greedy: (GreedyAgreement & { readonly identical_prompts: number; readonly steps: HeadAgreement }) | null;
+}
+
 export interface DecodeSpeed {
   readonly n_gen: number;
   readonly reps: number;
@@ -128,6 +145,8 @@ export interface EvalResult {
   readonly limit: number | null;
   readonly tasks: Record<string, TaskResult>;
   readonly agreement: Agreement | null;
+  /** with `head` */
+  readonly sparse_head?: HeadEval;
   readonly density: RealizedDensity | null;
   readonly decode_tok_s: DecodeSpeed | null;
   readonly started_at: string;
@@ -202,6 +221,7 @@ export class Evaluator {
     let agreeKl = 0;
     const agreeTexts: string[] = [];
     const { forward, kv } = this;
+    const headText = opts.head ? new HeadAgreementMeter(opts.head) : undefined;
 
     for (const task of tasks) {
       const ts = performance.now();
@@ -217,6 +237,7 @@ export class Evaluator {
         const p = perplexity(model, d.text, {
           ctx, chunks, batch: forward.maxBatch, policy, forward, kv,
           ...(ref && { reference: { policy: densePolicy, forward: ref.forward, kv: ref.kv } }),
+          ...(headText && { headMeter: headText }),
           onChunk: (done, total) => progress(done, total),
         });
         if (p.agreement) {
@@ -280,6 +301,14 @@ export class Evaluator {
       }
       : null;
     const density = sparse ? mergeDensity(densities) : null;
+    let headEval: HeadEval | undefined;
+    if (opts.head) {
+      const g = opts.greedy && opts.greedy.prompts.length > 0 ? this.headGreedy(policy, opts.head, opts.greedy) : null;
+      headEval = {
+        safety: opts.head.safety, screen_bytes: opts.head.screenBytes,
+        text: headText && headText.result().positions > 0 ? headText.result() : null, greedy: g,
+      };
+    }
 
     let decode: DecodeSpeed | null = null;
     const b = opts.bench ?? { nGen: EVAL_DEFAULTS.benchGen, reps: EVAL_DEFAULTS.benchReps, dense: true, sparse: true };
@@ -299,7 +328,7 @@ export class Evaluator {
 
     return {
       model: this.name, model_path: model.path, arch: model.config.arch, sparsity: sparse?.info ?? null, limit: opts.limit ?? null,
-      tasks: results, agreement, density, decode_tok_s: decode,
+      tasks: results, agreement, ...(headEval && { sparse_head: headEval }), density, decode_tok_s: decode,
       started_at: startedAt, finished_at: new Date().toISOString(), seconds: round((performance.now() - t0) / 1000, 2),
     };
   }
@@ -321,19 +350,57 @@ export class Evaluator {
     const total = g.prompts.length * g.tokens;
     return { source: g.source, prompts: g.prompts.length, tokens: g.tokens, match: same / total, prefix: prefix / total };
   }
+
+  /** Greedy continuations with the sparse output layer vs the dense one, both with `policy`, compared position by position. */
+  private headGreedy(policy: SparsityPolicy, head: SparseHead, g: NonNullable<EvalOptions['greedy']>): NonNullable<HeadEval['greedy']> {
+    const ref = this.reference();
+    const meter = new HeadAgreementMeter(head);
+    let same = 0;
+    let prefix = 0;
+    let identical = 0;
+    for (const prompt of g.prompts) {
+      const ids = encodeEval(this.model.tokenizer, prompt);
+      const dense = greedyRun(ref.forward, ref.kv, policy, ids, g.tokens);
+      const rows: number[] = [];
+      const sparse = greedyRun(this.forward, this.kv, policy, ids, g.tokens, { head, rows });
+      let p = 0;
+      while (p < g.tokens && dense[p] === sparse[p]) p++;
+      prefix += p;
+      if (p === g.tokens) identical++;
+      let eq = 0;
+      for (let i = 0; i < g.tokens; i++) if (dense[i] === sparse[i]) eq++;
+      same += eq;
+      meter.add(g.tokens, eq, rows);
+    }
+    const total = g.prompts.length * g.tokens;
+    return {
+      source: g.source, prompts: g.prompts.length, tokens: g.tokens, match: same / total, prefix: prefix / total,
+      identical_prompts: identical, steps: meter.result(),
+    };
+  }
 }
 
-/** Greedy decoding as generation runs it: the prompt computed dense, every generated token with `policy`. */
-function greedyRun(forward: Forward, kv: KVCache, policy: SparsityPolicy, prompt: readonly number[], n: number): number[] {
+/**
+ * Greedy decoding as generation runs it: the prompt computed dense, every generated token with
+ * `policy`; with `head`, every step's logits from the sparse output layer (its rows per step into `rows`).
+ */
+function greedyRun(forward: Forward, kv: KVCache, policy: SparsityPolicy, prompt: readonly number[], n: number,
+  head?: { readonly head: SparseHead; readonly rows: number[] }): number[] {
   forward.policy = policy;
   forward.sparsePrefill = false;
+  forward.outputHead = head?.head ?? null;
   kv.truncate(0);
-  let logits = forward.run(kv, prompt, 0, 'last')!;
   const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const id = argmax(logits);
-    out.push(id);
-    if (i < n - 1) logits = forward.run(kv, [id], prompt.length + i, 'last')!;
+  try {
+    let logits = forward.run(kv, prompt, 0, 'last')!;
+    for (let i = 0; i < n; i++) {
+      head?.rows.push(forward.headRows);
+      const id = argmax(logits);
+      out.push(id);
+      if (i < n - 1) logits = forward.run(kv, [id], prompt.length + i, 'last')!;
+    }
+  } finally {
+    forward.outputHead = null;
   }
   return out;
 }

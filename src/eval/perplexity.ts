@@ -7,6 +7,7 @@ import { CtxError } from '../errors.js';
 import type { Forward } from '../model/forward.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { Model } from '../model/load.js';
+import type { HeadAgreementMeter } from './head-agreement.js';
 import { densePolicy, type SparsityPolicy } from '../sparsity/policy.js';
 
 export interface PerplexityOptions {
@@ -25,6 +26,11 @@ export interface PerplexityOptions {
    * compare its next-token distributions with the main one's at every scored position.
    */
   readonly reference?: { readonly policy: SparsityPolicy; readonly forward?: Forward; readonly kv?: KVCache };
+  /**
+   * Also run the sparse output layer on the final state of every scored position and compare its
+   * greedy token with the (dense) logits scored here; the perplexity stays the dense head's.
+   */
+  readonly headMeter?: HeadAgreementMeter;
 }
 
 export interface Agreement {
@@ -83,40 +89,61 @@ export function perplexity(model: Model, text: string, opts: PerplexityOptions):
   const V = model.config.vocabSize;
   const first = ctx >> 1;
   const bos = tok.addBosDefault ? tok.bos : undefined;
+  // with headMeter: the final normalised states of the batch being scored, copied by a tap
+  const meter = opts.headMeter;
+  const D = model.config.dim;
+  const states = meter ? new Float32Array(batch * D) : null;
+  let filled = 0; // rows of `states` written in this batch (the forward may split it)
+  const prevTap = forward.tap;
+  if (states) {
+    forward.tap = (name, layer, data, rows, width) => {
+      prevTap?.(name, layer, data, rows, width);
+      if (name === 'final') {
+        states.set(data.subarray(0, rows * width), filled * D);
+        filled += rows;
+      }
+    };
+  }
 
   let nll = 0;
   let nll2 = 0;
   let count = 0;
   const perChunk: number[] = [];
-  for (let c = 0; c < nChunks; c++) {
-    const chunk = ids.slice(c * ctx, (c + 1) * ctx);
-    if (bos !== undefined) chunk[0] = bos;
-    kv.truncate(0);
-    refKv?.truncate(0);
-    // the first half only builds context; its logits are not needed
-    forward.run(kv, chunk.slice(0, first), 0, 'none');
-    refForward?.run(refKv!, chunk.slice(0, first), 0, 'none');
-    // the second half in batches, each scored as soon as its logits exist (one batch of logits in memory)
-    for (let b = first; b < ctx; b += batch) {
-      const e = Math.min(ctx, b + batch);
-      const logits = forward.run(kv, chunk.slice(b, e), b, 'all')!;
-      const refLogits = refForward?.run(refKv!, chunk.slice(b, e), b, 'all');
-      for (let j = b; j < Math.min(e, ctx - 1); j++) {
-        const lp = logProb(logits, (j - b) * V, V, chunk[j + 1]!);
-        nll -= lp;
-        nll2 += lp * lp;
-        count++;
-        if (refLogits) {
-          const c = compare(refLogits, logits, (j - b) * V, V);
-          klSum += c.kl;
-          if (c.sameTop1) agreeTop1++;
-          refNll -= logProb(refLogits, (j - b) * V, V, chunk[j + 1]!);
+  try {
+    for (let c = 0; c < nChunks; c++) {
+      const chunk = ids.slice(c * ctx, (c + 1) * ctx);
+      if (bos !== undefined) chunk[0] = bos;
+      kv.truncate(0);
+      refKv?.truncate(0);
+      // the first half only builds context; its logits are not needed
+      forward.run(kv, chunk.slice(0, first), 0, 'none');
+      refForward?.run(refKv!, chunk.slice(0, first), 0, 'none');
+      // the second half in batches, each scored as soon as its logits exist (one batch of logits in memory)
+      for (let b = first; b < ctx; b += batch) {
+        const e = Math.min(ctx, b + batch);
+        filled = 0;
+        const logits = forward.run(kv, chunk.slice(b, e), b, 'all')!;
+        const refLogits = refForward?.run(refKv!, chunk.slice(b, e), b, 'all');
+        for (let j = b; j < Math.min(e, ctx - 1); j++) {
+          const lp = logProb(logits, (j - b) * V, V, chunk[j + 1]!);
+          nll -= lp;
+          nll2 += lp * lp;
+          count++;
+          if (refLogits) {
+            const c = compare(refLogits, logits, (j - b) * V, V);
+            klSum += c.kl;
+            if (c.sameTop1) agreeTop1++;
+            refNll -= logProb(refLogits, (j - b) * V, V, chunk[j + 1]!);
+          }
+          meter?.compare(states!, (j - b) * D, logits, (j - b) * V);
         }
       }
+      const ppl = Math.exp(nll / count);
+      perChunk.push(ppl);
+      opts.onChunk?.(c + 1, nChunks, ppl);
     }
-    const ppl = Math.exp(nll / count);
-    perChunk.push(ppl);
-    opts.onChunk?.(c + 1, nChunks, ppl);
+  } finally {
+    forward.tap = prevTap;
   }
   const mean = nll / count;
   const ppl = Math.exp(mean);
