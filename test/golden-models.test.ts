@@ -37,9 +37,10 @@ for (const name of MODELS) {
   });
 
   // The issue's bound: top-10 logits within 0.1 of llama.cpp's. Our logits agree with an
-  // independent float64 reference (test/reference-logits.test.ts); llama.cpp's own 8-bit
-  // activations and f16 KV cache put its logits 0.25–1.7 away, so this is open work.
-  test(`${name}: top-10 logits within 0.1 of llama.cpp's (first prompt, ${STEPS} steps)`, { todo: 'llama.cpp quantization noise exceeds 0.1; see the issue note' }, () => {
+  // independent float64 reference (test/reference-logits.test.ts), but with 8-bit activations a
+  // 1e-6 relative change of one op's output already moves these logits by up to 0.8
+  // (scripts/logit-sensitivity.js): 0.1 is below the noise floor of llama.cpp's own scheme.
+  test(`${name}: top-10 logits within 0.1 of llama.cpp's (first prompt, ${STEPS} steps)`, { todo: 'below the 8-bit activations\' noise floor (scripts/logit-sensitivity.js); README, Correctness' }, () => {
     const r = report();
     assert.ok(r.maxLogitError <= 0.1, `max |logit − llama.cpp's| ${r.maxLogitError}`);
   });
