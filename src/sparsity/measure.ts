@@ -60,11 +60,23 @@ export abstract class MeasuredPolicy implements SparsityPolicy {
     return this;
   }
 
-  private tmp = new Int32Array(0);
+  // Selections are views of an arena, filled front to back: a decode step asks for a hundred or
+  // more, and a fresh array for each (allocation, then a copy) cost more than the selection
+  // itself. A full arena is replaced, never reused, so a selection stays valid as long as it is held.
+  private arena = new Int32Array(0);
+  private used = 0;
   /** keepAbove with this policy's kernels. */
   protected keep(x: Float32Array, t: number, scale?: Float32Array): Selection | null {
-    if (this.tmp.length < x.length) this.tmp = new Int32Array(x.length);
-    return keepAbove(x, t, scale, this.ops, this.tmp);
+    const n = x.length;
+    if (this.used + n > this.arena.length) {
+      this.arena = new Int32Array(Math.max(1 << 16, 4 * n));
+      this.used = 0;
+    }
+    const idx = this.arena.subarray(this.used, this.used + n);
+    const k = this.ops.keepAbove(x, t, scale ?? null, idx);
+    if (k === n) return null;
+    this.used += k;
+    return { idx: idx.subarray(0, k), n: k };
   }
 
   /** Record a selection (null = all `width` kept) and return it. */

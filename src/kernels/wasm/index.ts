@@ -352,33 +352,66 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return t;
   }
   /** Whether W's input sparsity goes through a transposed copy (the integer path only). */
-  const transposable = (W: QTensor): boolean => activations === 'q8' && ex.tkind(W.type.id) >= 0 && W.cols % W.type.blockSize === 0;
+  const transposableMemo = new WeakMap<QTensor, boolean>();
+  const transposable = (W: QTensor): boolean => {
+    let t = transposableMemo.get(W);
+    if (t === undefined) transposableMemo.set(W, (t = activations === 'q8' && ex.tkind(W.type.id) >= 0 && W.cols % W.type.blockSize === 0));
+    return t;
+  };
+
+  /**
+   * What sparseInputs works out once per group of linears sharing an input (q/k/v, gate/up, ...):
+   * their copies, the activation kinds with one plan each, the sizes. A decode step makes a hundred
+   * or more such calls, so per-call work is kept to the plan and the task list.
+   */
+  interface SparseGroup {
+    readonly Ws: readonly QTensor[];
+    readonly Ts: readonly { ptr: number; kind: number; Rp: number }[];
+    /** distinct kinds, and for each linear the index of its kind's plan */
+    readonly kinds: readonly number[];
+    readonly plan: readonly number[];
+    readonly planBytes: number;
+    /** per-thread scratch of the widest copy */
+    readonly scr: number;
+  }
+  const sparseGroups = new WeakMap<QTensor, SparseGroup[]>();
+  function sparseGroup(Ws: readonly QTensor[]): SparseGroup {
+    let list = sparseGroups.get(Ws[0]!);
+    if (list) {
+      for (const g of list) if (g.Ws.length === Ws.length && g.Ws.every((W, i) => W === Ws[i])) return g;
+    } else sparseGroups.set(Ws[0]!, (list = []));
+    const cols = Ws[0]!.cols;
+    for (const W of Ws) if (W.cols !== cols) throw new RangeError(`matvecs: ${W.name} has ${W.cols} columns, ${Ws[0]!.name} ${cols}`);
+    const Ts = Ws.map(transposedOf);
+    const kinds: number[] = [];
+    for (const T of Ts) if (!kinds.includes(T.kind)) kinds.push(T.kind);
+    const g: SparseGroup = {
+      Ws: [...Ws], Ts, kinds, plan: Ts.map((T) => kinds.indexOf(T.kind)), planBytes: ex.tplanBytes(cols),
+      scr: Math.max(...Ts.map((T) => align(ex.tscratchBytes(T.Rp), 64))),
+    };
+    list.push(g);
+    return g;
+  }
+  const planPtrs: number[] = [];
+  const outPtrs: number[] = [];
+  const partPtrs: number[] = [];
+  const directs: boolean[] = [];
 
   /** outs[i] = Ws[i]·(x with only the channels in `inputs`), each W transposable, from the transposed copies. */
   function sparseInputs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs: Selection): void {
+    const g = sparseGroup(Ws);
     const cols = Ws[0]!.cols;
     if (x.length < cols) throw new RangeError(`matvec ${Ws[0]!.name}: x has ${x.length} elements, need ${cols}`);
     const { idx, n } = inputs;
-    const Ts = Ws.map((W, i) => {
-      if (W.cols !== cols) throw new RangeError(`matvecs: ${W.name} has ${W.cols} columns, ${Ws[0]!.name} ${cols}`);
-      if (outs[i]!.length < W.rows) throw new RangeError(`matvec ${W.name}: out has ${outs[i]!.length} elements, need ${W.rows}`);
-      return transposedOf(W);
-    });
-    const planBytes = ex.tplanBytes(cols);
+    const { Ts, kinds, planBytes, scr } = g;
     const inPlace = ours.has(x.buffer);
-    // outputs written in place when they live in the memory and the copy has no padding rows
-    const direct = outs.map((o, i) => ours.has(o.buffer) && Ts[i]!.Rp === Ws[i]!.rows);
-    const kinds: number[] = [];
-    let bytes = align(cols * 4, 64) * (inPlace ? 1 : 2) + align(ex.actBytes(cols), 64) + align(n * 4, 64) + 64 * TASK_WORDS * 4;
-    let scr = 0;
-    for (let i = 0; i < Ts.length; i++) {
-      const T = Ts[i]!;
-      if (!kinds.includes(T.kind)) { kinds.push(T.kind); bytes += align(planBytes, 64); }
+    let bytes = align(cols * 4, 64) * (inPlace ? 1 : 2) + align(ex.actBytes(cols), 64) + align(n * 4, 64)
+      + 64 * TASK_WORDS * 4 + kinds.length * align(planBytes, 64) + scr * nth;
+    for (let i = 0; i < Ws.length; i++) {
+      if (outs[i]!.length < Ws[i]!.rows) throw new RangeError(`matvec ${Ws[i]!.name}: out has ${outs[i]!.length} elements, need ${Ws[i]!.rows}`);
       // the output, and one partial output per thread after the first (threads split the kept channels)
-      bytes += align(T.Rp * 4, 64) * (direct[i] ? nth - 1 : nth);
-      scr = Math.max(scr, align(ex.tscratchBytes(T.Rp), 64));
+      bytes += align(Ts[i]!.Rp * 4, 64) * nth;
     }
-    bytes += scr * nth;
     beginScratch(bytes);
     // x stays where it is when it already lives in the memory (the forward pass's run state)
     let xp = x.byteOffset;
@@ -393,29 +426,39 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const bad = ex.tprepare(xp, cols, idxp, n, xs, qa);
     if (bad >= 0) throw new RangeError(`matvec ${Ws[0]!.name}: input selection must be ascending channels in 0..${cols - 1} (got ${idx[bad]} at ${bad})`);
     const scratch = take(scr * nth);
-    const plans = kinds.map((kind) => {
+    planPtrs.length = 0;
+    for (const kind of kinds) {
       const plan = take(planBytes);
       ex.tplan(kind, cols, qa, idxp, n, plan);
-      return plan;
-    });
+      planPtrs.push(plan);
+    }
     table = take(TASK_WORDS * 4 * Ws.length);
     nTasks = 0;
-    const outPtrs: number[] = [], parts: number[] = [];
+    outPtrs.length = 0;
+    partPtrs.length = 0;
+    directs.length = 0;
     for (let i = 0; i < Ts.length; i++) {
-      const T = Ts[i]!, plan = plans[kinds.indexOf(T.kind)]!;
-      const op = direct[i] ? outs[i]!.byteOffset : take(T.Rp * 4);
+      const T = Ts[i]!, plan = planPtrs[g.plan[i]!]!, o = outs[i]!;
+      // outputs written in place when they live in the memory and the copy has no padding rows
+      const direct = ours.has(o.buffer) && T.Rp === Ws[i]!.rows;
+      directs.push(direct);
+      const op = direct ? o.byteOffset : take(T.Rp * 4);
       const pp = nth > 1 ? take(T.Rp * 4 * (nth - 1)) : 0;
       f32.fill(0, op >>> 2, (op >>> 2) + T.Rp);
       if (pp) f32.fill(0, pp >>> 2, (pp >>> 2) + T.Rp * (nth - 1));
-      task([T_TMATVEC, T.kind, plan, T.ptr, T.Rp, ex.tplanPairs(plan) * (T.Rp / 32), 0, 0, op, pp, 0, scratch, scr]);
+      const w = (table >>> 2) + nTasks * TASK_WORDS;
+      i32.fill(0, w, w + TASK_WORDS);
+      i32[w] = T_TMATVEC; i32[w + 1] = T.kind; i32[w + 2] = plan; i32[w + 3] = T.ptr; i32[w + 4] = T.Rp;
+      i32[w + 5] = ex.tplanPairs(plan) * (T.Rp / 32); i32[w + 8] = op; i32[w + 9] = pp; i32[w + 11] = scratch; i32[w + 12] = scr;
+      nTasks++;
       outPtrs.push(op);
-      parts.push(pp);
+      partPtrs.push(pp);
     }
     dispatch();
     for (let i = 0; i < Ws.length; i++) {
       const op = outPtrs[i]!, Rp = Ts[i]!.Rp;
-      for (let t = 1; t < nth; t++) ex.combine(op, parts[i]! + (t - 1) * Rp * 4, Rp, 1);
-      if (!direct[i]) outs[i]!.set(f32.subarray(op >>> 2, (op >>> 2) + Ws[i]!.rows));
+      for (let t = 1; t < nth; t++) ex.combine(op, partPtrs[i]! + (t - 1) * Rp * 4, Rp, 1);
+      if (!directs[i]) outs[i]!.set(f32.subarray(op >>> 2, (op >>> 2) + Ws[i]!.rows));
     }
   }
 
