@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { loadModel } from '../src/model/load.js';
 import { createWasmKernels } from '../src/kernels/wasm/index.js';
+import { Pool } from '../src/kernels/wasm/pool.js';
 import { catalogModel, sharedPath } from './helpers.js';
 
 function logitsOf(path: string, threads: number, tokens: number[]): Float32Array[] {
@@ -44,3 +45,13 @@ for (const [name, path] of cases) {
     }
   });
 }
+
+test('a worker that dies before serving makes the dispatch throw with its message, not hang', () => {
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true });
+  let host = 0;
+  // not a module: the worker's instantiation throws before it can serve
+  const pool = new Pool({}, memory, 2, 0, false, () => { host++; });
+  assert.throws(() => pool.run(0, 0), (e: Error) => /^kernel thread pool: a worker failed: thread 1: .*Module/.test(e.message) && !e.message.includes('\n'));
+  assert.equal(host, 1);
+  assert.throws(() => pool.run(0, 0), /used after close/);
+});

@@ -18,7 +18,17 @@ export const SLEEPERS = 4; // workers blocked in Atomics.wait
 export const EXIT = 5;     // set before the last bump: workers leave their loop
 export const FAILED = 6;   // a worker's run() threw; its message is in the worker's error event
 export const HOST_WAITS = 7; // the host sleeps on DONE: the last worker to finish wakes it
-const CTRL_WORDS = 16;
+export const STARTED = 8;  // workers that have instantiated the module and serve
+/** bytes [MSG_AT, MSG_AT + MSG_BYTES) of the control block: the first failing worker's message (UTF-8, NUL-padded) */
+export const MSG_AT = 64;
+export const MSG_BYTES = 448;
+const CTRL_BYTES = MSG_AT + MSG_BYTES;
+/**
+ * How long the host waits for workers that have not started yet before it gives up: a worker
+ * that dies before serving cannot say so any other way (its 'error' event needs the host's event
+ * loop, which a synchronous dispatch blocks).
+ */
+const START_TIMEOUT_MS = 60_000;
 
 /**
  * Spins of the host on DONE before it sleeps. On an idle machine a dispatch finishes within a few
@@ -46,7 +56,7 @@ export class Pool {
   /** `run0(table, nTasks)` is the host's own share (thread 0 of nth). */
   constructor(module: object, memory: object, readonly nth: number, f16tab: number, relaxed: boolean,
     private readonly run0: (table: number, nTasks: number) => void) {
-    const sab = new SharedArrayBuffer(CTRL_WORDS * 4);
+    const sab = new SharedArrayBuffer(CTRL_BYTES);
     this.ctrl = new Int32Array(sab);
     const url = new URL('./worker.js', import.meta.url);
     for (let tid = 1; tid < nth; tid++) {
@@ -73,6 +83,7 @@ export class Pool {
     this.run0(table, nTasks);
     const want = this.nth - 1;
     let spins = 0;
+    let since = 0;
     for (let d = Atomics.load(c, DONE); d < want; d = Atomics.load(c, DONE)) {
       if (Atomics.load(c, FAILED)) this.fail();
       if (++spins > HOST_SPINS) {
@@ -80,14 +91,21 @@ export class Pool {
         // re-checked under the flag: a worker that finished in between has seen it or left DONE changed
         Atomics.wait(c, DONE, d, 1);
         Atomics.store(c, HOST_WAITS, 0);
+        if (Atomics.load(c, STARTED) < want) {
+          since ||= performance.now();
+          if (performance.now() - since > START_TIMEOUT_MS) this.fail(`${want - Atomics.load(c, STARTED)} of ${want} worker threads did not start within ${START_TIMEOUT_MS / 1000} s`);
+        }
       }
     }
     if (Atomics.load(c, FAILED)) this.fail();
   }
 
-  private fail(): never {
+  private fail(why?: string): never {
+    const bytes = new Uint8Array(this.ctrl.buffer, MSG_AT, MSG_BYTES);
+    const end = bytes.indexOf(0);
+    const shared = Buffer.from(bytes.slice(0, end < 0 ? MSG_BYTES : end)).toString('utf8');
     this.close();
-    throw new Error(`kernel thread pool: a worker failed: ${this.failure?.message ?? 'unknown error'}`);
+    throw new Error(`kernel thread pool: ${why ?? `a worker failed: ${this.failure?.message ?? (shared || 'unknown error')}`}`);
   }
 
   close(): void {

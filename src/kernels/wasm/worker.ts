@@ -3,7 +3,7 @@
 
 import { setFlagsFromString } from 'node:v8';
 import { workerData } from 'node:worker_threads';
-import { DONE, EXIT, FAILED, GEN, HOST_WAITS, NTASKS, SLEEPERS, TABLE, type PoolInit } from './pool.js';
+import { DONE, EXIT, FAILED, GEN, HOST_WAITS, MSG_AT, MSG_BYTES, NTASKS, SLEEPERS, STARTED, TABLE, type PoolInit } from './pool.js';
 
 interface WasmApi {
   Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { readonly exports: Record<string, unknown> };
@@ -18,17 +18,31 @@ const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 const SPINS = 1 << 17;
 
 const init = workerData as PoolInit;
-if (init.relaxed) setFlagsFromString('--experimental-wasm-relaxed-simd');
-const ex = new WA.Instance(init.module, { env: { memory: init.memory } }).exports as unknown as {
-  setF16Table(p: number, fill: number): void;
-  run(table: number, nTasks: number, tid: number, nth: number): void;
-};
-ex.setF16Table(init.f16tab, 0);
 const c = new Int32Array(init.ctrl);
+
+/** Tell the host this worker failed (it may be blocked in a dispatch, deaf to 'error' events): the message, the flag, a wake-up. */
+function report(e: unknown): void {
+  const msg = new TextEncoder().encode(`thread ${init.tid}: ${e instanceof Error ? e.message : String(e)}`.slice(0, MSG_BYTES / 4));
+  const area = new Uint8Array(init.ctrl, MSG_AT, MSG_BYTES);
+  if (Atomics.compareExchange(c, FAILED, 0, 1) === 0) area.set(msg.subarray(0, MSG_BYTES - 1));
+  Atomics.notify(c, DONE);
+}
+
+type Exports = { setF16Table(p: number, fill: number): void; run(table: number, nTasks: number, tid: number, nth: number): void };
+let ex: Exports;
+try {
+  if (init.relaxed) setFlagsFromString('--experimental-wasm-relaxed-simd');
+  ex = new WA.Instance(init.module, { env: { memory: init.memory } }).exports as unknown as Exports;
+  ex.setF16Table(init.f16tab, 0);
+} catch (e) {
+  report(e);
+  throw e;
+}
 
 /** The worker's life: wait for a generation, run its share, count itself done (a function, so that the engine optimises the loop). */
 function serve(): void {
   let seen = 0;
+  Atomics.add(c, STARTED, 1);
   for (;;) {
     let g = Atomics.load(c, GEN);
     let spins = 0;
@@ -46,7 +60,7 @@ function serve(): void {
     try {
       ex.run(c[TABLE]!, c[NTASKS]!, init.tid, init.nth);
     } catch (e) {
-      Atomics.store(c, FAILED, 1);
+      report(e);
       throw e;
     }
     Atomics.add(c, DONE, 1);
