@@ -366,8 +366,8 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
  * r = rowIdx[i] when rowIdx != 0 (out compacted; the host scatters).
  */
 export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, i0: i32, i1: i32, qa: usize, out: usize): void {
-  // (four rows per pass with their sums in the lanes, as prefill does with tokens, measured slower
-  // end to end for every type here: SmolLM2 decode 62 vs 70 tok/s on one thread)
+  // (four rows per pass with their sums in the lanes, as prefill does with tokens, is faster only
+  // with the rows interleaved in memory: asm/r4.ts; this is the path for the types it does not cover)
   if (rowIdx == 0) {
     let wr = w + <usize>i0 * rowBytes;
     for (let i = i0; i < i1; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, rowBytes, qa));
@@ -707,11 +707,17 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
   const four = lanes || type == Q4_K || type == Q6_K;
   const nb = cols >> 5;
   const groups = four ? nTok >> 2 : 0;
-  // two tokens left over share their weight blocks too (the 32-block types)
-  const pair = lanes && nTok - 4 * groups >= 2;
-  // the four-token groups' (and the pair's) scales and sums side by side (scratch: (groups + 1) · nb · 32 bytes)
+  // two tokens left over share their weight blocks too, and a last single token goes through the
+  // same lanes (the 32-block types): every token is then summed in one order, the order of the
+  // interleaved decode kernel (asm/r4.ts), so a batch gives each sequence the logits it gets alone
+  // (with 8-bit activations another order flips roundings that cascade through the layers)
+  const left = nTok - 4 * groups;
+  const pair = lanes && left >= 2;
+  const single = lanes && (left & 1) == 1;
+  // the four-token groups' (the pair's, the single's) scales and sums side by side (scratch: (groups + 2) · nb · 32 bytes)
   if (lanes) for (let g = 0; g < groups; g++) meta4(qa + <usize>(4 * g) * qaStride, qaStride, nb, scratch + <usize>(g * nb) * 32);
   if (pair) meta4(qa + <usize>(4 * groups) * qaStride, qaStride, nb, scratch + <usize>(groups * nb) * 32, 2);
+  if (single) meta4(qa + <usize>(nTok - 1) * qaStride, qaStride, nb, scratch + <usize>((groups + 1) * nb) * 32, 1);
   for (let ra = r0; ra < r1; ra += tile) {
     const rb = min(r1, ra + tile);
     for (let g = 0; g < groups; g++) {
@@ -742,7 +748,15 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
         store<f32>(or + outStride, f32x4.extract_lane(y, 1));
       }
     }
-    for (let t = groups * 4 + (pair ? 2 : 0); t < nTok; t++) {
+    if (single) {
+      const o = Out + <usize>(nTok - 1) * outStride;
+      let wr = w + <usize>ra * rowBytes;
+      for (let r = ra; r < rb; r++, wr += rowBytes) {
+        const y = dot2lanes(type, wr, wr + rowBytes, qa + <usize>(nTok - 1) * qaStride, 0, scratch + <usize>((groups + 1) * nb) * 32);
+        store<f32>(o + (<usize>r << 2), f32x4.extract_lane(y, 0));
+      }
+    }
+    for (let t = groups * 4 + (pair ? 2 : 0) + (single ? 1 : 0); t < nTok; t++) {
       const a = qa + <usize>t * qaStride;
       const o = Out + <usize>t * outStride;
       let wr = w + <usize>ra * rowBytes;
@@ -753,5 +767,5 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
 
 /** Scratch bytes qmatmul needs per thread. */
 export function qmatmulScratch(cols: i32, nTok: i32): usize {
-  return <usize>(((nTok + 2) >> 2) * (cols >> 5)) * 32 + 64;
+  return <usize>(((nTok >> 2) + 2) * (cols >> 5)) * 32 + 64;
 }
