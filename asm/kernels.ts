@@ -22,6 +22,8 @@ import { tbuild, tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan, tplanPairs, tscratchBytes } from './sparse';
 import { screenMatvec, screenQuantizeGroup } from './screen';
 export { screenMatvec } from './screen';
+export { r4supports, r4pack, r4rows } from './r4';
+import { r4gather, r4matmul, r4matvec, r4rows } from './r4';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
 
 /** First byte the host may use (after this module's static data and stack). */
@@ -764,7 +766,11 @@ export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV gr
 export const T_TMATVEC: i32 = 6;  // kind plan copy Rp units(pairs·tiles) 0 0 out parts 0 scratch scratchBytes(per thread)   (thread t > 0 adds into parts + (t−1)·Rp floats)   (transposed copy, kept input channels: asm/sparse.ts)
 export const T_SCREEN: i32 = 7;   // - w - nb units(groups) - qa out   (asm/screen.ts)
 export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread)
-export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows) cols dst   (transposed copy: asm/sparse.ts)
+export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows) cols dst layout scratch scratchBytes(per thread)   (transposed copy: asm/sparse.ts)
+export const T_R4MATVEC: i32 = 10; // type w rowBytes - units(groups of 4 rows) - qa out   (interleaved rows, dense: asm/r4.ts)
+// T_QMATVEC word 9, T_QMATMUL word 13 (its units then groups of 4 rows), T_TBUILD word 8: the
+// weights' layout (0 ggml rows, 1 four rows interleaved)
+const L_R4: i32 = 1;
 
 // @ts-ignore: decorator
 @inline function word(t: usize, i: i32): i32 { return load<i32>(t + (<usize>i << 2)); }
@@ -786,15 +792,25 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
     if (a >= b) continue;
     switch (word(t, 0)) {
       case T_QMATVEC:
-        qmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 6), a, b, word(t, 7), word(t, 8));
+        if (word(t, 9) == L_R4) r4gather(word(t, 1), word(t, 2), word(t, 3), word(t, 6), a, b, word(t, 7), word(t, 8));
+        else qmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 6), a, b, word(t, 7), word(t, 8));
+        break;
+      case T_R4MATVEC:
+        r4matvec(word(t, 1), word(t, 2), word(t, 3), a, b, word(t, 7), word(t, 8));
         break;
       case T_FMATVEC:
         fmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 6), a, b, word(t, 7), word(t, 9), word(t, 8));
         break;
-      case T_QMATMUL:
-        qmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10),
-          <usize>word(t, 11) + <usize>tid * <usize>word(t, 12));
+      case T_QMATMUL: {
+        const sc = <usize>word(t, 11) + <usize>tid * <usize>word(t, 12);
+        if (word(t, 13) == L_R4) {
+          // interleaved weights: units are groups of four rows
+          r4matmul(word(t, 1), word(t, 2), word(t, 3), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10));
+        } else {
+          qmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10), sc);
+        }
         break;
+      }
       case T_FMATMUL:
         fmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9),
           <usize>word(t, 10) + <usize>tid * <usize>word(t, 11));
@@ -828,7 +844,17 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
       case T_TBUILD: {
         // whole tiles per thread: the rows of a tile share their code bytes
         const rows = word(t, 4);
-        tbuild(word(t, 1), word(t, 2), word(t, 3), rows, word(t, 6), a << 5, min(b << 5, rows), word(t, 7));
+        if (word(t, 8) == L_R4) {
+          // interleaved weights: each tile's 32 rows back in ggml rows first
+          const rb = <usize>word(t, 3), buf = <usize>word(t, 9) + <usize>tid * <usize>word(t, 10);
+          for (let tile = a; tile < b; tile++) {
+            const r0 = tile << 5, r1 = min(r0 + 32, rows);
+            r4rows(word(t, 1), word(t, 2), rb, r0, r1, buf);
+            tbuild(word(t, 1), buf - <usize>r0 * rb, rb, rows, word(t, 6), r0, r1, word(t, 7));
+          }
+        } else {
+          tbuild(word(t, 1), word(t, 2), word(t, 3), rows, word(t, 6), a << 5, min(b << 5, rows), word(t, 7));
+        }
         break;
       }
       default: unreachable();

@@ -366,8 +366,8 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
  * r = rowIdx[i] when rowIdx != 0 (out compacted; the host scatters).
  */
 export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx: usize, i0: i32, i1: i32, qa: usize, out: usize): void {
-  // (four rows per pass with their sums in the lanes, as prefill does with tokens, measured slower
-  // end to end for every type here: SmolLM2 decode 62 vs 70 tok/s on one thread)
+  // (four rows per pass with their sums in the lanes, as prefill does with tokens, is faster only
+  // with the rows interleaved in memory: asm/r4.ts; this is the path for the types it does not cover)
   if (rowIdx == 0) {
     let wr = w + <usize>i0 * rowBytes;
     for (let i = i0; i < i1; i++, wr += rowBytes) store<f32>(out + (<usize>i << 2), qdotRow(type, wr, rowBytes, qa));
@@ -513,12 +513,14 @@ function dot4tokQ4_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
  * The four tokens' scales and sums side by side, per 32-block (built once per call by meta4()):
  * [d_t0..d_t3] f32, then [s_t0..s_t3] (Q8_0: Σq as i32; Q8_1: s as f32). 32 bytes per block.
  */
-export function meta4(q: usize, S: usize, nb: i32, dst: usize): void {
+export function meta4(q: usize, S: usize, nb: i32, dst: usize, n: usize = 4): void {
+  // n < 4 tokens (a pair): the last one fills the lanes past them
   for (let b = 0; b < nb; b++, q += BLK32, dst += 32) {
     const M = q + 32 * QS;
     for (let t: usize = 0; t < 4; t++) {
-      store<u32>(dst + (t << 2), load<u32>(M + t * S));
-      store<u32>(dst + 16 + (t << 2), load<u32>(M + t * S, 4));
+      const u = min(t, n - 1);
+      store<u32>(dst + (t << 2), load<u32>(M + u * S));
+      store<u32>(dst + 16 + (t << 2), load<u32>(M + u * S, 4));
     }
   }
 }
@@ -529,6 +531,13 @@ export function meta4(q: usize, S: usize, nb: i32, dst: usize): void {
   const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
   const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
   return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/** [Σ lanes of a, Σ b, Σ a, Σ b] (i32x4) */
+// @ts-ignore: decorator
+@inline function tsum2(a: v128, b: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  return i32x4.add(ab, i32x4.shuffle(ab, ab, 2, 3, 0, 1));
 }
 
 /** Σ codes·x of one 32-block for one token, as i32x4 partial sums. */
@@ -580,6 +589,52 @@ function dot4lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usiz
         i32x4.add(sdot(q + S, w0), sdot(q + S + 16 * QS, w1)),
         i32x4.add(sdot(q + 2 * S, w0), sdot(q + 2 * S + 16 * QS, w1)),
         i32x4.add(sdot(q + 3 * S, w0), sdot(q + 3 * S + 16 * QS, w1)));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
+    }
+  }
+  return acc;
+}
+
+/**
+ * dot4lanes for two tokens (at q and q + S; m4: meta4(…, 2)): lanes 0 and 1 of the result. The
+ * weight block is unpacked once for both, as for four, which a batch of two would otherwise not share.
+ */
+function dot2lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usize): v128 {
+  let acc = f32x4.splat(0);
+  if (type == Q5_0) {
+    for (; w < end; w += 22, q += BLK32, m4 += 32) {
+      const qh = load<u32>(w, 2);
+      const v = v128.load(w, 6);
+      const c0 = v128.or(lo4(v), bit5(qh, false)), c1 = v128.or(hi4(v), bit5(qh, true));
+      let s = tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
+      s = i32x4.sub(s, i32x4.shl(v128.load(m4, 16), 4)); // − 16·Σx per token
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
+    }
+  } else if (type == Q4_0) {
+    for (; w < end; w += 18, q += BLK32, m4 += 32) {
+      const v = v128.load(w, 2);
+      const c0 = lo4(v), c1 = hi4(v);
+      let s = tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
+      s = i32x4.sub(s, i32x4.shl(v128.load(m4, 16), 3)); // − 8·Σx
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
+    }
+  } else if (type == Q4_1) {
+    let mins = f32x4.splat(0);
+    for (; w < end; w += 20, q += BLK32, m4 += 32) {
+      const v = v128.load(w, 4);
+      const c0 = lo4(v), c1 = hi4(v);
+      const s = tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
+      mins = f32x4.add(mins, f32x4.mul(f32x4.splat(h2f(w + 2)), v128.load(m4, 16)));
+    }
+    acc = f32x4.add(acc, mins);
+  } else {
+    // Q8_0
+    for (; w < end; w += 34, q += BLK32, m4 += 32) {
+      const w0 = v128.load(w, 2), w1 = v128.load(w, 18);
+      const s = tsum2(
+        i32x4.add(sdot(q, w0), sdot(q + 16 * QS, w1)),
+        i32x4.add(sdot(q + S, w0), sdot(q + S + 16 * QS, w1)));
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
     }
   }
@@ -652,8 +707,17 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
   const four = lanes || type == Q4_K || type == Q6_K;
   const nb = cols >> 5;
   const groups = four ? nTok >> 2 : 0;
-  // the four-token groups' scales and sums side by side (scratch: groups · nb · 32 bytes)
+  // two tokens left over share their weight blocks too, and a last single token goes through the
+  // same lanes (the 32-block types): every token is then summed in one order, the order of the
+  // interleaved decode kernel (asm/r4.ts), so a batch gives each sequence the logits it gets alone
+  // (with 8-bit activations another order flips roundings that cascade through the layers)
+  const left = nTok - 4 * groups;
+  const pair = lanes && left >= 2;
+  const single = lanes && (left & 1) == 1;
+  // the four-token groups' (the pair's, the single's) scales and sums side by side (scratch: (groups + 2) · nb · 32 bytes)
   if (lanes) for (let g = 0; g < groups; g++) meta4(qa + <usize>(4 * g) * qaStride, qaStride, nb, scratch + <usize>(g * nb) * 32);
+  if (pair) meta4(qa + <usize>(4 * groups) * qaStride, qaStride, nb, scratch + <usize>(groups * nb) * 32, 2);
+  if (single) meta4(qa + <usize>(nTok - 1) * qaStride, qaStride, nb, scratch + <usize>((groups + 1) * nb) * 32, 1);
   for (let ra = r0; ra < r1; ra += tile) {
     const rb = min(r1, ra + tile);
     for (let g = 0; g < groups; g++) {
@@ -673,7 +737,26 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
         }
       }
     }
-    for (let t = groups * 4; t < nTok; t++) {
+    if (pair) {
+      const a = qa + <usize>(4 * groups) * qaStride;
+      const o = Out + <usize>(4 * groups) * outStride;
+      let wr = w + <usize>ra * rowBytes;
+      for (let r = ra; r < rb; r++, wr += rowBytes) {
+        const or = o + (<usize>r << 2);
+        const y = dot2lanes(type, wr, wr + rowBytes, a, qaStride, scratch + <usize>(groups * nb) * 32);
+        store<f32>(or, f32x4.extract_lane(y, 0));
+        store<f32>(or + outStride, f32x4.extract_lane(y, 1));
+      }
+    }
+    if (single) {
+      const o = Out + <usize>(nTok - 1) * outStride;
+      let wr = w + <usize>ra * rowBytes;
+      for (let r = ra; r < rb; r++, wr += rowBytes) {
+        const y = dot2lanes(type, wr, wr + rowBytes, qa + <usize>(nTok - 1) * qaStride, 0, scratch + <usize>((groups + 1) * nb) * 32);
+        store<f32>(o + (<usize>r << 2), f32x4.extract_lane(y, 0));
+      }
+    }
+    for (let t = groups * 4 + (pair ? 2 : 0) + (single ? 1 : 0); t < nTok; t++) {
       const a = qa + <usize>t * qaStride;
       const o = Out + <usize>t * outStride;
       let wr = w + <usize>ra * rowBytes;
@@ -684,5 +767,5 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
 
 /** Scratch bytes qmatmul needs per thread. */
 export function qmatmulScratch(cols: i32, nTok: i32): usize {
-  return <usize>((nTok >> 2) * (cols >> 5)) * 32 + 64;
+  return <usize>(((nTok >> 2) + 2) * (cols >> 5)) * 32 + 64;
 }

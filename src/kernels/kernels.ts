@@ -83,6 +83,11 @@ export interface Kernels extends ElementwiseOps {
   attentions(args: readonly AttentionArgs[]): void;
   /** Where the model loader should place the weight bytes (e.g. WebAssembly memory); absent = ordinary buffer. */
   alloc?(bytes: number): Uint8Array;
+  /**
+   * Rearrange a weight matrix (in place, same bytes) into the layout these kernels compute fastest
+   * (QTensor.layout), or return it as it is; the model loader offers every layer linear.
+   */
+  pack?(W: QTensor): QTensor;
   /** Stop helper threads (the kernels must not be used afterwards); a no-op where there are none. */
   close?(): void;
 }

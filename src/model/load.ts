@@ -13,7 +13,7 @@ import { createWasmKernels, relaxedSimdAvailable } from '../kernels/wasm/index.j
 import { configFromGGUF, type ModelConfig } from './config.js';
 import { Forward } from './forward.js';
 import { KVCache } from './kv-cache.js';
-import { bindWeights, type TensorSource, type Weights } from './weights.js';
+import { bindWeights, packWeights, type TensorSource, type Weights } from './weights.js';
 
 export interface Model {
   readonly path: string;
@@ -55,7 +55,9 @@ export function defaultKernels(opts: { threads?: number } = {}): Kernels {
   const simd = process.env.CTXSPARSE_SIMD ?? 'auto';
   if (simd !== 'auto' && simd !== 'relaxed' && simd !== 'plain') throw new CtxError(`CTXSPARSE_SIMD=${simd}: expected auto, relaxed or plain`);
   if (simd === 'relaxed' && !relaxedSimdAvailable()) throw new CtxError('CTXSPARSE_SIMD=relaxed: this Node.js has no relaxed SIMD');
-  return createWasmKernels({ activations, simd, ...(opts.threads !== undefined && { threads: opts.threads }) });
+  const interleave = process.env.CTXSPARSE_INTERLEAVE ?? '1';
+  if (interleave !== '0' && interleave !== '1') throw new CtxError(`CTXSPARSE_INTERLEAVE=${interleave}: expected 0 or 1`);
+  return createWasmKernels({ activations, simd, interleave: interleave === '1', ...(opts.threads !== undefined && { threads: opts.threads }) });
 }
 
 function startsWithGGUF(path: string): boolean {
@@ -103,7 +105,9 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
     data,
     get: (name) => header.tensorsByName.get(name),
   };
-  const weights = bindWeights(source, config);
+  const bound = bindWeights(source, config);
+  // the layer linears in the kernels' decode layout (the output matrix and the embeddings stay ggml rows)
+  const weights = kernels.pack ? packWeights(bound, kernels.pack.bind(kernels)) : bound;
   return makeModel(path, 'gguf', config, weights, tokenizer, meta.optString('tokenizer.chat_template'), header, kernels);
 }
 

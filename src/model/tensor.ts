@@ -14,6 +14,39 @@ export interface QTensor {
   /** byte offset of row 0 in `data` */
   readonly offset: number;
   readonly rowBytes: number;
+  /**
+   * Byte layout: ggml rows (absent), or 'r4': four consecutive rows interleaved block by block
+   * (asm/r4.ts; the wasm kernels' decode layout), same bytes. Read a row with ggmlRow().
+   */
+  readonly layout?: 'r4';
+}
+
+/** Field sizes of a ggml 32-block, for the types the interleaved layout has (asm/r4.ts). */
+const R4_FIELDS: Record<number, readonly number[]> = { 2: [2, 16], 3: [2, 2, 16], 6: [2, 4, 16] };
+
+/**
+ * Row r of W in the ggml layout: a view into W.data, or for interleaved rows a copy into `tmp`
+ * (rowBytes long; allocated when absent).
+ */
+export function ggmlRow(W: QTensor, r: number, tmp?: Uint8Array): { data: Uint8Array; offset: number } {
+  if (W.layout !== 'r4') return { data: W.data, offset: W.offset + r * W.rowBytes };
+  const fields = R4_FIELDS[W.type.id];
+  if (!fields) throw new Error(`tensor ${W.name}: no interleaved layout for ${W.type.name}`);
+  const out = tmp && tmp.length >= W.rowBytes ? tmp : new Uint8Array(W.rowBytes);
+  const bb = fields.reduce((a, b) => a + b, 0);
+  const nb = W.rowBytes / bb;
+  const k = r & 3;
+  const group = W.offset + (r >> 2) * 4 * W.rowBytes;
+  for (let b = 0; b < nb; b++) {
+    const sb = group + b * 4 * bb;
+    let off = 0;
+    for (const f of fields) {
+      const at = sb + 4 * off + k * f;
+      out.set(W.data.subarray(at, at + f), b * bb + off);
+      off += f;
+    }
+  }
+  return { data: out, offset: 0 };
 }
 
 export function rowBytes(type: QuantInfo, cols: number): number {

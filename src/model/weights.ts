@@ -96,6 +96,14 @@ class Binder {
   }
 }
 
+/** The layer linears rearranged by `pack` (the kernels' fastest layout; same bytes, in place). */
+export function packWeights(w: Weights, pack: (W: QTensor) => QTensor): Weights {
+  const layers = w.layers.map((L) => ({
+    ...L, wq: pack(L.wq), wk: pack(L.wk), wv: pack(L.wv), wo: pack(L.wo), gate: pack(L.gate), up: pack(L.up), down: pack(L.down),
+  }));
+  return { ...w, layers };
+}
+
 export function bindWeights(src: TensorSource, cfg: ModelConfig): Weights {
   const b = new Binder(src);
   const { dim, ffnDim, nHeads, nKvHeads, headDim, headDimV, vocabSize } = cfg;

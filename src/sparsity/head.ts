@@ -28,7 +28,7 @@ import { CtxError } from '../errors.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { WasmKernels } from '../kernels/wasm/index.js';
 import { ACT_Q8_0, quantizeActivation } from '../kernels/ref/q8.js';
-import type { QTensor } from '../model/tensor.js';
+import { ggmlRow, type QTensor } from '../model/tensor.js';
 import type { Selection } from './policy.js';
 
 /** bytes of one 32-block of four interleaved rows: 4 bf16 scales + 4 × 16 bytes of 4-bit codes */
@@ -117,7 +117,10 @@ export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true): Scre
   const dv = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
   for (let g = 0; g < groups; g++) {
     x.fill(0);
-    for (let r = 0; r < 4 && 4 * g + r < rows; r++) dequantize(W.type.id, W.data, W.offset + (4 * g + r) * W.rowBytes, x, r * cols, cols);
+    for (let r = 0; r < 4 && 4 * g + r < rows; r++) {
+      const row = ggmlRow(W, 4 * g + r);
+      dequantize(W.type.id, row.data, row.offset, x, r * cols, cols);
+    }
     for (let b = 0; b < nb; b++) {
       const o = (g * nb + b) * SCREEN_GROUP_BYTES;
       for (let r = 0; r < 4; r++) {
@@ -180,7 +183,7 @@ export function rowErrorNorms(kernels: Kernels, W: QTensor, S: Screen): Float32A
   let sum = 0;
   for (let i = 0; i < W.rows; i++) {
     if (wasm) (kernels as WasmKernels).dequantizeRow(W, i, a);
-    else dequantize(W.type.id, W.data, W.offset + i * W.rowBytes, a, 0, W.cols);
+    else { const g = ggmlRow(W, i); dequantize(W.type.id, g.data, g.offset, a, 0, W.cols); }
     screenRow(S, i, b);
     let e = 0;
     for (let j = 0; j < W.cols; j++) e += (a[j]! - b[j]!) ** 2;

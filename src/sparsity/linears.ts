@@ -2,7 +2,7 @@
 // row per input channel) for the allocation's error estimates, and their column norms (WINA).
 
 import type { Model } from '../model/load.js';
-import type { QTensor } from '../model/tensor.js';
+import { ggmlRow, type QTensor } from '../model/tensor.js';
 import { dequantize } from '../quant/dequant.js';
 import type { LinearSite } from './policy.js';
 
@@ -24,10 +24,12 @@ export function transposed(Ws: QTensor[]): { WT: Float32Array; rows: number; col
   const R = Ws.reduce((a, W) => a + W.rows, 0);
   const WT = new Float32Array(R * cols);
   const row = new Float32Array(cols);
+  const tmp = new Uint8Array(Math.max(...Ws.map((W) => W.rowBytes)));
   let r0 = 0;
   for (const W of Ws) {
     for (let r = 0; r < W.rows; r++) {
-      dequantize(W.type.id, W.data, W.offset + r * W.rowBytes, row, 0, cols);
+      const g = ggmlRow(W, r, tmp);
+      dequantize(W.type.id, g.data, g.offset, row, 0, cols);
       for (let j = 0, o = r0 + r; j < cols; j++, o += R) WT[o] = row[j]!;
     }
     r0 += W.rows;
@@ -43,9 +45,11 @@ export function columnNorms(Ws: QTensor[]): Float32Array {
   const cols = Ws[0]!.cols;
   const sq = new Float64Array(cols);
   const row = new Float32Array(cols);
+  const tmp = new Uint8Array(Math.max(...Ws.map((W) => W.rowBytes)));
   for (const W of Ws) {
     for (let r = 0; r < W.rows; r++) {
-      dequantize(W.type.id, W.data, W.offset + r * W.rowBytes, row, 0, cols);
+      const g = ggmlRow(W, r, tmp);
+      dequantize(W.type.id, g.data, g.offset, row, 0, cols);
       for (let j = 0; j < cols; j++) sq[j]! += row[j]! * row[j]!;
     }
   }

@@ -1,6 +1,6 @@
 // Reference kernels in plain TypeScript: the ground truth for every faster implementation.
 import { dequantize, dotRow } from '../../quant/dequant.js';
-import type { QTensor } from '../../model/tensor.js';
+import { ggmlRow, type QTensor } from '../../model/tensor.js';
 import type { Kernels, MatvecOptions } from '../kernels.js';
 import { attention } from './attention.js';
 import { refOps } from './ops.js';
@@ -12,8 +12,12 @@ function scratchOf(n: number): Float32Array {
 }
 
 function matvec(W: QTensor, x: Float32Array, out: Float32Array, opts?: MatvecOptions): void {
-  const { cols, rowBytes, data, offset } = W;
+  const { cols } = W;
   const t = W.type.id;
+  const row = (r: number): number => {
+    const g = ggmlRow(W, r);
+    return dotRow(t, g.data, g.offset, xin, 0, cols);
+  };
   let xin = x;
   if (opts?.inputs) {
     // the reference semantics of input-channel sparsity: dropped channels count as zero
@@ -26,18 +30,19 @@ function matvec(W: QTensor, x: Float32Array, out: Float32Array, opts?: MatvecOpt
     out.fill(0, 0, W.rows);
     for (let i = 0; i < rows.n; i++) {
       const r = rows.idx[i]!;
-      out[r] = dotRow(t, data, offset + r * rowBytes, xin, 0, cols);
+      out[r] = row(r);
     }
     return;
   }
-  for (let r = 0; r < W.rows; r++) out[r] = dotRow(t, data, offset + r * rowBytes, xin, 0, cols);
+  for (let r = 0; r < W.rows; r++) out[r] = row(r);
 }
 
 function matmul(W: QTensor, X: Float32Array, n: number, Out: Float32Array): void {
-  const { cols, rows, rowBytes, data, offset } = W;
+  const { cols, rows } = W;
   const w = scratchOf(cols);
   for (let r = 0; r < rows; r++) {
-    dequantize(W.type.id, data, offset + r * rowBytes, w, 0, cols);
+    const g = ggmlRow(W, r);
+    dequantize(W.type.id, g.data, g.offset, w, 0, cols);
     for (let t = 0; t < n; t++) {
       const xo = t * cols;
       let s = 0;

@@ -9,7 +9,7 @@
 import { f16ToF32, f32ToF16 } from '../../quant/fp16.js';
 import { dequantize } from '../../quant/dequant.js';
 import { GGMLType } from '../../quant/types.js';
-import type { QTensor } from '../../model/tensor.js';
+import { ggmlRow, type QTensor } from '../../model/tensor.js';
 
 export const ACT_Q8_0 = 0;
 export const ACT_Q8_1 = 1;
@@ -89,7 +89,8 @@ export function matvecQ8(W: QTensor, x: Float32Array, out: Float64Array, kind = 
   const xh = kind < 0 ? x.subarray(0, W.cols) : dequantizeActivation(quantizeActivation(kind, x.subarray(0, W.cols)));
   const w = new Float32Array(W.cols);
   for (let r = 0; r < W.rows; r++) {
-    dequantize(W.type.id, W.data, W.offset + r * W.rowBytes, w, 0, W.cols);
+    const g = ggmlRow(W, r);
+    dequantize(W.type.id, g.data, g.offset, w, 0, W.cols);
     let s = 0;
     for (let c = 0; c < W.cols; c++) s += w[c]! * xh[c]!;
     out[r] = s;

@@ -40,6 +40,8 @@ export interface WasmKernels extends Kernels {
   supports(typeId: number): boolean;
   /** Row `row` of W dequantized into dst[0..W.cols) by the wasm decoder (the one matmul uses). */
   dequantizeRow(W: QTensor, row: number, dst: Float32Array): void;
+  /** W with its rows interleaved in fours (asm/r4.ts), in place; W itself when its type or shape has no such layout. */
+  pack(W: QTensor): QTensor;
   /** Current size of the kernels' memory in bytes. */
   memoryBytes(): number;
   /** The activation format of the mat-vecs and the SIMD flavour of this instance. */
@@ -72,6 +74,8 @@ export interface WasmKernelOptions {
   threads?: number;
   /** 'q8' (default): 8-bit activations and integer dot products, as llama.cpp; 'f32': exact activations */
   activations?: 'q8' | 'f32';
+  /** pack() interleaves four rows of Q4_0 / Q4_1 / Q5_0 layer weights (asm/r4.ts; default true with 'q8') */
+  interleave?: boolean;
   /** 'auto' (default): relaxed SIMD where the engine has it; or force one flavour */
   simd?: 'auto' | SimdFlavour;
 }
@@ -117,6 +121,9 @@ interface Exports {
   tscratchBytes(Rp: number): number;
   tplanPairs(plan: number): number;
   tplan(kind: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
+  r4supports(type: number): number;
+  r4pack(type: number, w: number, rowBytes: number, rows: number, tmp: number): void;
+  r4rows(type: number, w: number, rowBytes: number, r0: number, r1: number, dst: number): void;
 }
 
 // task list layout: asm/kernels.ts
@@ -130,6 +137,8 @@ const T_TMATVEC = 6;
 const T_SCREEN = 7;
 const T_SCREEN_BUILD = 8;
 const T_TBUILD = 9;
+const T_R4MATVEC = 10;
+const L_R4 = 1;
 const SCREEN_GROUP_BYTES = 72;
 
 const PAGE = 65536;
@@ -177,6 +186,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   const maxPages = Math.min(MAX_PAGES, Math.max(1, Math.ceil((opts.maxMemoryBytes ?? MAX_PAGES * PAGE) / PAGE)));
   const nth = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
   const activations = opts.activations ?? 'q8';
+  const interleave = activations === 'q8' && (opts.interleave ?? true);
+  const isR4 = (W: QTensor): boolean => W.layout === 'r4';
   const want = opts.simd ?? 'auto';
   if (want === 'relaxed' && !relaxedSimdAvailable()) throw new Error('wasm kernels: this JavaScript engine has no relaxed SIMD');
   const simd: SimdFlavour = want === 'plain' ? 'plain' : relaxedSimdAvailable() ? 'relaxed' : 'plain';
@@ -306,7 +317,9 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     nTasks = 0;
     for (let i = 0; i < Ws.length; i++) {
       const W = Ws[i]!;
-      task([T_QMATVEC, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, 0, qaPtr[ex.actKind(W.type.id)]!, outs[i]!.byteOffset]);
+      const qa = qaPtr[ex.actKind(W.type.id)]!;
+      if (isR4(W)) task([T_R4MATVEC, W.type.id, addressOf(W), W.rowBytes, 0, W.rows >> 2, 0, qa, outs[i]!.byteOffset]);
+      else task([T_QMATVEC, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, 0, qa, outs[i]!.byteOffset]);
     }
     dispatch();
     return true;
@@ -341,10 +354,13 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const ptr = reserve(bytes);
       new Uint8Array(buf, ptr, bytes).fill(0);
       // built by all threads, tile by tile
-      beginScratch(TASK_WORDS * 4 + 64);
+      // interleaved weights: each thread turns 32 rows back into ggml rows at a time
+      const r4Bytes = isR4(W) ? align(32 * W.rowBytes, 64) : 0;
+      beginScratch(TASK_WORDS * 4 + 64 + nth * r4Bytes);
       table = take(TASK_WORDS * 4);
+      const rowsBuf = take(nth * r4Bytes);
       nTasks = 0;
-      task([T_TBUILD, W.type.id, addressOf(W), W.rowBytes, W.rows, Rp / 32, W.cols, ptr]);
+      task([T_TBUILD, W.type.id, addressOf(W), W.rowBytes, W.rows, Rp / 32, W.cols, ptr, isR4(W) ? L_R4 : 0, rowsBuf, r4Bytes]);
       dispatch();
       t = { ptr, kind, Rp };
       transposed.set(W, t);
@@ -528,7 +544,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const op = take(n * 4);
       outPtrs.push(op);
       const k = kindOf(W);
-      if (k >= 0) task([T_QMATVEC, W.type.id, addressOf(W), W.rowBytes, cols, n, idxp, qa.get(k)!, op]);
+      if (k >= 0 && isR4(W) && !sel) task([T_R4MATVEC, W.type.id, addressOf(W), W.rowBytes, 0, W.rows >> 2, 0, qa.get(k)!, op]);
+      else if (k >= 0) task([T_QMATVEC, W.type.id, addressOf(W), W.rowBytes, cols, n, idxp, qa.get(k)!, op, isR4(W) ? L_R4 : 0]);
       else task([T_FMATVEC, W.type.id, addressOf(W), W.rowBytes, cols, n, idxp, xp, op, xsp]);
     }
     dispatch();
@@ -595,7 +612,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       fast.forEach((i, j) => {
         const W = Ws[i]!;
         const k = kindOf(W);
-        if (k >= 0) task([T_QMATMUL, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, qaBase.get(k)!, qaStride, m, outPtrs[j]!, W.rows * 4, q4p, q4Bytes]);
+        // (interleaved weights: the units are groups of four rows)
+        if (k >= 0) task([T_QMATMUL, W.type.id, addressOf(W), W.rowBytes, cols, isR4(W) ? W.rows >> 2 : W.rows, qaBase.get(k)!, qaStride, m, outPtrs[j]!, W.rows * 4, q4p, q4Bytes, isR4(W) ? L_R4 : 0]);
         else task([T_FMATMUL, W.type.id, addressOf(W), W.rowBytes, cols, W.rows, Xp, mPad, outPtrs[j]!, W.rows * 4, wbp, wbBytes]);
       });
       dispatch();
@@ -607,13 +625,27 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     }
   }
 
+  /** Interleave W's rows in place (asm/r4.ts) when its type has the layout and its rows come in fours. */
+  function pack(W: QTensor): QTensor {
+    if (!interleave || isR4(W) || !ex.r4supports(W.type.id) || W.rows % 4 !== 0 || W.cols % 32 !== 0 || !ours.has(W.data.buffer)) return W;
+    const w = addressOf(W);
+    beginScratch(4 * W.rowBytes + 64);
+    ex.r4pack(W.type.id, w, W.rowBytes, W.rows, take(4 * W.rowBytes));
+    return { ...W, layout: 'r4' };
+  }
+
   function dequantizeRow(W: QTensor, row: number, dst: Float32Array): void {
     if (!supported.has(W.type.id)) throw new Error(`wasm kernels: no ${W.type.name} decoder`);
     const w = addressOf(W);
     if (!(row >= 0 && row < W.rows)) throw new RangeError(`dequantizeRow ${W.name}: row ${row} outside 0..${W.rows - 1}`);
-    beginScratch(W.cols * 4);
+    beginScratch(W.cols * 4 + W.rowBytes + 64);
     const p = take(W.cols * 4);
-    ex.dequantize(W.type.id, w + row * W.rowBytes, W.cols, p);
+    let src = w + row * W.rowBytes;
+    if (isR4(W)) {
+      src = take(W.rowBytes);
+      ex.r4rows(W.type.id, w, W.rowBytes, row, row + 1, src);
+    }
+    ex.dequantize(W.type.id, src, W.cols, p);
     dst.set(f32.subarray(p >>> 2, (p >>> 2) + W.cols));
   }
 
@@ -845,6 +877,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     },
     supports: (id) => supported.has(id),
     dequantizeRow,
+    pack,
     memoryBytes: () => buf.byteLength,
     quantizedActivation,
     screenMatvec,

@@ -1,0 +1,294 @@
+// Four rows interleaved ("r4"): a decode mat-vec on the 32-blocks of four consecutive rows at once.
+//
+// Row by row, a block of 32 weights costs ~24 instructions of which two are the products: the
+// unpacking, the widening of the sums and above all the per-block scaling (an f16 scale looked up,
+// multiplied, splatted, applied) are paid per row. With the four rows of a group side by side in
+// memory, the four rows' integer sums are gathered into the lanes of one vector and the scaling is
+// one vector op for all four (the scales, stored side by side, are one load). The layout has the
+// same bytes as the original — each ggml block's fields, for four rows, one field after the other:
+//   superblock (rows 4g..4g+3, input block b) = field 0 of rows 0..3, field 1 of rows 0..3, …
+//   Q4_0: d[4] f16, qs[4][16]            (72 bytes)
+//   Q4_1: d[4] f16, m[4] f16, qs[4][16]  (80)
+//   Q5_0: d[4] f16, qh[4] u32, qs[4][16] (88)
+// and superblocks run along the row group (g·nb + b), so a group of four rows occupies exactly the
+// bytes the four rows did, and packing is done in place, group by group.
+//
+// Measured on this machine (one thread, Q4_1, `/work` prototype): 2.1–2.5× the row-by-row kernel
+// with the weights in cache, 1.6–2.0× streaming from DRAM, same results to float rounding.
+//
+// The scales stay f16: their bits are moved into f32 position with one shift and a mask (the f16
+// value times 2^-112, exact for every finite f16 including subnormals, which come out as normal
+// f32 for all normal f16) and the activation's scale carries the 2^112.
+
+import { f16, Q4_0, Q4_1, Q5_0 } from './common';
+import { BLK32, QS, lo4, hi4, padd, pwiden, RELAXED } from './q8';
+
+/** Whether a type has the interleaved layout and kernel. */
+export function r4supports(type: i32): bool {
+  return type == Q4_0 || type == Q4_1 || type == Q5_0;
+}
+
+/** Bytes of one ggml block of 32 (the types r4supports). */
+// @ts-ignore: decorator
+@inline function blockBytes(type: i32): usize { return type == Q4_0 ? 18 : type == Q4_1 ? 20 : 22; }
+/** The fields of a block: sizes of field 0, 1 (0 when absent), 2 */
+// @ts-ignore: decorator
+@inline function field0(type: i32): usize { return 2; }
+// @ts-ignore: decorator
+@inline function field1(type: i32): usize { return type == Q4_0 ? 0 : type == Q4_1 ? 2 : 4; }
+
+/** Copy one ggml block (row r of 4, at src) into its places in the superblock at sb. */
+// @ts-ignore: decorator
+@inline function scatterBlock(type: i32, src: usize, sb: usize, r: usize): void {
+  const f0 = field0(type), f1 = field1(type);
+  memory.copy(sb + r * f0, src, f0);
+  if (f1) memory.copy(sb + 4 * f0 + r * f1, src + f0, f1);
+  v128.store(sb + 4 * (f0 + f1) + (r << 4), v128.load(src + f0 + f1));
+}
+/** The reverse: row r's ggml block out of the superblock at sb, to dst. */
+// @ts-ignore: decorator
+@inline function gatherBlock(type: i32, sb: usize, r: usize, dst: usize): void {
+  const f0 = field0(type), f1 = field1(type);
+  memory.copy(dst, sb + r * f0, f0);
+  if (f1) memory.copy(dst + f0, sb + 4 * f0 + r * f1, f1);
+  v128.store(dst + f0 + f1, v128.load(sb + 4 * (f0 + f1) + (r << 4)));
+}
+
+/**
+ * Interleave the rows of a matrix (rows a multiple of 4) in place, four rows at a time; tmp holds
+ * 4·rowBytes bytes.
+ */
+export function r4pack(type: i32, w: usize, rowBytes: usize, rows: i32, tmp: usize): void {
+  const nb = rowBytes / blockBytes(type), bb = blockBytes(type), sbBytes = 4 * bb;
+  for (let g = 0; g < rows >> 2; g++) {
+    const grp = w + <usize>g * 4 * rowBytes;
+    memory.copy(tmp, grp, 4 * rowBytes);
+    for (let b: usize = 0; b < nb; b++) {
+      for (let r: usize = 0; r < 4; r++) scatterBlock(type, tmp + r * rowBytes + b * bb, grp + b * sbBytes, r);
+    }
+  }
+}
+
+/** Rows [r0, r1) of an interleaved matrix in the ggml layout, to dst (row r0 first). */
+export function r4rows(type: i32, w: usize, rowBytes: usize, r0: i32, r1: i32, dst: usize): void {
+  const nb = rowBytes / blockBytes(type), bb = blockBytes(type), sbBytes = 4 * bb;
+  for (let r = r0; r < r1; r++) {
+    const grp = w + <usize>(r >> 2) * 4 * rowBytes;
+    const o = dst + <usize>(r - r0) * rowBytes;
+    for (let b: usize = 0; b < nb; b++) gatherBlock(type, grp + b * sbBytes, <usize>(r & 3), o + b * bb);
+  }
+}
+
+/** [Σ P0, Σ P1, Σ P2, Σ P3] (i32x4) of four i16x8 partial-sum vectors whose pairwise sums stay in i16 (4-bit codes). */
+// @ts-ignore: decorator
+@inline function tsum4s(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = i16x8.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7)));
+}
+/** [Σ lanes of a, Σ b, Σ c, Σ d] (i32x4) */
+// @ts-ignore: decorator
+@inline function tsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/** Products of 16 unsigned codes (< 128) with the 16 activation codes x (already loaded; plain SIMD: xl, xh the i16 halves). */
+// @ts-ignore: decorator
+@inline function pd(xl: v128, xh: v128, w: v128): v128 {
+  if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(xl, w);
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), xh));
+}
+
+/** Four f16 (sign-extended into i32 lanes) as f32 times 2^-112: the bits moved into place. */
+// @ts-ignore: decorator
+@inline function h4raw(v: v128): v128 {
+  return v128.and(i32x4.shl(v, 13), i32x4.splat(0x8fffffff));
+}
+const TWO112: f32 = reinterpret<f32>(0x77800000);
+
+/** 0x10 in byte j (j < 16) where bit base+j of qh is set (Q5_0's fifth bits). */
+// @ts-ignore: decorator
+@inline function fifth(qh: u32, hiHalf: bool): v128 {
+  const s = i32x4.splat(qh);
+  const spread = hiHalf
+    ? i8x16.shuffle(s, s, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+    : i8x16.shuffle(s, s, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  return v128.and(i8x16.eq(v128.and(spread, bit), bit), i8x16.splat(0x10));
+}
+
+/**
+ * Row groups [g0, g1) of y = W·x on the interleaved layout: out[4g + r] for r < 4. qa: the
+ * activation (Q8_1 for Q4_1, Q8_0 for Q4_0 / Q5_0, asm/q8.ts's layout).
+ */
+export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, out: usize): void {
+  const nb = <i32>(rowBytes / blockBytes(type));
+  const sbBytes = 4 * blockBytes(type);
+  for (let g = g0; g < g1; g++) {
+    let p = w + <usize>g * 4 * rowBytes;
+    let q = qa;
+    let acc = f32x4.splat(0);
+    for (let b = 0; b < nb; b++, p += sbBytes, q += BLK32) {
+      const M = q + 32 * QS;
+      // relaxed: 16 i8 codes per half; plain: 16 i16 codes per half, in two vectors
+      const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
+      const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
+      const dx = load<f32>(M) * TWO112;
+      let s: v128;
+      if (type == Q4_1) {
+        const v0 = v128.load(p, 16), v1 = v128.load(p, 32), v2 = v128.load(p, 48), v3 = v128.load(p, 64);
+        const P0 = padd(pd(xl, xh, lo4(v0)), pd(xl2, xh2, hi4(v0))), P1 = padd(pd(xl, xh, lo4(v1)), pd(xl2, xh2, hi4(v1)));
+        const P2 = padd(pd(xl, xh, lo4(v2)), pd(xl2, xh2, hi4(v2))), P3 = padd(pd(xl, xh, lo4(v3)), pd(xl2, xh2, hi4(v3)));
+        s = RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
+        const dm = v128.load(p);
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(h4raw(i32x4.extend_low_i16x8_s(dm)), f32x4.splat(dx))));
+        acc = f32x4.add(acc, f32x4.mul(h4raw(i32x4.extend_high_i16x8_s(dm)), f32x4.splat(load<f32>(M, 4) * TWO112)));
+      } else if (type == Q4_0) {
+        const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
+        const P0 = padd(pd(xl, xh, lo4(v0)), pd(xl2, xh2, hi4(v0))), P1 = padd(pd(xl, xh, lo4(v1)), pd(xl2, xh2, hi4(v1)));
+        const P2 = padd(pd(xl, xh, lo4(v2)), pd(xl2, xh2, hi4(v2))), P3 = padd(pd(xl, xh, lo4(v3)), pd(xl2, xh2, hi4(v3)));
+        s = RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
+        s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 3)); // − 8·Σx
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))), f32x4.splat(dx))));
+      } else {
+        // Q5_0: the fifth bits per row; sums of 5-bit codes would overflow i16 when gathered, so widened first
+        const v0 = v128.load(p, 24), v1 = v128.load(p, 40), v2 = v128.load(p, 56), v3 = v128.load(p, 72);
+        const h0 = load<u32>(p, 8), h1 = load<u32>(p, 12), h2 = load<u32>(p, 16), h3 = load<u32>(p, 20);
+        const P0 = pwiden(padd(pd(xl, xh, v128.or(lo4(v0), fifth(h0, false))), pd(xl2, xh2, v128.or(hi4(v0), fifth(h0, true)))));
+        const P1 = pwiden(padd(pd(xl, xh, v128.or(lo4(v1), fifth(h1, false))), pd(xl2, xh2, v128.or(hi4(v1), fifth(h1, true)))));
+        const P2 = pwiden(padd(pd(xl, xh, v128.or(lo4(v2), fifth(h2, false))), pd(xl2, xh2, v128.or(hi4(v2), fifth(h2, true)))));
+        const P3 = pwiden(padd(pd(xl, xh, v128.or(lo4(v3), fifth(h3, false))), pd(xl2, xh2, v128.or(hi4(v3), fifth(h3, true)))));
+        s = i32x4.sub(tsum4(P0, P1, P2, P3), i32x4.splat(load<i32>(M, 4) << 4)); // − 16·Σx
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))), f32x4.splat(dx))));
+      }
+    }
+    v128.store(out + (<usize>g << 4), acc);
+  }
+}
+
+/** One row r of an interleaved matrix · the activation (a row gather: CATS's up rows). */
+export function r4dotRow(type: i32, w: usize, rowBytes: usize, r: i32, qa: usize): f32 {
+  const nb = <i32>(rowBytes / blockBytes(type));
+  const sbBytes = 4 * blockBytes(type);
+  const k = <usize>(r & 3);
+  let p = w + <usize>(r >> 2) * 4 * rowBytes;
+  let q = qa;
+  let acc = f32x4.splat(0);
+  let corr: f32 = 0;
+  for (let b = 0; b < nb; b++, p += sbBytes, q += BLK32) {
+    const M = q + 32 * QS;
+    const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
+    const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
+    const d = f16(<u32>load<u16>(p + 2 * k));
+    let s: v128;
+    if (type == Q4_1) {
+      const v = v128.load(p + 16 + (k << 4));
+      s = pwiden(padd(pd(xl, xh, lo4(v)), pd(xl2, xh2, hi4(v))));
+      corr += f16(<u32>load<u16>(p + 8 + 2 * k)) * load<f32>(M, 4);
+    } else if (type == Q4_0) {
+      const v = v128.load(p + 8 + (k << 4));
+      s = i32x4.sub(pwiden(padd(pd(xl, xh, lo4(v)), pd(xl2, xh2, hi4(v)))), i32x4.splat(load<i32>(M, 4) << 1));
+    } else {
+      const v = v128.load(p + 24 + (k << 4));
+      const h = load<u32>(p + 8 + 4 * k);
+      s = i32x4.sub(pwiden(padd(pd(xl, xh, v128.or(lo4(v), fifth(h, false))), pd(xl2, xh2, v128.or(hi4(v), fifth(h, true))))), i32x4.splat(load<i32>(M, 4) << 2));
+    }
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(d * load<f32>(M))));
+  }
+  const t = f32x4.add(acc, i32x4.shuffle(acc, acc, 2, 3, 0, 1));
+  return f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1) + corr;
+}
+
+/**
+ * Rows rowIdx[i] for i in [i0, i1) of an interleaved matrix (out compacted, as qmatvec's gathers).
+ * While a row is computed, the group of the row two ahead is touched (a gather is a read with
+ * holes, which the memory system does not stream by itself; asm/q8.ts).
+ */
+export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0: i32, i1: i32, qa: usize, out: usize): void {
+  const gb = 4 * rowBytes;
+  let sink: u32 = 0;
+  let touched: usize = -1;
+  for (let i = i0; i < i1; i++) {
+    const r = load<i32>(rowIdx + (<usize>i << 2));
+    if (i + 2 < i1) {
+      const g = <usize>(load<i32>(rowIdx + (<usize>(i + 2) << 2)) >> 2);
+      if (g != touched) {
+        touched = g;
+        for (let p = w + g * gb; p < w + (g + 1) * gb; p += 64) sink += load<u8>(p);
+      }
+    }
+    store<f32>(out + (<usize>i << 2), r4dotRow(type, w, rowBytes, r, qa));
+  }
+  // keeps the touches
+  if (sink == 0xffffffff) store<f32>(out + (<usize>i0 << 2), 0);
+}
+
+/** The four rows' integer sums for one token (activation codes at q): [S_r0, S_r1, S_r2, S_r3]. */
+// @ts-ignore: decorator
+@inline function sums4(type: i32, q: usize, a0: v128, b0: v128, a1: v128, b1: v128, a2: v128, b2: v128, a3: v128, b3: v128): v128 {
+  const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
+  const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
+  const P0 = padd(pd(xl, xh, a0), pd(xl2, xh2, b0)), P1 = padd(pd(xl, xh, a1), pd(xl2, xh2, b1));
+  const P2 = padd(pd(xl, xh, a2), pd(xl2, xh2, b2)), P3 = padd(pd(xl, xh, a3), pd(xl2, xh2, b3));
+  if (type == Q5_0) return tsum4(pwiden(P0), pwiden(P1), pwiden(P2), pwiden(P3));
+  return RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
+}
+
+/** acc + this block's term for one token: (S − off)·d·dx [+ m·s] — the order of r4matvec. */
+// @ts-ignore: decorator
+@inline function blockTerm(type: i32, acc: v128, S: v128, M: usize, d: v128, m: v128): v128 {
+  let s = S;
+  if (type == Q4_0) s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 3));
+  else if (type == Q5_0) s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 4));
+  let a = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(d, f32x4.splat(load<f32>(M) * TWO112))));
+  if (type == Q4_1) a = f32x4.add(a, f32x4.mul(m, f32x4.splat(load<f32>(M, 4) * TWO112)));
+  return a;
+}
+
+/**
+ * Row groups [g0, g1) of Out = W·X for nTok tokens (activations at qa + t·qaStride): each weight
+ * block of a group is unpacked once and multiplied with up to four tokens, each token's sums
+ * taken in r4matvec's order (so a batch gives every row what a lone decode step gives it).
+ * Out[t·outStride + 4·(4g + r)] (bytes).
+ */
+export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
+  const nb = <i32>(rowBytes / blockBytes(type));
+  const sbBytes = 4 * blockBytes(type);
+  const codes: usize = type == Q4_0 ? 8 : type == Q4_1 ? 16 : 24;
+  for (let g = g0; g < g1; g++) {
+    const W0 = w + <usize>g * 4 * rowBytes;
+    for (let t0 = 0; t0 < nTok; t0 += 4) {
+      const nt = min(4, nTok - t0);
+      const q0 = qa + <usize>t0 * qaStride;
+      let y0 = f32x4.splat(0), y1 = f32x4.splat(0), y2 = f32x4.splat(0), y3 = f32x4.splat(0);
+      let p = W0;
+      for (let b = 0; b < nb; b++, p += sbBytes) {
+        const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
+        let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
+        if (type == Q5_0) {
+          const h0 = load<u32>(p, 8), h1 = load<u32>(p, 12), h2 = load<u32>(p, 16), h3 = load<u32>(p, 20);
+          a0 = v128.or(a0, fifth(h0, false)); b0 = v128.or(b0, fifth(h0, true));
+          a1 = v128.or(a1, fifth(h1, false)); b1 = v128.or(b1, fifth(h1, true));
+          a2 = v128.or(a2, fifth(h2, false)); b2 = v128.or(b2, fifth(h2, true));
+          a3 = v128.or(a3, fifth(h3, false)); b3 = v128.or(b3, fifth(h3, true));
+        }
+        const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
+        const d = h4raw(i32x4.extend_low_i16x8_s(dm));
+        const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
+        const bo = <usize>b * BLK32;
+        const q = q0 + bo;
+        y0 = blockTerm(type, y0, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d, m);
+        if (nt > 1) y1 = blockTerm(type, y1, sums4(type, q + qaStride, a0, b0, a1, b1, a2, b2, a3, b3), q + qaStride + 32 * QS, d, m);
+        if (nt > 2) y2 = blockTerm(type, y2, sums4(type, q + 2 * qaStride, a0, b0, a1, b1, a2, b2, a3, b3), q + 2 * qaStride + 32 * QS, d, m);
+        if (nt > 3) y3 = blockTerm(type, y3, sums4(type, q + 3 * qaStride, a0, b0, a1, b1, a2, b2, a3, b3), q + 3 * qaStride + 32 * QS, d, m);
+      }
+      const o = Out + <usize>t0 * outStride + (<usize>g << 4);
+      v128.store(o, y0);
+      if (nt > 1) v128.store(o + outStride, y1);
+      if (nt > 2) v128.store(o + 2 * outStride, y2);
+      if (nt > 3) v128.store(o + 3 * outStride, y3);
+    }
+  }
+}
