@@ -119,52 +119,50 @@ const TWO112: f32 = reinterpret<f32>(0x77800000);
   return v128.and(i8x16.eq(v128.and(spread, bit), bit), i8x16.splat(0x10));
 }
 
+/** a·b + c, fused where relaxed SIMD allows it (the same in every kernel here, so their sums agree) */
+// @ts-ignore: decorator
+@inline function fma4(a: v128, b: v128, c: v128): v128 {
+  return RELAXED ? f32x4.relaxed_madd(a, b, c) : f32x4.add(f32x4.mul(a, b), c);
+}
+
 /**
  * Row groups [g0, g1) of y = W·x on the interleaved layout: out[4g + r] for r < 4. qa: the
  * activation (Q8_1 for Q4_1, Q8_0 for Q4_0 / Q5_0, asm/q8.ts's layout).
  */
 export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, out: usize): void {
+  // one loop per type (the type a constant in each, its branches folded)
+  if (type == Q4_1) r4matvecK(Q4_1, w, rowBytes, g0, g1, qa, out);
+  else if (type == Q4_0) r4matvecK(Q4_0, w, rowBytes, g0, g1, qa, out);
+  else r4matvecK(Q5_0, w, rowBytes, g0, g1, qa, out);
+}
+
+// @ts-ignore: decorator
+@inline function r4matvecK(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, out: usize): void {
   const nb = <i32>(rowBytes / blockBytes(type));
   const sbBytes = 4 * blockBytes(type);
+  const codes: usize = type == Q4_0 ? 8 : type == Q4_1 ? 16 : 24;
   for (let g = g0; g < g1; g++) {
     let p = w + <usize>g * 4 * rowBytes;
     let q = qa;
-    let acc = f32x4.splat(0);
+    // two accumulators (the scaled sums, the mins' term): two short dependency chains, added at the end
+    let acc = f32x4.splat(0), mins = f32x4.splat(0);
     for (let b = 0; b < nb; b++, p += sbBytes, q += BLK32) {
-      const M = q + 32 * QS;
-      // relaxed: 16 i8 codes per half; plain: 16 i16 codes per half, in two vectors
-      const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
-      const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
-      const dx = load<f32>(M) * TWO112;
-      let s: v128;
-      if (type == Q4_1) {
-        const v0 = v128.load(p, 16), v1 = v128.load(p, 32), v2 = v128.load(p, 48), v3 = v128.load(p, 64);
-        const P0 = padd(pd(xl, xh, lo4(v0)), pd(xl2, xh2, hi4(v0))), P1 = padd(pd(xl, xh, lo4(v1)), pd(xl2, xh2, hi4(v1)));
-        const P2 = padd(pd(xl, xh, lo4(v2)), pd(xl2, xh2, hi4(v2))), P3 = padd(pd(xl, xh, lo4(v3)), pd(xl2, xh2, hi4(v3)));
-        s = RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
-        const dm = v128.load(p);
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(h4raw(i32x4.extend_low_i16x8_s(dm)), f32x4.splat(dx))));
-        acc = f32x4.add(acc, f32x4.mul(h4raw(i32x4.extend_high_i16x8_s(dm)), f32x4.splat(load<f32>(M, 4) * TWO112)));
-      } else if (type == Q4_0) {
-        const v0 = v128.load(p, 8), v1 = v128.load(p, 24), v2 = v128.load(p, 40), v3 = v128.load(p, 56);
-        const P0 = padd(pd(xl, xh, lo4(v0)), pd(xl2, xh2, hi4(v0))), P1 = padd(pd(xl, xh, lo4(v1)), pd(xl2, xh2, hi4(v1)));
-        const P2 = padd(pd(xl, xh, lo4(v2)), pd(xl2, xh2, hi4(v2))), P3 = padd(pd(xl, xh, lo4(v3)), pd(xl2, xh2, hi4(v3)));
-        s = RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
-        s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 3)); // − 8·Σx
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))), f32x4.splat(dx))));
-      } else {
-        // Q5_0: the fifth bits per row; sums of 5-bit codes would overflow i16 when gathered, so widened first
-        const v0 = v128.load(p, 24), v1 = v128.load(p, 40), v2 = v128.load(p, 56), v3 = v128.load(p, 72);
+      const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
+      let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
+      if (type == Q5_0) {
         const h0 = load<u32>(p, 8), h1 = load<u32>(p, 12), h2 = load<u32>(p, 16), h3 = load<u32>(p, 20);
-        const P0 = pwiden(padd(pd(xl, xh, v128.or(lo4(v0), fifth(h0, false))), pd(xl2, xh2, v128.or(hi4(v0), fifth(h0, true)))));
-        const P1 = pwiden(padd(pd(xl, xh, v128.or(lo4(v1), fifth(h1, false))), pd(xl2, xh2, v128.or(hi4(v1), fifth(h1, true)))));
-        const P2 = pwiden(padd(pd(xl, xh, v128.or(lo4(v2), fifth(h2, false))), pd(xl2, xh2, v128.or(hi4(v2), fifth(h2, true)))));
-        const P3 = pwiden(padd(pd(xl, xh, v128.or(lo4(v3), fifth(h3, false))), pd(xl2, xh2, v128.or(hi4(v3), fifth(h3, true)))));
-        s = i32x4.sub(tsum4(P0, P1, P2, P3), i32x4.splat(load<i32>(M, 4) << 4)); // − 16·Σx
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))), f32x4.splat(dx))));
+        a0 = v128.or(a0, fifth(h0, false)); b0 = v128.or(b0, fifth(h0, true));
+        a1 = v128.or(a1, fifth(h1, false)); b1 = v128.or(b1, fifth(h1, true));
+        a2 = v128.or(a2, fifth(h2, false)); b2 = v128.or(b2, fifth(h2, true));
+        a3 = v128.or(a3, fifth(h3, false)); b3 = v128.or(b3, fifth(h3, true));
       }
+      const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
+      const d = h4raw(i32x4.extend_low_i16x8_s(dm));
+      const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
+      acc = blockTerm(type, acc, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
+      if (type == Q4_1) mins = fma4(m, f32x4.splat(load<f32>(q + 32 * QS, 4) * TWO112), mins);
     }
-    v128.store(out + (<usize>g << 4), acc);
+    v128.store(out + (<usize>g << 4), f32x4.add(acc, mins));
   }
 }
 
@@ -236,15 +234,13 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
   return RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
 }
 
-/** acc + this block's term for one token: (S − off)·d·dx [+ m·s] — the order of r4matvec. */
+/** acc + this block's scaled sums for one token: (S − off)·d·dx — the order of every kernel here. */
 // @ts-ignore: decorator
-@inline function blockTerm(type: i32, acc: v128, S: v128, M: usize, d: v128, m: v128): v128 {
+@inline function blockTerm(type: i32, acc: v128, S: v128, M: usize, d: v128): v128 {
   let s = S;
   if (type == Q4_0) s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 3));
   else if (type == Q5_0) s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 4));
-  let a = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(d, f32x4.splat(load<f32>(M) * TWO112))));
-  if (type == Q4_1) a = f32x4.add(a, f32x4.mul(m, f32x4.splat(load<f32>(M, 4) * TWO112)));
-  return a;
+  return fma4(f32x4.convert_i32x4_s(s), f32x4.mul(d, f32x4.splat(load<f32>(M) * TWO112)), acc);
 }
 
 /**
@@ -254,6 +250,13 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
  * Out[t·outStride + 4·(4g + r)] (bytes).
  */
 export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
+  if (type == Q4_1) r4matmulK(Q4_1, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
+  else if (type == Q4_0) r4matmulK(Q4_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
+  else r4matmulK(Q5_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
+}
+
+// @ts-ignore: decorator
+@inline function r4matmulK(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
   const nb = <i32>(rowBytes / blockBytes(type));
   const sbBytes = 4 * blockBytes(type);
   const codes: usize = type == Q4_0 ? 8 : type == Q4_1 ? 16 : 24;
@@ -263,6 +266,7 @@ export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
       const nt = min(4, nTok - t0);
       const q0 = qa + <usize>t0 * qaStride;
       let y0 = f32x4.splat(0), y1 = f32x4.splat(0), y2 = f32x4.splat(0), y3 = f32x4.splat(0);
+      let z0 = f32x4.splat(0), z1 = f32x4.splat(0), z2 = f32x4.splat(0), z3 = f32x4.splat(0);
       let p = W0;
       for (let b = 0; b < nb; b++, p += sbBytes) {
         const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
@@ -277,18 +281,30 @@ export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
         const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
         const d = h4raw(i32x4.extend_low_i16x8_s(dm));
         const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
-        const bo = <usize>b * BLK32;
-        const q = q0 + bo;
-        y0 = blockTerm(type, y0, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d, m);
-        if (nt > 1) y1 = blockTerm(type, y1, sums4(type, q + qaStride, a0, b0, a1, b1, a2, b2, a3, b3), q + qaStride + 32 * QS, d, m);
-        if (nt > 2) y2 = blockTerm(type, y2, sums4(type, q + 2 * qaStride, a0, b0, a1, b1, a2, b2, a3, b3), q + 2 * qaStride + 32 * QS, d, m);
-        if (nt > 3) y3 = blockTerm(type, y3, sums4(type, q + 3 * qaStride, a0, b0, a1, b1, a2, b2, a3, b3), q + 3 * qaStride + 32 * QS, d, m);
+        const q = q0 + <usize>b * BLK32;
+        y0 = blockTerm(type, y0, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
+        if (type == Q4_1) z0 = fma4(m, f32x4.splat(load<f32>(q + 32 * QS, 4) * TWO112), z0);
+        if (nt > 1) {
+          const q1 = q + qaStride;
+          y1 = blockTerm(type, y1, sums4(type, q1, a0, b0, a1, b1, a2, b2, a3, b3), q1 + 32 * QS, d);
+          if (type == Q4_1) z1 = fma4(m, f32x4.splat(load<f32>(q1 + 32 * QS, 4) * TWO112), z1);
+        }
+        if (nt > 2) {
+          const q2 = q + 2 * qaStride;
+          y2 = blockTerm(type, y2, sums4(type, q2, a0, b0, a1, b1, a2, b2, a3, b3), q2 + 32 * QS, d);
+          if (type == Q4_1) z2 = fma4(m, f32x4.splat(load<f32>(q2 + 32 * QS, 4) * TWO112), z2);
+        }
+        if (nt > 3) {
+          const q3 = q + 3 * qaStride;
+          y3 = blockTerm(type, y3, sums4(type, q3, a0, b0, a1, b1, a2, b2, a3, b3), q3 + 32 * QS, d);
+          if (type == Q4_1) z3 = fma4(m, f32x4.splat(load<f32>(q3 + 32 * QS, 4) * TWO112), z3);
+        }
       }
       const o = Out + <usize>t0 * outStride + (<usize>g << 4);
-      v128.store(o, y0);
-      if (nt > 1) v128.store(o + outStride, y1);
-      if (nt > 2) v128.store(o + 2 * outStride, y2);
-      if (nt > 3) v128.store(o + 3 * outStride, y3);
+      v128.store(o, f32x4.add(y0, z0));
+      if (nt > 1) v128.store(o + outStride, f32x4.add(y1, z1));
+      if (nt > 2) v128.store(o + 2 * outStride, f32x4.add(y2, z2));
+      if (nt > 3) v128.store(o + 3 * outStride, f32x4.add(y3, z3));
     }
   }
 }
