@@ -13,12 +13,16 @@
 // and superblocks run along the row group (g·nb + b), so a group of four rows occupies exactly the
 // bytes the four rows did, and packing is done in place, group by group.
 //
-// Measured on this machine (one thread, Q4_1, `/work` prototype): 2.1–2.5× the row-by-row kernel
-// with the weights in cache, 1.6–2.0× streaming from DRAM, same results to float rounding.
+// Measured (bench/interleaved-vs-rows.mjs, both layouts in one process): SmolLM2's Q4_1 mat-vecs
+// 1.7–2.1× the row-by-row kernel on one thread, decode 1.4×; Q5_0 1.3× (its fifth bits cost as
+// much as the products).
 //
-// The scales stay f16: their bits are moved into f32 position with one shift and a mask (the f16
-// value times 2^-112, exact for every finite f16 including subnormals, which come out as normal
-// f32 for all normal f16) and the activation's scale carries the 2^112.
+// The scales stay f16: their bits are moved into f32 position with one shift and a mask, which
+// gives the f16 value times 2^-112 exactly for every finite f16 (a normal f16 becomes a normal f32,
+// a subnormal one a subnormal f32), and the activation's scale carries the 2^112.
+//
+// Every kernel here sums a token's blocks in one order (r4matvec for one token, r4matmul for up to
+// four): a sequence decoded in a batch gets bit for bit the logits it gets alone.
 
 import { f16, Q4_0, Q4_1, Q5_0 } from './common';
 import { BLK32, QS, lo4, hi4, padd, pwiden, RELAXED } from './q8';
