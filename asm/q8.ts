@@ -552,61 +552,27 @@ export function meta4(q: usize, S: usize, nb: i32, dst: usize, n: usize = 4): vo
  * m4: meta4() of the four tokens. Returns [y_t0, y_t1, y_t2, y_t3].
  */
 function dot4lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usize): v128 {
-  let acc = f32x4.splat(0);
-  if (type == Q5_0) {
-    for (; w < end; w += 22, q += BLK32, m4 += 32) {
-      const qh = load<u32>(w, 2);
-      const v = v128.load(w, 6);
-      const c0 = v128.or(lo4(v), bit5(qh, false)), c1 = v128.or(hi4(v), bit5(qh, true));
-      let s = tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1));
-      s = i32x4.sub(s, i32x4.shl(v128.load(m4, 16), 4)); // − 16·Σx per token
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
-    }
-  } else if (type == Q4_0) {
-    for (; w < end; w += 18, q += BLK32, m4 += 32) {
-      const v = v128.load(w, 2);
-      const c0 = lo4(v), c1 = hi4(v);
-      let s = tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1));
-      s = i32x4.sub(s, i32x4.shl(v128.load(m4, 16), 3)); // − 8·Σx
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
-    }
-  } else if (type == Q4_1) {
-    let mins = f32x4.splat(0);
-    for (; w < end; w += 20, q += BLK32, m4 += 32) {
-      const v = v128.load(w, 4);
-      const c0 = lo4(v), c1 = hi4(v);
-      const s = tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
-      mins = f32x4.add(mins, f32x4.mul(f32x4.splat(h2f(w + 2)), v128.load(m4, 16)));
-    }
-    acc = f32x4.add(acc, mins);
-  } else {
-    // Q8_0
-    for (; w < end; w += 34, q += BLK32, m4 += 32) {
-      const w0 = v128.load(w, 2), w1 = v128.load(w, 18);
-      const s = tsum4(
-        i32x4.add(sdot(q, w0), sdot(q + 16 * QS, w1)),
-        i32x4.add(sdot(q + S, w0), sdot(q + S + 16 * QS, w1)),
-        i32x4.add(sdot(q + 2 * S, w0), sdot(q + 2 * S + 16 * QS, w1)),
-        i32x4.add(sdot(q + 3 * S, w0), sdot(q + 3 * S + 16 * QS, w1)));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
-    }
-  }
-  return acc;
+  return dotLanes(type, w, end, q, S, m4, true);
 }
 
 /**
- * dot4lanes for two tokens (at q and q + S; m4: meta4(…, 2)): lanes 0 and 1 of the result. The
- * weight block is unpacked once for both, as for four, which a batch of two would otherwise not share.
+ * The same for two tokens (at q and q + S; m4: meta4(…, 2)): lanes 0 and 1 of the result. The
+ * weight block is unpacked once for both, which a batch of two would otherwise not share.
  */
 function dot2lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usize): v128 {
+  return dotLanes(type, w, end, q, S, m4, false);
+}
+
+/** dot4lanes (four) or dot2lanes: the same sums, of four tokens or of two. */
+// @ts-ignore: decorator
+@inline function dotLanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usize, four: bool): v128 {
   let acc = f32x4.splat(0);
   if (type == Q5_0) {
     for (; w < end; w += 22, q += BLK32, m4 += 32) {
       const qh = load<u32>(w, 2);
       const v = v128.load(w, 6);
       const c0 = v128.or(lo4(v), bit5(qh, false)), c1 = v128.or(hi4(v), bit5(qh, true));
-      let s = tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
+      let s = four ? tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1)) : tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
       s = i32x4.sub(s, i32x4.shl(v128.load(m4, 16), 4)); // − 16·Σx per token
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
     }
@@ -614,7 +580,7 @@ function dot2lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usiz
     for (; w < end; w += 18, q += BLK32, m4 += 32) {
       const v = v128.load(w, 2);
       const c0 = lo4(v), c1 = hi4(v);
-      let s = tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
+      let s = four ? tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1)) : tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
       s = i32x4.sub(s, i32x4.shl(v128.load(m4, 16), 3)); // − 8·Σx
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
     }
@@ -623,7 +589,7 @@ function dot2lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usiz
     for (; w < end; w += 20, q += BLK32, m4 += 32) {
       const v = v128.load(w, 4);
       const c0 = lo4(v), c1 = hi4(v);
-      const s = tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
+      const s = four ? tsum4(blk(q, c0, c1), blk(q + S, c0, c1), blk(q + 2 * S, c0, c1), blk(q + 3 * S, c0, c1)) : tsum2(blk(q, c0, c1), blk(q + S, c0, c1));
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
       mins = f32x4.add(mins, f32x4.mul(f32x4.splat(h2f(w + 2)), v128.load(m4, 16)));
     }
@@ -632,9 +598,10 @@ function dot2lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usiz
     // Q8_0
     for (; w < end; w += 34, q += BLK32, m4 += 32) {
       const w0 = v128.load(w, 2), w1 = v128.load(w, 18);
-      const s = tsum2(
-        i32x4.add(sdot(q, w0), sdot(q + 16 * QS, w1)),
-        i32x4.add(sdot(q + S, w0), sdot(q + S + 16 * QS, w1)));
+      const t0 = i32x4.add(sdot(q, w0), sdot(q + 16 * QS, w1)), t1 = i32x4.add(sdot(q + S, w0), sdot(q + S + 16 * QS, w1));
+      const s = four
+        ? tsum4(t0, t1, i32x4.add(sdot(q + 2 * S, w0), sdot(q + 2 * S + 16 * QS, w1)), i32x4.add(sdot(q + 3 * S, w0), sdot(q + 3 * S + 16 * QS, w1)))
+        : tsum2(t0, t1);
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.splat(h2f(w)), v128.load(m4))));
     }
   }

@@ -14,10 +14,6 @@ function scratchOf(n: number): Float32Array {
 function matvec(W: QTensor, x: Float32Array, out: Float32Array, opts?: MatvecOptions): void {
   const { cols } = W;
   const t = W.type.id;
-  const row = (r: number): number => {
-    const g = ggmlRow(W, r);
-    return dotRow(t, g.data, g.offset, xin, 0, cols);
-  };
   let xin = x;
   if (opts?.inputs) {
     // the reference semantics of input-channel sparsity: dropped channels count as zero
@@ -25,6 +21,10 @@ function matvec(W: QTensor, x: Float32Array, out: Float32Array, opts?: MatvecOpt
     const { idx, n } = opts.inputs;
     for (let i = 0; i < n; i++) xin[idx[i]!] = x[idx[i]!]!;
   }
+  const row = (r: number): number => {
+    const g = ggmlRow(W, r);
+    return dotRow(t, g.data, g.offset, xin, 0, cols);
+  };
   const rows = opts?.rows;
   if (rows) {
     out.fill(0, 0, W.rows);
