@@ -16,7 +16,8 @@ export interface QTensor {
   readonly rowBytes: number;
   /**
    * Byte layout: ggml rows (absent), or 'r4': four consecutive rows interleaved block by block
-   * (asm/r4.ts; the wasm kernels' decode layout), same bytes. Read a row with ggmlRow().
+   * (asm/r4.ts; the wasm kernels' decode layout), same bytes (Q5_0's fifth bits as bit planes).
+   * Read a row with ggmlRow().
    */
   readonly layout?: 'r4';
 }
@@ -37,12 +38,22 @@ export function ggmlRow(W: QTensor, r: number, tmp?: Uint8Array): { data: Uint8A
   const nb = W.rowBytes / bb;
   const k = r & 3;
   const group = W.offset + (r >> 2) * 4 * W.rowBytes;
+  const q5 = W.type.id === 6;
   for (let b = 0; b < nb; b++) {
     const sb = group + b * 4 * bb;
     let off = 0;
     for (const f of fields) {
       const at = sb + 4 * off + k * f;
-      out.set(W.data.subarray(at, at + f), b * bb + off);
+      if (q5 && off === 2) {
+        // Q5_0's fifth bits are bit planes: bit 2k of byte j is bit j of row k's qh, bit 2k+1 bit 16 + j
+        let h = 0;
+        for (let j = 0; j < 16; j++) {
+          const byte = W.data[sb + 8 + j]!;
+          h |= ((byte >> (2 * k)) & 1) << j;
+          h |= ((byte >> (2 * k + 1)) & 1) << (16 + j);
+        }
+        new DataView(out.buffer, out.byteOffset).setUint32(b * bb + off, h >>> 0, true);
+      } else out.set(W.data.subarray(at, at + f), b * bb + off);
       off += f;
     }
   }
