@@ -20,11 +20,17 @@ export const SCREEN_GROUP_BYTES: i32 = 72;
 
 /**
  * Screened scores of row groups [g0, g1): out[4g + r] = row (4g + r) · activation (Q8_0 at qa).
- * nb = blocks of 32 per row.
+ * nb = blocks of 32 per row. Also the best of these rows below `rows` (the first on ties) into
+ * best (32 bytes of scratch): its score (f32), then its index (i32; −1 when there is none).
  */
-export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, out: usize): void {
+export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, out: usize, rows: i32, best: usize): void {
   const gBytes = <usize>nb * SCREEN_GROUP_BYTES;
-  for (let g = g0; g < g1; g++) {
+  // per lane r: the best score of rows 4g + r so far and its index (strictly greater replaces)
+  let bv = f32x4.splat(-Infinity);
+  let bi = i32x4.splat(-1);
+  let gi = i32x4.add(i32x4(0, 1, 2, 3), i32x4.splat(g0 << 2));
+  const rowsV = i32x4.splat(rows);
+  for (let g = g0; g < g1; g++, gi = i32x4.add(gi, i32x4.splat(4))) {
     let p = w + <usize>g * gBytes;
     let q = qa;
     let acc = f32x4.splat(0);
@@ -45,7 +51,53 @@ export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, out
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(d, f32x4.splat(load<f32>(M)))));
     }
     v128.store(out + (<usize>g << 4), acc);
+    const gt = v128.and(f32x4.gt(acc, bv), i32x4.lt_s(gi, rowsV));
+    bv = v128.bitselect(acc, bv, gt);
+    bi = v128.bitselect(gi, bi, gt);
   }
+  // across lanes: the best score, the smallest index on ties
+  // (the lanes through memory: extract_lane wants a constant lane)
+  v128.store(best, bv);
+  v128.store(best, bi, 16);
+  let v = load<f32>(best), i = load<i32>(best, 16);
+  for (let l: usize = 1; l < 4; l++) {
+    const lv = load<f32>(best + (l << 2)), li = load<i32>(best + (l << 2), 16);
+    if (li >= 0 && (i < 0 || lv > v || (lv == v && li < i))) { v = lv; i = li; }
+  }
+  store<f32>(best, v);
+  store<i32>(best, i, 4);
+}
+
+/**
+ * The sparse head's candidates: indices i < n with s[i] + kappa·r[i] ≥ base (r = 0: s[i] ≥ base),
+ * and `always`, ascending, into idx; returns how many. The sums are in f64, as the JavaScript
+ * reference (src/sparsity/head.ts) computes them, so both select the same rows.
+ */
+export function screenSelect(s: usize, r: usize, n: i32, kappa: f64, base: f64, always: i32, idx: usize): i32 {
+  let c = 0;
+  const K = f64x2.splat(kappa), B = f64x2.splat(base);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const sv = v128.load(s + o);
+    let lo = f64x2.promote_low_f32x4(sv), hi = f64x2.promote_low_f32x4(i32x4.shuffle(sv, sv, 2, 3, 0, 1));
+    if (r) {
+      const rv = v128.load(r + o);
+      lo = f64x2.add(lo, f64x2.mul(K, f64x2.promote_low_f32x4(rv)));
+      hi = f64x2.add(hi, f64x2.mul(K, f64x2.promote_low_f32x4(i32x4.shuffle(rv, rv, 2, 3, 0, 1))));
+    }
+    const m = i64x2.bitmask(f64x2.ge(lo, B)) | (i64x2.bitmask(f64x2.ge(hi, B)) << 2);
+    if (m == 0 && (always < i || always >= i + 4)) continue;
+    for (let k = 0; k < 4; k++) {
+      if ((m >> k) & 1 || i + k == always) { store<i32>(idx + (<usize>c << 2), i + k); c++; }
+    }
+  }
+  for (; i < n; i++) {
+    let v = <f64>load<f32>(s + (<usize>i << 2));
+    if (r) v += kappa * <f64>load<f32>(r + (<usize>i << 2));
+    if (v >= base || i == always) { store<i32>(idx + (<usize>c << 2), i); c++; }
+  }
+  return c;
 }
 
 // ------------------------------------------------------------------ building the screen

@@ -48,9 +48,28 @@ for (const simd of FLAVOURS) {
           const x = randVec(cols, rnd);
           const u = k.alloc(4 * 4 * S.groups);
           const got = new Float32Array(u.buffer, u.byteOffset, 4 * S.groups);
-          k.screenMatvec(S.data, S.nb, S.groups, x, got);
+          const best = k.screenMatvec(S.data, S.nb, S.groups, x, got, rows);
           const want = new Float64Array(rows);
           screenMatvecRef(S, x, want);
+          // the best screened row among the real ones (padding rows score 0 and must not win)
+          let b = 0;
+          for (let r = 1; r < rows; r++) if (got[r]! > got[b]!) b = r;
+          assert.equal(best, b, `${W.name}: best screened row`);
+          const neg = new Float32Array(cols).map((_, i) => -Math.abs(x[i]!));
+          if (type === GGMLType.F32) {
+            // all scores negative (a matrix of positive entries): still a real row, never a padding one
+            const P = makeTensor(k, quantInfo(type)!, rows, cols, rnd, 3);
+            const pv = new DataView(P.data.buffer, P.data.byteOffset + P.offset, rows * cols * 4);
+            for (let i = 0; i < rows * cols; i++) pv.setFloat32(4 * i, Math.abs(pv.getFloat32(4 * i, true)) + 0.01, true);
+            const SP = buildScreen(k, P, k.alloc(screenBytes(rows, cols)));
+            const u2 = k.alloc(4 * 4 * SP.groups);
+            const got2 = new Float32Array(u2.buffer, u2.byteOffset, 4 * SP.groups);
+            const bp = k.screenMatvec(SP.data, SP.nb, SP.groups, neg, got2, rows);
+            let wb = 0;
+            for (let r = 1; r < rows; r++) if (got2[r]! > got2[wb]!) wb = r;
+            assert.ok(got2[wb]! < 0, 'the scores are negative');
+            assert.equal(bp, wb, `${W.name}: best row of negative scores`);
+          }
           // tolerance: f32 summation of the per-block terms
           const a = quantizeActivation(ACT_Q8_0, x);
           const row = new Float32Array(cols);
@@ -64,6 +83,30 @@ for (const simd of FLAVOURS) {
       }
     });
   }
+}
+
+for (const simd of FLAVOURS) {
+  test(`screenSelect (${simd}) picks the rows the TypeScript scan picks`, () => {
+    const k = kernels(simd, 1);
+    const rnd = mulberry32(5);
+    for (const n of [1, 3, 4, 7, 64, 1001]) {
+      const view = (bytes: number): Uint8Array => k.alloc(bytes);
+      const su = view(4 * n), ru = view(4 * n), iu = view(4 * n);
+      const s = new Float32Array(su.buffer, su.byteOffset, n), r = new Float32Array(ru.buffer, ru.byteOffset, n);
+      const idx = new Int32Array(iu.buffer, iu.byteOffset, n);
+      for (let i = 0; i < n; i++) { s[i] = rnd() * 10 - 5; r[i] = rnd(); }
+      // ties on the threshold: s + κ·r lands exactly on base for some rows
+      s[n >> 1] = 2;
+      for (const [kappa, base, withR] of [[0.7, 2, true], [0, 2, false], [1e-3, 4.9, true], [3, -1, true], [0, 9, false]] as const) {
+        for (const always of [0, n - 1, n >> 1]) {
+          const want: number[] = [];
+          for (let i = 0; i < n; i++) if ((withR ? s[i]! + kappa * r[i]! >= base : s[i]! >= base) || i === always) want.push(i);
+          const c = k.screenSelect(s, withR ? r : null, n, kappa, base, always, idx);
+          assert.deepEqual(Array.from(idx.subarray(0, c)), want, `n ${n} κ ${kappa} base ${base} always ${always}`);
+        }
+      }
+    }
+  });
 }
 
 test('the screen approximates the matrix: a 4-bit error per block', () => {

@@ -241,7 +241,7 @@ export class SparseHead {
   readonly V: number;
   readonly D: number;
   readonly eUnit: number;
-  readonly rowErr: Float32Array | null;
+  rowErr: Float32Array | null;
   readonly kRow: number;
   safety: number;
   readonly epsilon: number;
@@ -255,6 +255,8 @@ export class SparseHead {
   private readonly s: Float32Array;     // screened scores [4·groups]
   private readonly exact: Float32Array; // exact logits of the selected rows [V]
   private idx: Int32Array;
+  /** with the wasm kernels: the scans (best screened row, candidates) run there, on these views */
+  private readonly wasm: WasmKernels | null;
   private readonly one = { idx: new Int32Array(1), n: 1 };
 
   /** The margin of row i for a state of norm ‖h‖ (tests). */
@@ -275,7 +277,17 @@ export class SparseHead {
     this.denseAbove = opts.denseAbove ?? 0.4;
     this.s = kernels.alloc ? viewF32(kernels, 4 * screen.groups) : new Float32Array(4 * screen.groups);
     this.exact = kernels.alloc ? viewF32(kernels, this.V) : new Float32Array(this.V);
-    this.idx = new Int32Array(1024);
+    this.wasm = isWasm(kernels) ? kernels : null;
+    if (this.wasm) {
+      // the candidate scan reads the row errors and writes the indices in the kernels' memory
+      if (this.rowErr && !this.wasm.owns(this.rowErr)) {
+        const r = viewF32(kernels, this.V);
+        r.set(this.rowErr.subarray(0, this.V));
+        this.rowErr = r;
+      }
+      const u = kernels.alloc!(4 * this.V);
+      this.idx = new Int32Array(u.buffer, u.byteOffset, this.V);
+    } else this.idx = new Int32Array(1024);
   }
 
   /** Bytes of the screen (the extra memory). */
@@ -321,15 +333,27 @@ export class SparseHead {
     let nn = 0;
     for (let i = 0; i < this.D; i++) nn += h[i]! * h[i]!;
     const delta = this.safety * this.eUnit * Math.sqrt(nn);
-    const s = this.scores(h);
-    let b = 0, sb = -Infinity;
-    for (let i = 0; i < V; i++) if (s[i]! > sb) { sb = s[i]!; b = i; }
+    const S = this.screen;
+    const s = this.s;
+    let b = 0;
+    if (this.wasm) b = Math.max(0, this.wasm.screenMatvec(S.data, S.nb, S.groups, h, s, V));
+    else {
+      screenMatvecRef(S, h, s);
+      let sb = -Infinity;
+      for (let i = 0; i < V; i++) if (s[i]! > sb) { sb = s[i]!; b = i; }
+    }
     const o = this.sampling;
     const pen = o.penalised && (o.repeatPenalty ?? 1) !== 1 ? o.penalised : null;
     // the best screened row exactly, as the sampler will see it (softcap, penalty)
     this.one.idx[0] = b;
-    kernels.matvecs([W], h, [this.exact], null, [this.one]);
-    let fb = this.cap(this.exact[b]!);
+    let fb: number;
+    if (this.wasm) {
+      this.wasm.rowDots(W, h, this.one, this.exact);
+      fb = this.cap(this.exact[0]!);
+    } else {
+      kernels.matvecs([W], h, [this.exact], null, [this.one]);
+      fb = this.cap(this.exact[b]!);
+    }
     if (pen?.has(b)) fb = fb > 0 ? fb / o.repeatPenalty! : fb * o.repeatPenalty!;
     const base = this.uncap(fb - this.gap());
     // per-row margins: s_i + κ·r_i ≥ base; global: s_i ≥ base − δ
@@ -339,10 +363,13 @@ export class SparseHead {
     // candidates: s_i ≥ τ, plus every penalised row
     let n = 0;
     let idx = this.idx;
-    for (let i = 0; i < V; i++) {
-      if ((R ? s[i]! + kappa * R[i]! >= base : s[i]! >= tau) || i === b) {
-        if (n === idx.length) { const g = new Int32Array(2 * n); g.set(idx); idx = this.idx = g; }
-        idx[n++] = i;
+    if (this.wasm) n = this.wasm.screenSelect(s, R, V, R ? kappa : 0, R ? base : tau, b, idx);
+    else {
+      for (let i = 0; i < V; i++) {
+        if ((R ? s[i]! + kappa * R[i]! >= base : s[i]! >= tau) || i === b) {
+          if (n === idx.length) { const g = new Int32Array(2 * n); g.set(idx); idx = this.idx = g; }
+          idx[n++] = i;
+        }
       }
     }
     if (pen) {
@@ -364,11 +391,16 @@ export class SparseHead {
       return V;
     }
     const sel: Selection = { idx, n };
-    kernels.matvecs([W], h, [this.exact], null, [sel]);
     out.fill(-Infinity, 0, V);
-    for (let k = 0; k < n; k++) {
-      const i = idx[k]!;
-      out[i] = this.cap(this.exact[i]!);
+    if (this.wasm) {
+      this.wasm.rowDots(W, h, sel, this.exact);
+      for (let k = 0; k < n; k++) out[idx[k]!] = this.cap(this.exact[k]!);
+    } else {
+      kernels.matvecs([W], h, [this.exact], null, [sel]);
+      for (let k = 0; k < n; k++) {
+        const i = idx[k]!;
+        out[i] = this.cap(this.exact[i]!);
+      }
     }
     if (this.record) this.stats.rescored.push(n);
     return n;

@@ -57,13 +57,24 @@ export interface WasmKernels extends Kernels {
   /**
    * The sparse output layer's screen (asm/screen.ts; src/sparsity/head.ts): out[0..4·groups) =
    * screen · x, for `groups` groups of four interleaved rows of nb 32-blocks at `w`; w and out in this memory.
+   * Returns the index of the best score among the first `rows` rows (default all; the first on ties).
    */
-  screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array): void;
+  screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array, rows?: number): number;
+  /**
+   * The sparse head's candidate rows (asm/screen.ts screenSelect): i < n with s[i] + kappa·r[i] ≥ base
+   * (r null: s[i] ≥ base) and `always`, ascending, into idx; returns their number. s, r and idx
+   * (n entries) are views of this memory.
+   */
+  screenSelect(s: Float32Array, r: Float32Array | null, n: number, kappa: number, base: number, always: number, idx: Int32Array): number;
   /**
    * Build W's screen into dst (a view of this memory; head.ts quantizeScreen is the reference and
    * gives the same bytes); false when W's type has no wasm decoder (build it with the reference).
    */
   screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean;
+  /** A row gather with compacted results: out[k] = W[sel.idx[k]]·x for k < sel.n (the sparse head's exact rows). */
+  rowDots(W: QTensor, x: Float32Array, sel: Selection, out: Float32Array): void;
+  /** Whether a typed array is a view of this instance's memory. */
+  owns(a: ArrayBufferView): boolean;
   close(): void;
 }
 
@@ -105,6 +116,7 @@ interface Exports {
   actBytes(n: number): number;
   qmatmulScratch(cols: number, nTok: number): number;
   quantizeAct(kind: number, x: number, n: number, dst: number): void;
+  screenSelect(s: number, r: number, n: number, kappa: number, base: number, always: number, idx: number): number;
   setF16Table(p: number, fill: number): void;
   run(table: number, nTasks: number, tid: number, nth: number): void;
   rmsnorm(out: number, x: number, w: number, n: number, eps: number): void;
@@ -135,6 +147,8 @@ const T_FMATMUL = 4;
 const T_ATTN = 5;
 const T_TMATVEC = 6;
 const T_SCREEN = 7;
+/** task lists of at most this many units (rows, or groups of four) run on the calling thread alone */
+const TINY_UNITS = 8;
 const T_SCREEN_BUILD = 8;
 const T_TBUILD = 9;
 const T_R4MATVEC = 10;
@@ -279,8 +293,24 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   }
   function dispatch(): void {
     if (nTasks === 0) return;
-    if (pool) pool.run(table, nTasks);
+    if (pool && !tiny()) pool.run(table, nTasks);
     else ex.run(table, nTasks, 0, 1);
+  }
+  /**
+   * Whether the task list is a few rows of mat-vecs (the sparse head's exact rows): waking the
+   * workers costs more than computing them here. Only tasks whose result does not depend on the
+   * thread that computes it qualify.
+   */
+  function tiny(): boolean {
+    let units = 0;
+    for (let i = 0; i < nTasks; i++) {
+      const o = (table >>> 2) + i * TASK_WORDS;
+      const kind = i32[o]!;
+      if (kind !== T_QMATVEC && kind !== T_R4MATVEC && kind !== T_FMATVEC) return false;
+      units += i32[o + 5]!;
+      if (units > TINY_UNITS) return false;
+    }
+    return true;
   }
 
   function checkRows(W: QTensor, sel: Selection): void {
@@ -478,6 +508,23 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     }
   }
 
+  /** set by rowDots: row gathers write their results compacted (out[k] = row idx[k]) */
+  let compactRows = false;
+  function rowDots(W: QTensor, x: Float32Array, sel: Selection, out: Float32Array): void {
+    if (!supported.has(W.type.id)) {
+      const full = new Float32Array(W.rows);
+      refKernels.matvec(W, x, full, { inputs: null, rows: sel });
+      for (let k = 0; k < sel.n; k++) out[k] = full[sel.idx[k]!]!;
+      return;
+    }
+    compactRows = true;
+    try {
+      matvecs([W], x, [out], null, [sel]);
+    } finally {
+      compactRows = false;
+    }
+  }
+
   function matvecs(Ws: readonly QTensor[], x: Float32Array, outs: readonly Float32Array[], inputs?: Selection | null,
     rows?: readonly (Selection | null)[] | null): void {
     if (!inputs && !rows && direct(Ws, x, outs)) return;
@@ -509,7 +556,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const W = Ws[i]!;
       if (W.cols !== cols) throw new RangeError(`matvecs: ${W.name} has ${W.cols} columns, ${Ws[fast[0]!]!.name} ${cols}`);
       if (x.length < cols) throw new RangeError(`matvec ${W.name}: x has ${x.length} elements, need ${cols}`);
-      if (outs[i]!.length < W.rows) throw new RangeError(`matvec ${W.name}: out has ${outs[i]!.length} elements, need ${W.rows}`);
+      const need = compactRows ? rows?.[i]?.n ?? W.rows : W.rows;
+      if (outs[i]!.length < need) throw new RangeError(`matvec ${W.name}: out has ${outs[i]!.length} elements, need ${need}`);
       const k = kindOf(W);
       if (k >= 0) kinds.add(k);
       else if (ex.needsSums(W.type.id)) sums = true;
@@ -554,7 +602,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const out = outs[i]!;
       const sel = rows?.[i] ?? null;
       const oo = outPtrs[j]! >>> 2;
-      if (sel) {
+      if (sel && compactRows) out.set(f32.subarray(oo, oo + sel.n));
+      else if (sel) {
         out.fill(0, 0, W.rows);
         for (let s = 0; s < sel.n; s++) out[sel.idx[s]!] = f32[oo + s]!;
       } else {
@@ -815,14 +864,14 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return { q, d, s32, s16 };
   }
 
-  function screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array): void {
+  function screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array, rows = 4 * groups): number {
     const cols = nb * 32;
     if (!ours.has(w.buffer) || !ours.has(out.buffer)) throw new Error('screenMatvec: the screen and the output must be views of this kernel instance\'s memory');
     if (w.byteLength < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`screenMatvec: ${groups} groups of ${nb} blocks need ${groups * nb * SCREEN_GROUP_BYTES} bytes, the screen has ${w.byteLength}`);
     if (out.length < 4 * groups) throw new RangeError(`screenMatvec: out has ${out.length} elements, need ${4 * groups}`);
     if (x.length < cols) throw new RangeError(`screenMatvec: x has ${x.length} elements, need ${cols}`);
     const aBytes = align(ex.actBytes(cols), 64);
-    beginScratch(aBytes + cols * 4 + TASK_WORDS * 4 + 192);
+    beginScratch(aBytes + cols * 4 + TASK_WORDS * 4 + 32 * nth + 256);
     let xp = x.byteOffset;
     if (!ours.has(x.buffer)) {
       xp = take(cols * 4);
@@ -832,8 +881,25 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     ex.quantizeAct(0, xp, cols, qa);
     table = take(TASK_WORDS * 4);
     nTasks = 0;
-    task([T_SCREEN, 0, w.byteOffset, 0, nb, groups, 0, qa, out.byteOffset]);
+    // each thread's best row: (score, index), index −1 when its share holds none (32 bytes per
+    // thread: the kernel passes its lanes through them)
+    const best = take(32 * nth);
+    for (let t = 0; t < nth; t++) i32[(best >>> 2) + 8 * t + 1] = -1;
+    task([T_SCREEN, 0, w.byteOffset, 0, nb, groups, 0, qa, out.byteOffset, rows, best]);
     dispatch();
+    let bi = -1, bv = -Infinity;
+    for (let t = 0; t < nth; t++) {
+      const v = f32[(best >>> 2) + 8 * t]!, i = i32[(best >>> 2) + 8 * t + 1]!;
+      // shares are in row order: a later one replaces only with a strictly better score
+      if (i >= 0 && (bi < 0 || v > bv)) { bv = v; bi = i; }
+    }
+    return bi;
+  }
+
+  function screenSelect(s: Float32Array, r: Float32Array | null, n: number, kappa: number, base: number, always: number, idx: Int32Array): number {
+    if (!ours.has(s.buffer) || (r && !ours.has(r.buffer)) || !ours.has(idx.buffer)) throw new Error('screenSelect: s, r and idx must be views of this kernel instance\'s memory');
+    if (s.length < n || (r && r.length < n) || idx.length < n) throw new RangeError(`screenSelect: s, r and idx need ${n} entries`);
+    return ex.screenSelect(s.byteOffset, r ? r.byteOffset : 0, n, kappa, base, always, idx.byteOffset);
   }
 
   function screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean {
@@ -881,7 +947,10 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     memoryBytes: () => buf.byteLength,
     quantizedActivation,
     screenMatvec,
+    screenSelect,
+    rowDots,
     screenBuild,
+    owns: (a: ArrayBufferView) => ours.has(a.buffer),
     close: () => pool?.close(),
   };
 }
