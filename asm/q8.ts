@@ -18,7 +18,7 @@
 // first build and i32x4 in the second; pdot / padd / pwiden / pscale hide the difference.
 // (Node 20's i32x4.relaxed_dot_i8x16_i7x16_add_s gives wrong sums, so only the i16x8 form is used.)
 
-import { f32to16, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, qhMask } from './common';
+import { f32to16, f16, hsum, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, qhMask } from './common';
 
 export const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD;
 /** bytes per activation code */
@@ -263,17 +263,21 @@ function dotQ4_K(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
   let corr: f32 = 0;
   for (; w < end; w += 144, q += BLK256) {
-    const sp = w + 4;
     const M = q + 256 * QS;
+    const S = q4kScales(w + 4);
     let isum = i32x4.splat(0);
-    let mins = 0;
+    let ix = scaleIdx(0);
+    const one = i8x16.splat(1);
     for (let c = 0; c < 4; c++) {
       const qw = w + 16 + (<usize>c << 5);
       const xq = q + (<usize>c << 6) * QS;
       const v0 = v128.load(qw, 0), v1 = v128.load(qw, 16);
-      isum = q4kpart(isum, xq, lo4(v0), lo4(v1), hi4(v0), hi4(v1), kScale(sp, 2 * c), kScale(sp, 2 * c + 1));
-      mins += q4kmins(M + 16 + (<usize>c << 4), kMin(sp, 2 * c), kMin(sp, 2 * c + 1));
+      const sa = scaleV(S, ix);
+      ix = i8x16.add(ix, one);
+      isum = q4kpartV(isum, xq, lo4(v0), lo4(v1), hi4(v0), hi4(v1), sa, scaleV(S, ix));
+      ix = i8x16.add(ix, one);
     }
+    const mins = q4kminsV(S, M + 16);
     const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
     corr += h2f(w + 2) * dx * <f32>mins;
@@ -286,11 +290,12 @@ function dotQ5_K(w: usize, end: usize, q: usize): f32 {
   let corr: f32 = 0;
   const b10 = i8x16.splat(0x10);
   for (; w < end; w += 176, q += BLK256) {
-    const sp = w + 4;
     const M = q + 256 * QS;
+    const S = q4kScales(w + 4);
     const h0 = v128.load(w, 16), h1 = v128.load(w, 32);
     let isum = i32x4.splat(0);
-    let mins = 0;
+    let ix = scaleIdx(0);
+    const one = i8x16.splat(1);
     for (let c = 0; c < 4; c++) {
       const qw = w + 48 + (<usize>c << 5);
       const xq = q + (<usize>c << 6) * QS;
@@ -301,9 +306,12 @@ function dotQ5_K(w: usize, end: usize, q: usize): f32 {
       const l1 = v128.or(lo4(v1), v128.and(i8x16.eq(v128.and(h1, bl), bl), b10));
       const u0 = v128.or(hi4(v0), v128.and(i8x16.eq(v128.and(h0, bh), bh), b10));
       const u1 = v128.or(hi4(v1), v128.and(i8x16.eq(v128.and(h1, bh), bh), b10));
-      isum = q4kpart(isum, xq, l0, l1, u0, u1, kScale(sp, 2 * c), kScale(sp, 2 * c + 1));
-      mins += q4kmins(M + 16 + (<usize>c << 4), kMin(sp, 2 * c), kMin(sp, 2 * c + 1));
+      const sa = scaleV(S, ix);
+      ix = i8x16.add(ix, one);
+      isum = q4kpartV(isum, xq, l0, l1, u0, u1, sa, scaleV(S, ix));
+      ix = i8x16.add(ix, one);
     }
+    const mins = q4kminsV(S, M + 16);
     const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
     corr += h2f(w + 2) * dx * <f32>mins;
@@ -317,11 +325,10 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
   for (; w < end; w += 210, q += BLK256) {
     const M = q + 256 * QS;
     let isum = i32x4.splat(0);
-    let offs = 0;
     for (let h = 0; h < 2; h++) {
       const ql = w + (<usize>h << 6);
       const qh = w + 128 + (<usize>h << 5);
-      const sc = w + 192 + (<usize>h << 3);
+      const sp = w + 192 + (<usize>h << 3);
       const xh = q + (<usize>h << 7) * QS;
       for (let half = 0; half < 2; half++) {
         const l = <usize>half << 4;
@@ -331,14 +338,11 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
         const q2 = v128.or(lo4(c), v128.and(i16x8.shl(hb, 2), m30));
         const q3 = v128.or(hi4(a), v128.and(hb, m30));
         const q4 = v128.or(hi4(c), v128.and(i16x8.shr_u(hb, 2), m30));
-        const s = sc + (l >> 4);
-        const s0 = <i32>load<i8>(s, 0), s1 = <i32>load<i8>(s, 2), s2 = <i32>load<i8>(s, 4), s3 = <i32>load<i8>(s, 6);
-        isum = q6part(isum, xh + l * QS, q1, q2, q3, q4, s0, s1, s2, s3);
-        // groups of 16: (h·128 + half·16 + {0,32,64,96}) / 16
-        offs += q6offs(M + 16 + (<usize>(h * 8 + half) << 2), s0, s1, s2, s3);
+        isum = q6part4(isum, xh + l * QS, q1, q2, q3, q4, q6sc(sp, half), q6sc(sp, half + 2), q6sc(sp, half + 4), q6sc(sp, half + 6));
       }
     }
-    isum = i32x4.sub(isum, i32x4.splat(offs << 3)); // − 32·Σ sc·Σx, 4 lanes × 8
+    // − 32·Σ sc·Σx, 4 lanes × 8
+    isum = i32x4.sub(isum, i32x4.splat(q6offsV(w + 192, M + 16) << 3));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w + 208) * load<f32>(M))));
   }
   return hsum(acc);
@@ -412,15 +416,27 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
 }
 
 /** One token's share of a Q6_K (h, half) step: Σ sc·Σ codes·x for the four 16-element groups. */
+// Q6_K's offsets' term Σ_k sc_k · (Σx of 16-group k) in two pmaddwd over the sixteen int8 scales,
+// where the scalar code took a load and a multiply per scale and step.
+/** Σ_k sc_k · (Σq of the activation's 16-group k) over a Q6_K block: scales at sp (16 × i8), sums at g (16 × i32). */
 // @ts-ignore: decorator
-@inline function q6part(isum: v128, xl: usize, q1: v128, q2: v128, q3: v128, q4: v128, s0: i32, s1: i32, s2: i32, s3: i32): v128 {
-  return i32x4.add(isum, i32x4.add(
-    i32x4.add(pscale(pdot(xl, q1), s0), pscale(pdot(xl + 32 * QS, q2), s1)),
-    i32x4.add(pscale(pdot(xl + 64 * QS, q3), s2), pscale(pdot(xl + 96 * QS, q4), s3))));
+@inline function q6offsV(sp: usize, g: usize): i32 {
+  const sv = v128.load(sp);
+  const n0 = i16x8.narrow_i32x4_s(v128.load(g), v128.load(g, 16)), n1 = i16x8.narrow_i32x4_s(v128.load(g, 32), v128.load(g, 48));
+  const t = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sv), n0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sv), n1));
+  return i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1) + i32x4.extract_lane(t, 2) + i32x4.extract_lane(t, 3);
 }
+/** The pscaleV operand of scale j of the 8 at sp: the byte splat (a lane swizzled out of the loaded scales measured slower). */
 // @ts-ignore: decorator
-@inline function q6offs(g: usize, s0: i32, s1: i32, s2: i32, s3: i32): i32 {
-  return s0 * load<i32>(g) + s1 * load<i32>(g, 8) + s2 * load<i32>(g, 16) + s3 * load<i32>(g, 24);
+@inline function q6sc(sp: usize, j: i32): v128 {
+  return RELAXED ? i16x8.splat(<i16>load<i8>(sp + <usize>j)) : i32x4.splat(<i32>load<i8>(sp + <usize>j));
+}
+/** Step (h, half) of a Q6_K block: the four code vectors times scales sc_(8h + half + 2t), t < 4. */
+// @ts-ignore: decorator
+@inline function q6part4(isum: v128, xl: usize, q1: v128, q2: v128, q3: v128, q4: v128, S0: v128, S1: v128, S2: v128, S3: v128): v128 {
+  return i32x4.add(isum, i32x4.add(
+    i32x4.add(pscaleV(pdot(xl, q1), S0), pscaleV(pdot(xl + 32 * QS, q2), S1)),
+    i32x4.add(pscaleV(pdot(xl + 64 * QS, q3), S2), pscaleV(pdot(xl + 96 * QS, q4), S3))));
 }
 // @ts-ignore: decorator
 @inline function q6acc(acc: v128, isum: v128, offs: i32, dw: f32, M: usize): v128 {
@@ -432,11 +448,10 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
   const m30 = i8x16.splat(0x30);
   for (; w < end; w += 210, q += BLK256) {
     let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
-    let o0 = 0, o1 = 0, o2 = 0, o3 = 0;
     for (let h = 0; h < 2; h++) {
       const ql = w + (<usize>h << 6);
       const qh = w + 128 + (<usize>h << 5);
-      const sc = w + 192 + (<usize>h << 3);
+      const sp = w + 192 + (<usize>h << 3);
       for (let half = 0; half < 2; half++) {
         const l = <usize>half << 4;
         const a = v128.load(ql + l, 0), c = v128.load(ql + l, 32), hb = v128.load(qh + l);
@@ -444,19 +459,17 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
         const q2 = v128.or(lo4(c), v128.and(i16x8.shl(hb, 2), m30));
         const q3 = v128.or(hi4(a), v128.and(hb, m30));
         const q4 = v128.or(hi4(c), v128.and(i16x8.shr_u(hb, 2), m30));
-        const sp = sc + (l >> 4);
-        const s0 = <i32>load<i8>(sp, 0), s1 = <i32>load<i8>(sp, 2), s2 = <i32>load<i8>(sp, 4), s3 = <i32>load<i8>(sp, 6);
+        const S0 = q6sc(sp, half), S1 = q6sc(sp, half + 2), S2 = q6sc(sp, half + 4), S3 = q6sc(sp, half + 6);
         const xl = q + ((<usize>h << 7) + l) * QS;
-        const g = q + 256 * QS + 16 + (<usize>(h * 8 + half) << 2);
-        i0 = q6part(i0, xl, q1, q2, q3, q4, s0, s1, s2, s3); o0 += q6offs(g, s0, s1, s2, s3);
-        i1 = q6part(i1, xl + S, q1, q2, q3, q4, s0, s1, s2, s3); o1 += q6offs(g + S, s0, s1, s2, s3);
-        i2 = q6part(i2, xl + 2 * S, q1, q2, q3, q4, s0, s1, s2, s3); o2 += q6offs(g + 2 * S, s0, s1, s2, s3);
-        i3 = q6part(i3, xl + 3 * S, q1, q2, q3, q4, s0, s1, s2, s3); o3 += q6offs(g + 3 * S, s0, s1, s2, s3);
+        i0 = q6part4(i0, xl, q1, q2, q3, q4, S0, S1, S2, S3);
+        i1 = q6part4(i1, xl + S, q1, q2, q3, q4, S0, S1, S2, S3);
+        i2 = q6part4(i2, xl + 2 * S, q1, q2, q3, q4, S0, S1, S2, S3);
+        i3 = q6part4(i3, xl + 3 * S, q1, q2, q3, q4, S0, S1, S2, S3);
       }
     }
-    const dw = h2f(w + 208), M = q + 256 * QS;
-    a0 = q6acc(a0, i0, o0, dw, M); a1 = q6acc(a1, i1, o1, dw, M + S);
-    a2 = q6acc(a2, i2, o2, dw, M + 2 * S); a3 = q6acc(a3, i3, o3, dw, M + 3 * S);
+    const dw = h2f(w + 208), M = q + 256 * QS, g = M + 16;
+    a0 = q6acc(a0, i0, q6offsV(w + 192, g), dw, M); a1 = q6acc(a1, i1, q6offsV(w + 192, g + S), dw, M + S);
+    a2 = q6acc(a2, i2, q6offsV(w + 192, g + 2 * S), dw, M + 2 * S); a3 = q6acc(a3, i3, q6offsV(w + 192, g + 3 * S), dw, M + 3 * S);
   }
   store<f32>(out, hsum(a0));
   store<f32>(out + ostride, hsum(a1));
@@ -465,37 +478,79 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
 }
 
 /** One token's share of a Q4_K 64-element chunk. */
+
+// Q4_K's 6-bit scales and mins, all sixteen unpacked at once (the scalar kScale / kMin per
+// sub-block took over half of the kernel's instructions):
+//   bytes 0–7 = sc0..sc7, bytes 8–15 = m0..m7, from the 12 packed bytes at p (ggml's layout:
+//   j < 4: sc = b[j] & 63, m = b[j+4] & 63; j ≥ 4: sc = (b[j+4] & 15) | (b[j-4] >> 6) << 4,
+//   m = (b[j+4] >> 4) | (b[j] >> 6) << 4)
 // @ts-ignore: decorator
-@inline function q4kpart(isum: v128, xq: usize, l0: v128, l1: v128, h0: v128, h1: v128, sa: i32, sb: i32): v128 {
-  const pl = padd(pdot(xq, l0), pdot(xq + 16 * QS, l1));
-  const ph = padd(pdot(xq + 32 * QS, h0), pdot(xq + 48 * QS, h1));
-  return i32x4.add(isum, i32x4.add(pscale(pl, sa), pscale(ph, sb)));
+@inline function q4kScales(p: usize): v128 {
+  const b = v128.load(p); // the 12 bytes and 4 of the codes after them (never selected)
+  // the low parts: sc0-3 ← b0-3, sc4-7 ← b8-11 (low nibble), m0-3 ← b4-7, m4-7 ← b8-11 (high nibble)
+  const lo = v128.and(i8x16.swizzle(b, i8x16(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11)),
+    i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const mhi = v128.and(i16x8.shr_u(i8x16.swizzle(b, i8x16(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 8, 9, 10, 11)), 4), i8x16.splat(0x0f));
+  // the top two bits (b >> 6) << 4 = (b >> 2) & 0x30: sc4-7 ← b0-3, m4-7 ← b4-7
+  const top = v128.and(i16x8.shr_u(i8x16.swizzle(b, i8x16(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7)), 2), i8x16.splat(0x30));
+  return v128.or(v128.or(lo, mhi), top);
+}
+/** Scale j of q4kScales as the operand pscaleV multiplies a partial-sum vector with (idx: scaleIdx(j)). */
+// @ts-ignore: decorator
+@inline function scaleV(S: v128, idx: v128): v128 { return i8x16.swizzle(S, idx); }
+// relaxed: i16 lanes (byte j, then a zero byte); plain: i32 lanes (indices ≥ 16 select zero)
+// @ts-ignore: decorator
+@inline function scaleIdx(j: i32): v128 {
+  return RELAXED
+    ? i8x16.add(i8x16(0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16), i8x16.splat(<i8>j))
+    : i8x16.add(i8x16(0, 16, 16, 16, 0, 16, 16, 16, 0, 16, 16, 16, 0, 16, 16, 16), i8x16.splat(<i8>j));
+}
+/** P·s → i32x4, s a vector from scaleV */
+// @ts-ignore: decorator
+@inline function pscaleV(p: v128, s: v128): v128 {
+  return RELAXED ? i32x4.dot_i16x8_s(p, s) : i32x4.mul(p, s);
 }
 // @ts-ignore: decorator
-@inline function q4kmins(g: usize, ma: i32, mb: i32): i32 {
-  return ma * (load<i32>(g) + load<i32>(g, 4)) + mb * (load<i32>(g, 8) + load<i32>(g, 12));
+@inline function q4kpartV(isum: v128, xq: usize, l0: v128, l1: v128, h0: v128, h1: v128, sa: v128, sb: v128): v128 {
+  const pl = padd(pdot(xq, l0), pdot(xq + 16 * QS, l1));
+  const ph = padd(pdot(xq + 32 * QS, h0), pdot(xq + 48 * QS, h1));
+  return i32x4.add(isum, i32x4.add(pscaleV(pl, sa), pscaleV(ph, sb)));
+}
+/** Σ_j m_j · (Σq of the activation's 32-block j) for a Q4_K block: S from q4kScales, g = the activation's 16 sums (i32). */
+// @ts-ignore: decorator
+@inline function q4kminsV(S: v128, g: usize): i32 {
+  const L0 = v128.load(g), L1 = v128.load(g, 16), L2 = v128.load(g, 32), L3 = v128.load(g, 48);
+  const b03 = i32x4.add(i32x4.shuffle(L0, L1, 0, 2, 4, 6), i32x4.shuffle(L0, L1, 1, 3, 5, 7));
+  const b47 = i32x4.add(i32x4.shuffle(L2, L3, 0, 2, 4, 6), i32x4.shuffle(L2, L3, 1, 3, 5, 7));
+  const m = i16x8.extend_high_i8x16_u(S);
+  const t = i32x4.add(i32x4.mul(i32x4.extend_low_i16x8_u(m), b03), i32x4.mul(i32x4.extend_high_i16x8_u(m), b47));
+  return i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1) + i32x4.extract_lane(t, 2) + i32x4.extract_lane(t, 3);
 }
 
 function dot4tokQ4_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let c0: f32 = 0, c1: f32 = 0, c2: f32 = 0, c3: f32 = 0;
   for (; w < end; w += 144, q += BLK256) {
-    const sp = w + 4;
     const M = q + 256 * QS;
+    const SC = q4kScales(w + 4);
     let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
-    let n0 = 0, n1 = 0, n2 = 0, n3 = 0;
+    let ix = scaleIdx(0);
+    const one = i8x16.splat(1);
     for (let c = 0; c < 4; c++) {
       const qw = w + 16 + (<usize>c << 5);
       const v0 = v128.load(qw, 0), v1 = v128.load(qw, 16);
       const l0 = lo4(v0), l1 = lo4(v1), h0 = hi4(v0), h1 = hi4(v1);
-      const sa = kScale(sp, 2 * c), sb = kScale(sp, 2 * c + 1), ma = kMin(sp, 2 * c), mb = kMin(sp, 2 * c + 1);
+      const sa = scaleV(SC, ix);
+      ix = i8x16.add(ix, one);
+      const sb = scaleV(SC, ix);
+      ix = i8x16.add(ix, one);
       const xq = q + (<usize>c << 6) * QS;
-      const g = M + 16 + (<usize>c << 4);
-      i0 = q4kpart(i0, xq, l0, l1, h0, h1, sa, sb); n0 += q4kmins(g, ma, mb);
-      i1 = q4kpart(i1, xq + S, l0, l1, h0, h1, sa, sb); n1 += q4kmins(g + S, ma, mb);
-      i2 = q4kpart(i2, xq + 2 * S, l0, l1, h0, h1, sa, sb); n2 += q4kmins(g + 2 * S, ma, mb);
-      i3 = q4kpart(i3, xq + 3 * S, l0, l1, h0, h1, sa, sb); n3 += q4kmins(g + 3 * S, ma, mb);
+      i0 = q4kpartV(i0, xq, l0, l1, h0, h1, sa, sb);
+      i1 = q4kpartV(i1, xq + S, l0, l1, h0, h1, sa, sb);
+      i2 = q4kpartV(i2, xq + 2 * S, l0, l1, h0, h1, sa, sb);
+      i3 = q4kpartV(i3, xq + 3 * S, l0, l1, h0, h1, sa, sb);
     }
+    const n0 = q4kminsV(SC, M + 16), n1 = q4kminsV(SC, M + S + 16), n2 = q4kminsV(SC, M + 2 * S + 16), n3 = q4kminsV(SC, M + 3 * S + 16);
     const d = h2f(w), dmin = h2f(w + 2);
     const x0 = load<f32>(M), x1 = load<f32>(M + S), x2 = load<f32>(M + 2 * S), x3 = load<f32>(M + 3 * S);
     a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(d * x0))); c0 += dmin * x0 * <f32>n0;
