@@ -147,11 +147,11 @@ const T_FMATMUL = 4;
 const T_ATTN = 5;
 const T_TMATVEC = 6;
 const T_SCREEN = 7;
-/** task lists of at most this many units (rows, or groups of four) run on the calling thread alone */
-const TINY_UNITS = 8;
 const T_SCREEN_BUILD = 8;
 const T_TBUILD = 9;
 const T_R4MATVEC = 10;
+/** task lists of at most this many units (rows, or groups of four) run on the calling thread alone */
+const TINY_UNITS = 8;
 const L_R4 = 1;
 const SCREEN_GROUP_BYTES = 72;
 
