@@ -161,10 +161,10 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
 @inline export function pwiden(p: v128): v128 {
   return RELAXED ? i32x4.extadd_pairwise_i16x8_s(p) : p;
 }
-/** P·s → i32x4 (s a small signed integer) */
+/** P·s → i32x4, s a small signed integer in every lane: i16 lanes (relaxed build) or i32 lanes (plain) */
 // @ts-ignore: decorator
-@inline function pscale(p: v128, s: i32): v128 {
-  return RELAXED ? i32x4.dot_i16x8_s(p, i16x8.splat(<i16>s)) : i32x4.mul(p, i32x4.splat(s));
+@inline function pscale(p: v128, s: v128): v128 {
+  return RELAXED ? i32x4.dot_i16x8_s(p, s) : i32x4.mul(p, s);
 }
 /** Products of 16 signed weight codes (Q8_0) with the activation codes at xp, as i32x4. */
 // @ts-ignore: decorator
@@ -277,7 +277,7 @@ function dotQ4_K(w: usize, end: usize, q: usize): f32 {
       isum = q4kpartV(isum, xq, lo4(v0), lo4(v1), hi4(v0), hi4(v1), sa, scaleV(S, ix));
       ix = i8x16.add(ix, one);
     }
-    const mins = q4kminsV(S, M + 16);
+    const mins = q4kminsV(q4kMinsLo(S), q4kMinsHi(S), M + 16);
     const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
     corr += h2f(w + 2) * dx * <f32>mins;
@@ -311,7 +311,7 @@ function dotQ5_K(w: usize, end: usize, q: usize): f32 {
       isum = q4kpartV(isum, xq, l0, l1, u0, u1, sa, scaleV(S, ix));
       ix = i8x16.add(ix, one);
     }
-    const mins = q4kminsV(S, M + 16);
+    const mins = q4kminsV(q4kMinsLo(S), q4kMinsHi(S), M + 16);
     const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
     corr += h2f(w + 2) * dx * <f32>mins;
@@ -342,7 +342,7 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
       }
     }
     // − 32·Σ sc·Σx, 4 lanes × 8
-    isum = i32x4.sub(isum, i32x4.splat(q6offsV(w + 192, M + 16) << 3));
+    isum = i32x4.sub(isum, i32x4.splat(q6offsV(q6lo(w + 192), q6hi(w + 192), M + 16) << 3));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w + 208) * load<f32>(M))));
   }
   return hsum(acc);
@@ -415,18 +415,24 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(dw * load<f32>(q + 32 * QS))));
 }
 
-/** One token's share of a Q6_K (h, half) step: Σ sc·Σ codes·x for the four 16-element groups. */
 // Q6_K's offsets' term Σ_k sc_k · (Σx of 16-group k) in two pmaddwd over the sixteen int8 scales,
 // where the scalar code took a load and a multiply per scale and step.
-/** Σ_k sc_k · (Σq of the activation's 16-group k) over a Q6_K block: scales at sp (16 × i8), sums at g (16 × i32). */
+/**
+ * Σ_k sc_k · (Σq of the activation's 16-group k) over a Q6_K block: s0, s1 its sixteen scales as
+ * i16 (q6scales, once per block), sums at g (16 × i32).
+ */
 // @ts-ignore: decorator
-@inline function q6offsV(sp: usize, g: usize): i32 {
-  const sv = v128.load(sp);
+@inline function q6offsV(s0: v128, s1: v128, g: usize): i32 {
   const n0 = i16x8.narrow_i32x4_s(v128.load(g), v128.load(g, 16)), n1 = i16x8.narrow_i32x4_s(v128.load(g, 32), v128.load(g, 48));
-  const t = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sv), n0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sv), n1));
+  const t = i32x4.add(i32x4.dot_i16x8_s(s0, n0), i32x4.dot_i16x8_s(s1, n1));
   return i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1) + i32x4.extract_lane(t, 2) + i32x4.extract_lane(t, 3);
 }
-/** The pscaleV operand of scale j of the 8 at sp: the byte splat (a lane swizzled out of the loaded scales measured slower). */
+/** A Q6_K block's sixteen int8 scales at sp as two i16x8 (scales 0–7, 8–15). */
+// @ts-ignore: decorator
+@inline function q6lo(sp: usize): v128 { return i16x8.extend_low_i8x16_s(v128.load(sp)); }
+// @ts-ignore: decorator
+@inline function q6hi(sp: usize): v128 { return i16x8.extend_high_i8x16_s(v128.load(sp)); }
+/** The pscale operand of scale j of the 8 at sp: the byte splat (a lane swizzled out of the loaded scales measured slower). */
 // @ts-ignore: decorator
 @inline function q6sc(sp: usize, j: i32): v128 {
   return RELAXED ? i16x8.splat(<i16>load<i8>(sp + <usize>j)) : i32x4.splat(<i32>load<i8>(sp + <usize>j));
@@ -435,8 +441,8 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
 // @ts-ignore: decorator
 @inline function q6part4(isum: v128, xl: usize, q1: v128, q2: v128, q3: v128, q4: v128, S0: v128, S1: v128, S2: v128, S3: v128): v128 {
   return i32x4.add(isum, i32x4.add(
-    i32x4.add(pscaleV(pdot(xl, q1), S0), pscaleV(pdot(xl + 32 * QS, q2), S1)),
-    i32x4.add(pscaleV(pdot(xl + 64 * QS, q3), S2), pscaleV(pdot(xl + 96 * QS, q4), S3))));
+    i32x4.add(pscale(pdot(xl, q1), S0), pscale(pdot(xl + 32 * QS, q2), S1)),
+    i32x4.add(pscale(pdot(xl + 64 * QS, q3), S2), pscale(pdot(xl + 96 * QS, q4), S3))));
 }
 // @ts-ignore: decorator
 @inline function q6acc(acc: v128, isum: v128, offs: i32, dw: f32, M: usize): v128 {
@@ -467,17 +473,15 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
         i3 = q6part4(i3, xl + 3 * S, q1, q2, q3, q4, S0, S1, S2, S3);
       }
     }
-    const dw = h2f(w + 208), M = q + 256 * QS, g = M + 16;
-    a0 = q6acc(a0, i0, q6offsV(w + 192, g), dw, M); a1 = q6acc(a1, i1, q6offsV(w + 192, g + S), dw, M + S);
-    a2 = q6acc(a2, i2, q6offsV(w + 192, g + 2 * S), dw, M + 2 * S); a3 = q6acc(a3, i3, q6offsV(w + 192, g + 3 * S), dw, M + 3 * S);
+    const dw = h2f(w + 208), M = q + 256 * QS, g = M + 16, s0 = q6lo(w + 192), s1 = q6hi(w + 192);
+    a0 = q6acc(a0, i0, q6offsV(s0, s1, g), dw, M); a1 = q6acc(a1, i1, q6offsV(s0, s1, g + S), dw, M + S);
+    a2 = q6acc(a2, i2, q6offsV(s0, s1, g + 2 * S), dw, M + 2 * S); a3 = q6acc(a3, i3, q6offsV(s0, s1, g + 3 * S), dw, M + 3 * S);
   }
   store<f32>(out, hsum(a0));
   store<f32>(out + ostride, hsum(a1));
   store<f32>(out + 2 * ostride, hsum(a2));
   store<f32>(out + 3 * ostride, hsum(a3));
 }
-
-/** One token's share of a Q4_K 64-element chunk. */
 
 // Q4_K's 6-bit scales and mins, all sixteen unpacked at once (the scalar kScale / kMin per
 // sub-block took over half of the kernel's instructions):
@@ -495,7 +499,7 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
   const top = v128.and(i16x8.shr_u(i8x16.swizzle(b, i8x16(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7)), 2), i8x16.splat(0x30));
   return v128.or(v128.or(lo, mhi), top);
 }
-/** Scale j of q4kScales as the operand pscaleV multiplies a partial-sum vector with (idx: scaleIdx(j)). */
+/** Scale j of q4kScales as the operand pscale multiplies a partial-sum vector with (idx: scaleIdx(j)). */
 // @ts-ignore: decorator
 @inline function scaleV(S: v128, idx: v128): v128 { return i8x16.swizzle(S, idx); }
 // relaxed: i16 lanes (byte j, then a zero byte); plain: i32 lanes (indices ≥ 16 select zero)
@@ -505,25 +509,24 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
     ? i8x16.add(i8x16(0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16), i8x16.splat(<i8>j))
     : i8x16.add(i8x16(0, 16, 16, 16, 0, 16, 16, 16, 0, 16, 16, 16, 0, 16, 16, 16), i8x16.splat(<i8>j));
 }
-/** P·s → i32x4, s a vector from scaleV */
-// @ts-ignore: decorator
-@inline function pscaleV(p: v128, s: v128): v128 {
-  return RELAXED ? i32x4.dot_i16x8_s(p, s) : i32x4.mul(p, s);
-}
 // @ts-ignore: decorator
 @inline function q4kpartV(isum: v128, xq: usize, l0: v128, l1: v128, h0: v128, h1: v128, sa: v128, sb: v128): v128 {
   const pl = padd(pdot(xq, l0), pdot(xq + 16 * QS, l1));
   const ph = padd(pdot(xq + 32 * QS, h0), pdot(xq + 48 * QS, h1));
-  return i32x4.add(isum, i32x4.add(pscaleV(pl, sa), pscaleV(ph, sb)));
+  return i32x4.add(isum, i32x4.add(pscale(pl, sa), pscale(ph, sb)));
 }
-/** Σ_j m_j · (Σq of the activation's 32-block j) for a Q4_K block: S from q4kScales, g = the activation's 16 sums (i32). */
+/** The mins of q4kScales as two i32x4 (m0–3, m4–7). */
 // @ts-ignore: decorator
-@inline function q4kminsV(S: v128, g: usize): i32 {
+@inline function q4kMinsLo(S: v128): v128 { return i32x4.extend_low_i16x8_u(i16x8.extend_high_i8x16_u(S)); }
+// @ts-ignore: decorator
+@inline function q4kMinsHi(S: v128): v128 { return i32x4.extend_high_i16x8_u(i16x8.extend_high_i8x16_u(S)); }
+/** Σ_j m_j · (Σq of the activation's 32-block j) for a Q4_K block: m03, m47 its mins (q4kMinsLo / Hi), g = the activation's 16 sums (i32). */
+// @ts-ignore: decorator
+@inline function q4kminsV(m03: v128, m47: v128, g: usize): i32 {
   const L0 = v128.load(g), L1 = v128.load(g, 16), L2 = v128.load(g, 32), L3 = v128.load(g, 48);
   const b03 = i32x4.add(i32x4.shuffle(L0, L1, 0, 2, 4, 6), i32x4.shuffle(L0, L1, 1, 3, 5, 7));
   const b47 = i32x4.add(i32x4.shuffle(L2, L3, 0, 2, 4, 6), i32x4.shuffle(L2, L3, 1, 3, 5, 7));
-  const m = i16x8.extend_high_i8x16_u(S);
-  const t = i32x4.add(i32x4.mul(i32x4.extend_low_i16x8_u(m), b03), i32x4.mul(i32x4.extend_high_i16x8_u(m), b47));
+  const t = i32x4.add(i32x4.mul(m03, b03), i32x4.mul(m47, b47));
   return i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1) + i32x4.extract_lane(t, 2) + i32x4.extract_lane(t, 3);
 }
 
@@ -550,7 +553,8 @@ function dot4tokQ4_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
       i2 = q4kpartV(i2, xq + 2 * S, l0, l1, h0, h1, sa, sb);
       i3 = q4kpartV(i3, xq + 3 * S, l0, l1, h0, h1, sa, sb);
     }
-    const n0 = q4kminsV(SC, M + 16), n1 = q4kminsV(SC, M + S + 16), n2 = q4kminsV(SC, M + 2 * S + 16), n3 = q4kminsV(SC, M + 3 * S + 16);
+    const m03 = q4kMinsLo(SC), m47 = q4kMinsHi(SC);
+    const n0 = q4kminsV(m03, m47, M + 16), n1 = q4kminsV(m03, m47, M + S + 16), n2 = q4kminsV(m03, m47, M + 2 * S + 16), n3 = q4kminsV(m03, m47, M + 3 * S + 16);
     const d = h2f(w), dmin = h2f(w + 2);
     const x0 = load<f32>(M), x1 = load<f32>(M + S), x2 = load<f32>(M + 2 * S), x3 = load<f32>(M + 3 * S);
     a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(d * x0))); c0 += dmin * x0 * <f32>n0;

@@ -46,13 +46,14 @@ export function ggmlRow(W: QTensor, r: number, tmp?: Uint8Array): { data: Uint8A
       const at = sb + 4 * off + k * f;
       if (q5 && off === 2) {
         // Q5_0's fifth bits are bit planes: bit 2k of byte j is bit j of row k's qh, bit 2k+1 bit 16 + j
-        let h = 0;
+        let lo = 0, hi = 0;
         for (let j = 0; j < 16; j++) {
           const byte = W.data[sb + 8 + j]!;
-          h |= ((byte >> (2 * k)) & 1) << j;
-          h |= ((byte >> (2 * k + 1)) & 1) << (16 + j);
+          lo |= ((byte >> (2 * k)) & 1) << j;
+          hi |= ((byte >> (2 * k + 1)) & 1) << j;
         }
-        new DataView(out.buffer, out.byteOffset).setUint32(b * bb + off, h >>> 0, true);
+        const o = b * bb + off; // the u32, little-endian
+        out[o] = lo & 255; out[o + 1] = lo >> 8; out[o + 2] = hi & 255; out[o + 3] = hi >> 8;
       } else out.set(W.data.subarray(at, at + f), b * bb + off);
       off += f;
     }
