@@ -19,7 +19,7 @@ import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope, keepAbove } from './ops';
 import { qmatvec, qmatmul } from './q8';
 import { tbuild, tmatvec } from './sparse';
-export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan, tplanPairs, tscratchBytes } from './sparse';
+export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan } from './sparse';
 import { screenMatvec, screenQuantizeGroup } from './screen';
 export { screenMatvec, screenSelect } from './screen';
 export { r4supports, r4pack, r4rows } from './r4';
@@ -763,7 +763,7 @@ export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
 export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride scratch scratchBytes(per thread)
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
-export const T_TMATVEC: i32 = 6;  // kind plan copy Rp units(pairs·tiles) 0 0 out parts 0 scratch scratchBytes(per thread)   (thread t > 0 adds into parts + (t−1)·Rp floats)   (transposed copy, kept input channels: asm/sparse.ts)
+export const T_TMATVEC: i32 = 6;  // kind plan copy panels units(tiles of 32 rows) 0 0 out   (transposed copy, kept input channels: asm/sparse.ts)
 export const T_SCREEN: i32 = 7;   // - w - nb units(groups) - qa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
 export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread)
 export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows) cols dst layout scratch scratchBytes(per thread)   (transposed copy: asm/sparse.ts)
@@ -816,8 +816,7 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
           <usize>word(t, 10) + <usize>tid * <usize>word(t, 11));
         break;
       case T_TMATVEC:
-        tmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b,
-          tid == 0 ? <usize>word(t, 8) : <usize>word(t, 9) + (<usize>(tid - 1) * <usize>word(t, 4) << 2), <usize>word(t, 11) + <usize>tid * <usize>word(t, 12));
+        tmatvec(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 8));
         break;
       case T_ATTN:
         attentionHeads(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 5), word(t, 6), word(t, 7), word(t, 8),

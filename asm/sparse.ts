@@ -3,31 +3,30 @@
 //
 // The copy keeps the original codes exact (4-bit, 5-bit for Q5_0, 6-bit for Q6_K) and the
 // per-block scales: row-major ggml blocks run along the input dimension, each with a scale (and a
-// min) per (output row, 32 inputs). Transposed, a "panel" holds one 32-input block for all rows,
-// cut into groups of GT tiles of 32 rows (128 rows; the last group of a panel may be shorter).
-// A group of nt tiles is contiguous and holds, in the order the kernel reads it:
-//   d[32·nt] (bf16), then (types with a min) m[32·nt], then one run per input channel of the panel,
-//   nt tiles of 32 rows each: 16 bytes of nibbles (byte k: row k low, row k+16 high), preceded by
-//   4 bytes of 5th bits (bit k = row k) for 5-bit codes; Q6_K: panels of 16 inputs (its scales
-//   are per 16), one code byte per row.
+// min) per (output row, 32 inputs). Transposed, a "block" holds one tile of 32 output rows and one
+// panel of 32 inputs (16 for Q6_K, whose scales are per 16), and the blocks are stored tile-major:
+// tile 0's panels in order, then tile 1's, ... A block holds, in the order the kernel reads it:
+//   d[32] (bf16), then (types with a min) m[32], then one run per input channel of the panel:
+//   16 bytes of nibbles (byte k: row k low, row k+16 high), preceded by 4 bytes of 5th bits
+//   (bit k = row k) for 5-bit codes; Q6_K: one code byte per row.
 // Rp = rows rounded up to 32 (padding rows have scale 0). The scales are bfloat16 (widening is one
 // shuffle per four); that rounding (≤ 2^-9 of a scale, for Q4_K / Q6_K of d·sc) is the layout's
 // only change to the weights: bench/transposed-ppl.mjs measures what it costs.
 //
-// Why groups, read whole: the memory system streams a forward read ahead of the core, but not a
-// read with holes. Reading only the kept runs (half the bytes at half density) ran slower than
-// dense, each run arriving at DRAM latency; the first layout (a whole column per channel, the
-// scales apart) was 1.4× slower than dense at half density. So tmatvec touches every line of the
-// next group it will read while it computes the current one, and computes only the kept runs:
-// the gain is the skipped arithmetic (dense kernels here are compute-bound at ~7 GB/s a thread).
+// Why tile-major: a thread owns whole tiles (its rows), keeps their 32 sums in registers across
+// all panels and reads its stretch of the copy as one forward stream, the dropped runs left as
+// holes. The hardware prefetcher streams through holes of a few lines (so a half-dropped copy costs
+// the memory time of a whole one: skipping pays in arithmetic, not in bytes; bytes would need whole
+// skipped pages), and the split by rows stays balanced however uneven the kept set is. The first
+// layouts (panel-major, threads splitting the kept channels, every line of the copy touched ahead
+// by hand) spent as long on the per-panel scaling, the partial outputs and the touches as a dense
+// mat-vec on everything: 1.2× dense time at half density.
 //
 // A mat-vec y = W·x over the kept channels: x is quantized to Q8_0 (int8 codes α, scale per 32)
-// by `tprepare`; `tplan` pairs the kept channels of each block; `tmatvec` walks the active blocks'
-// groups and multiplies two channels at once: their code bytes interleaved (row r: a, b) times
-// (α_a, α_b) in one i16x8.relaxed_dot (pmaddubsw), summed in i16 over a few pairs (below
-// overflow), widened to i32, then scaled per row: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
-// Threads split the (pair, tile) units, each streaming its own stretch of the copy into its own
-// partial output.
+// by `tprepare`; `tplan` pairs the kept channels of each panel; `tmatvec` walks its tiles and, for
+// each active panel, multiplies two channels at once: their code bytes interleaved (row r: a, b)
+// times (α_a, α_b) in one i16x8.relaxed_dot (pmaddubsw), summed in i16 over a few pairs (below
+// overflow), then scaled into the tile's sums: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
 
 import { f16, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q6_K } from './common';
 import { ACT_Q8_0, BLK32, QS, quantizeAct, RELAXED } from './q8';
@@ -49,23 +48,28 @@ export function tkind(type: i32): i32 {
 
 /** Input channels per panel (one scale per row and panel). */
 export function tpanelWidth(kind: i32): i32 { return kind == K_SYM6 ? 16 : 32; }
-/** Tiles (of 32 rows) per group. */
-const GT: usize = 4;
 // @ts-ignore: decorator
 @inline function tileBytes(kind: i32): usize { return kind == K_SYM5 ? 20 : kind == K_SYM6 ? 32 : 16; }
 /** Scale bytes per row: d, and m for types with a min. */
 // @ts-ignore: decorator
 @inline function rowScaleBytes(kind: i32): usize { return kind == K_MIN4 ? 4 : 2; }
-/** Bytes of a group of nt tiles. */
+/** Bytes of a block (one tile of 32 rows × one panel). */
 // @ts-ignore: decorator
-@inline function groupBytes(kind: i32, nt: usize): usize {
-  return nt * (32 * rowScaleBytes(kind) + <usize>tpanelWidth(kind) * tileBytes(kind));
+@inline function blockBytes(kind: i32): usize { return 32 * rowScaleBytes(kind) + <usize>tpanelWidth(kind) * tileBytes(kind); }
+
+/** Bytes of one panel (tpanelWidth input channels × Rp rows); the copy is cols / tpanelWidth of them. */
+export function tpanelBytes(kind: i32, Rp: i32): usize {
+  return (<usize>Rp >> 5) * blockBytes(kind);
 }
 
-/** Bytes of one panel (tpanelWidth input channels × Rp rows). */
-export function tpanelBytes(kind: i32, Rp: i32): usize {
-  return groupBytes(kind, <usize>Rp >> 5);
+/** The block of row r's tile and panel p, in a copy of nP panels at T. */
+// @ts-ignore: decorator
+@inline function blockAt(kind: i32, T: usize, nP: usize, r: i32, p: usize): usize {
+  return T + ((<usize>r >> 5) * nP + p) * blockBytes(kind);
 }
+/** Where channel j's run starts in the block at blk. */
+// @ts-ignore: decorator
+@inline function runAt(kind: i32, blk: usize, j: usize): usize { return blk + 32 * rowScaleBytes(kind) + j * tileBytes(kind); }
 
 /** f32 → bfloat16, rounded to nearest even (scales are finite) */
 // @ts-ignore: decorator
@@ -86,27 +90,6 @@ export function tpanelBytes(kind: i32, Rp: i32): usize {
 // @ts-ignore: decorator
 @inline function h2f(p: usize): f32 { return f16(<u32>load<u16>(p)); }
 
-/**
- * Where row r of a panel at P (nTiles tiles) lives: its group's address, the group's tile count,
- * and the row within the group.
- */
-// @ts-ignore: decorator
-@inline function groupAt(kind: i32, P: usize, nTiles: usize, r: i32): usize {
-  return P + (<usize>r / (GT << 5)) * groupBytes(kind, GT);
-}
-// @ts-ignore: decorator
-@inline function groupTiles(nTiles: usize, r: i32): usize { return min(GT, nTiles - (<usize>r / (GT << 5)) * GT); }
-
-/** Where row r's codes start in the panel at P (channel 0's run; channel j's is j·runStride further). */
-// @ts-ignore: decorator
-@inline function codeBase(kind: i32, P: usize, nTiles: usize, r: i32): usize {
-  const nt = groupTiles(nTiles, r);
-  return groupAt(kind, P, nTiles, r) + nt * 32 * rowScaleBytes(kind) + ((<usize>r >> 5) & (GT - 1)) * tileBytes(kind);
-}
-/** Bytes from one channel's run to the next in row r's group. */
-// @ts-ignore: decorator
-@inline function runStride(kind: i32, nTiles: usize, r: i32): usize { return groupTiles(nTiles, r) * tileBytes(kind); }
-
 /** Store code q (0..15, 0..31 or 0..63) of row k (of 32) into the tile at `tile`. */
 // @ts-ignore: decorator
 @inline function putCode(kind: i32, tile: usize, k: i32, q: u32): void {
@@ -116,48 +99,35 @@ export function tpanelBytes(kind: i32, Rp: i32): usize {
   store<u8>(nib, k < 16 ? (v & 0xf0) | (q & 15) : (v & 0x0f) | ((q & 15) << 4));
   if (kind == K_SYM5 && (q & 16) != 0) store<u32>(tile, load<u32>(tile) | (<u32>1 << k));
 }
-/** Address of row r's d in the panel at P (its m follows the group's d's). */
-// @ts-ignore: decorator
-@inline function dAddr(kind: i32, P: usize, nTiles: usize, r: i32): usize {
-  return groupAt(kind, P, nTiles, r) + ((<usize>r % (GT << 5)) << 1);
-}
-// @ts-ignore: decorator
-@inline function mAddr(kind: i32, P: usize, nTiles: usize, r: i32): usize {
-  return dAddr(kind, P, nTiles, r) + (groupTiles(nTiles, r) << 6);
-}
-
 /**
  * Build the transposed copy of rows [r0, r1) of a row-major tensor (R rows of rowBytes, cols
- * inputs) at dst (tpanelBytes × cols/32 bytes, zeroed beforehand). Rows may be split over calls.
+ * inputs) at dst (tpanelBytes × cols / tpanelWidth bytes, zeroed beforehand). Rows may be split
+ * over calls, by whole tiles (the rows of a tile share their code bytes).
  */
 export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32, r0: i32, r1: i32, dst: usize): void {
   const kind = tkind(type);
-  const Rp = <usize>((R + 31) & ~31);
-  const panel = tpanelBytes(kind, <i32>Rp);
-  const nTiles = Rp >> 5;
+  const nP = <usize>(cols / tpanelWidth(kind));
   const nb = cols >> 5;
   for (let r = r0; r < r1; r++) {
     const row = src + <usize>r * rowBytes;
+    const k = r & 31;
     if (type == Q6_K) {
       for (let s = 0; s < (cols >> 8); s++) {
         const o = row + <usize>s * 210;
         const d = h2f(o + 208);
-        for (let g = 0; g < 16; g++) store<u16>(dAddr(kind, dst + <usize>(s * 16 + g) * panel, nTiles, r), bf16(d * <f32>load<i8>(o + 192 + <usize>g)));
-        const base = codeBase(kind, dst + <usize>(s * 16) * panel, nTiles, r), stride = runStride(kind, nTiles, r);
+        for (let g = 0; g < 16; g++) store<u16>(blockAt(kind, dst, nP, r, <usize>(s * 16 + g)) + (<usize>k << 1), bf16(d * <f32>load<i8>(o + 192 + <usize>g)));
         for (let i = 0; i < 256; i++) {
-          const h = i >> 7, k = (i >> 5) & 3, l = i & 31;
-          const a = <u32>load<u8>(o + <usize>(h * 64 + l + (k & 1) * 32));
-          const qh = (<u32>load<u8>(o + 128 + <usize>(h * 32 + l)) >> <u32>(2 * k)) & 3;
-          putCode(kind, base + <usize>(i >> 4) * panel + <usize>(i & 15) * stride, r & 31, ((k >= 2 ? a >> 4 : a) & 15) | (qh << 4));
+          const h = i >> 7, kk = (i >> 5) & 3, l = i & 31;
+          const a = <u32>load<u8>(o + <usize>(h * 64 + l + (kk & 1) * 32));
+          const qh = (<u32>load<u8>(o + 128 + <usize>(h * 32 + l)) >> <u32>(2 * kk)) & 3;
+          putCode(kind, runAt(kind, blockAt(kind, dst, nP, r, <usize>(s * 16 + (i >> 4))), <usize>(i & 15)), k, ((kk >= 2 ? a >> 4 : a) & 15) | (qh << 4));
         }
       }
       continue;
     }
-    const base0 = codeBase(kind, dst, nTiles, r), stride = runStride(kind, nTiles, r), k = r & 31;
     for (let b = 0; b < nb; b++) {
-      const P = dst + <usize>b * panel;
-      const base = base0 + <usize>b * panel;
-      const dAt = dAddr(kind, P, nTiles, r), mAt = mAddr(kind, P, nTiles, r);
+      const blkT = blockAt(kind, dst, nP, r, <usize>b);
+      const dAt = blkT + (<usize>k << 1), mAt = dAt + 64;
       if (type == Q4_K) {
         const sb256 = row + <usize>(b >> 3) * 144;
         const g = b & 7;
@@ -165,7 +135,7 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
         store<u16>(mAt, bf16(-h2f(sb256 + 2) * <f32>kMin(sb256 + 4, g)));
         const qs = sb256 + 16 + <usize>(g >> 1) * 32;
         const sh: u32 = (g & 1) ? 4 : 0;
-        for (let j = 0; j < 32; j++) putCode(kind, base + <usize>j * stride, k, (<u32>load<u8>(qs + j) >> sh) & 15);
+        for (let j = 0; j < 32; j++) putCode(kind, runAt(kind, blkT, <usize>j), k, (<u32>load<u8>(qs + j) >> sh) & 15);
         continue;
       }
       let blk: usize, qs: usize, qh: u32 = 0;
@@ -175,8 +145,8 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
       store<u16>(dAt, bf16(h2f(blk)));
       for (let j = 0; j < 16; j++) {
         const v = <u32>load<u8>(qs + j);
-        putCode(kind, base + <usize>j * stride, k, (v & 15) | (((qh >> <u32>j) & 1) << 4));
-        putCode(kind, base + <usize>(j + 16) * stride, k, (v >> 4) | (((qh >> <u32>(j + 16)) & 1) << 4));
+        putCode(kind, runAt(kind, blkT, <usize>j), k, (v & 15) | (((qh >> <u32>j) & 1) << 4));
+        putCode(kind, runAt(kind, blkT, <usize>(j + 16)), k, (v >> 4) | (((qh >> <u32>(j + 16)) & 1) << 4));
       }
     }
   }
@@ -194,8 +164,7 @@ export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32
 //   panel index, first pair, number of pairs, ds (f32), ds·Σα (f32), off·Σα (i32), 0, 0
 // A plan depends on the kept channels, the activation and the layout kind only, so the linears
 // that share an input (q, k, v; gate, up) share one plan.
-// then 8 words per pair: channel a's and b's place in the panel times the tile bytes (a run of a
-// group of nt tiles starts at that times nt), 0, 0, and (α_a, α_b) as the
+// then 8 words per pair: the offsets of channel a's and b's runs in a block, 0, 0, and (α_a, α_b) as the
 // v128 pairDot takes (relaxed: i8 pairs in every i16 lane; plain: i16 pairs in every i32 lane).
 
 /**
@@ -292,144 +261,106 @@ export function tplan(kind: i32, cols: i32, qa: usize, idx: usize, n: i32, plan:
   return i16x8.narrow_i32x4_s(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(x), alpha), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(x), alpha));
 }
 
-/** The pairs of a plan (a mat-vec's work units are (pair, tile) couples). */
-export function tplanPairs(plan: usize): i32 { return load<i32>(plan, 8); }
-
 /**
- * Units [u0, u1) of y = W·x from the plan: a unit is one pair of kept channels on one tile of 32
- * rows, and a thread takes the pairs whose first unit falls in its range — so each thread reads a
- * contiguous stretch of the copy, panel after panel, as one forward stream (split by rows, the two
- * threads' streams interleaved panel by panel and ran a quarter slower than one thread alone). Its
- * sums over all Rp rows are added into y; the host adds the threads' y's.
- * Each active block is walked group by group; on each tile the block's pairs go in chunks small
- * enough that their i16 sums cannot overflow (8 pairs of 4-bit codes, 4 of 5-bit, 2 of 6-bit),
- * summed in four registers per chunk and widened into eight i32 ones, then scaled into y:
- * y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα] (the constant terms by the thread with the block's first pair).
+ * Tiles [t0, t1) of y = W·x from the plan, over a copy at T of nP panels: rows 32·t0 .. 32·t1 of y
+ * are written (not added to). A tile's 32 sums stay in registers across its active panels; on each
+ * panel the pairs go in chunks small enough that their i16 sums cannot overflow (8 pairs of 4-bit
+ * codes, 4 of 5-bit, 2 of 6-bit), summed in four registers per chunk, then widened, converted and
+ * scaled into the sums: y += d·ds·(Σ α·q − off·Σα) [+ m·ds·Σα].
  */
-export function tmatvec(kind: i32, plan: usize, T: usize, Rp: i32, u0: i32, u1: i32, y: usize, scratch: usize): void {
-  if (kind == K_SYM4 || kind == K_MIN4) tmatvecK(K_MIN4, plan, T, Rp, u0, u1, y, scratch, kind == K_MIN4);
-  else if (kind == K_SYM5) tmatvecK(K_SYM5, plan, T, Rp, u0, u1, y, scratch, false);
-  else tmatvecK(K_SYM6, plan, T, Rp, u0, u1, y, scratch, false);
+export function tmatvec(kind: i32, plan: usize, T: usize, nP: i32, t0: i32, t1: i32, y: usize): void {
+  if (kind == K_SYM4) tmatvecK(K_MIN4, plan, T, nP, t0, t1, y, false, 8);
+  else if (kind == K_MIN4) tmatvecK(K_MIN4, plan, T, nP, t0, t1, y, true, 0);
+  else if (kind == K_SYM5) tmatvecK(K_SYM5, plan, T, nP, t0, t1, y, false, 16);
+  else tmatvecK(K_SYM6, plan, T, nP, t0, t1, y, false, 32);
+}
+
+/** y[j] += (sums in r, widened, plus init for codes with an offset, converted) · (d's four bf16 at half h of dv) · ds */
+// @ts-ignore: decorator
+@inline function scaleInto(yv: v128, r: v128, hi: bool, dv: v128, h: i32, ds: v128, init: v128, withInit: bool): v128 {
+  let a = hi ? i32x4.extend_high_i16x8_s(r) : i32x4.extend_low_i16x8_s(r);
+  if (withInit) a = i32x4.add(a, init);
+  return fma4(f32x4.convert_i32x4_s(a), f32x4.mul(bf4(dv, h), ds), yv);
 }
 
 // @ts-ignore: decorator
-@inline function tmatvecK(kind: i32, plan: usize, T: usize, Rp: i32, u0: i32, u1: i32, y: usize, scratch: usize, hasMin: bool): void {
+@inline function tmatvecK(kind: i32, plan: usize, T: usize, nP: i32, t0: i32, t1: i32, y: usize, hasMin: bool, off: i32): void {
   const nActive = load<i32>(plan);
   const pairs = <usize>load<u32>(plan, 4);
-  const tb = tileBytes(kind);
   const chunk: usize = kind == K_SYM6 ? 2 : kind == K_SYM5 ? 4 : 8;
-  const nTiles = <usize>Rp >> 5;
-  const tileGroupBytes = 32 * <usize>(hasMin ? 4 : 2) + <usize>tpanelWidth(kind) * tb; // a group's bytes per tile (Q4_0 shares K_MIN4's code, without m's)
-  const panel = nTiles * tileGroupBytes;
-  const fullGroup = GT * tileGroupBytes;
-  const nGroups = (nTiles + GT - 1) / GT;
-  const pLo = (u0 + <i32>nTiles - 1) / <i32>nTiles, pHi = (u1 + <i32>nTiles - 1) / <i32>nTiles;
+  const sb: usize = hasMin ? 128 : 64; // a block's scale bytes (Q4_0 shares K_MIN4's codes, without m's)
+  const BB = sb + <usize>tpanelWidth(kind) * tileBytes(kind);
   const m4 = i8x16.splat(0x0f), m5 = i8x16.splat(0x10);
   const zero = i32x4.splat(0);
-  let sink: u32 = 0;
-  for (let k = 0; k < nActive; k++) {
-    const B = plan + 16 + (<usize>k << 5);
-    const first = load<i32>(B, 4), cnt = load<i32>(B, 8);
-    if (first + cnt <= pLo) continue;
-    if (first >= pHi) break;
-    const owner = first >= pLo;
-    const P = T + <usize>load<u32>(B) * panel;
-    const p0 = pairs + (<usize>max(first, pLo) << 5);
-    const pEnd = pairs + (<usize>min(first + cnt, pHi) << 5);
-    const init = i32x4.splat(owner ? -load<i32>(B, 20) : 0);
-    const ds = f32x4.splat(load<f32>(B, 12));
-    const c = f32x4.splat(owner ? load<f32>(B, 16) : 0);
-    // the next block this thread reads (for the touches of its first group)
-    const nextP = k + 1 < nActive && load<i32>(B, 32 + 4) < pHi ? T + <usize>load<u32>(B, 32) * panel : 0;
-    for (let g: usize = 0; g < nGroups; g++) {
-      const gs = g * GT;
-      const nt = min(GT, nTiles - gs);
-      const G = P + g * fullGroup;
-      const runs = G + nt * 32 * <usize>(hasMin ? 4 : 2);
-      // The memory system streams a forward read ahead of the core, but not one with holes: the
-      // kept runs alone arrive at latency (half-sparse layers read half the bytes yet ran slower
-      // than dense ones). So, spread over this group's tile iterations, every line of the next
-      // group this thread reads is touched, kept or not: the reads stay one forward stream, the
-      // touches overlap the arithmetic, and only the kept runs are computed.
-      let cur: usize = 0, curEnd: usize = 0;
-      if (g + 1 < nGroups) { cur = G + fullGroup; curEnd = cur + min(GT, nTiles - gs - GT) * tileGroupBytes; }
-      else if (nextP) { cur = nextP; curEnd = cur + min(GT, nTiles) * tileGroupBytes; }
-      const iters = ((pEnd - p0 + (chunk << 5) - 32) / (chunk << 5)) * nt;
-      const perIter = (((curEnd - cur) >> 6) + iters - 1) / iters;
-      // tile by tile: i32 sums of its 32 rows in a0..a7, over the pairs chunk by chunk
-      for (let t = gs; t < gs + nt; t++) {
-        const off = runs + (t - gs) * tb;
-        let a0 = init, a1 = init, a2 = init, a3 = init, a4 = init, a5 = init, a6 = init, a7 = init;
-        for (let p = p0; p < pEnd; p += chunk << 5) {
-          const cEnd = min(pEnd, p + (chunk << 5));
-          for (let u: usize = 0; u < perIter && cur < curEnd; u++, cur += 64) sink += load<u8>(cur);
-            let r0 = zero, r1 = zero, r2 = zero, r3 = zero; // rows 0–7, 8–15, 16–23, 24–31
-            for (let q = p; q < cEnd; q += 32) {
-              const ca = off + <usize>load<u32>(q) * nt, cb = off + <usize>load<u32>(q, 4) * nt;
-              const alpha = v128.load(q, 16);
-              if (kind == K_MIN4) {
-                // interleave the packed bytes first (byte k: row k low nibble, row k+16 high), then split nibbles
-                const A = v128.load(ca), Bv = v128.load(cb);
-                const u0 = i8x16.shuffle(A, Bv, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                const u1 = i8x16.shuffle(A, Bv, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                r0 = i16x8.add(r0, pairDot(alpha, v128.and(u0, m4)));
-                r1 = i16x8.add(r1, pairDot(alpha, v128.and(u1, m4)));
-                r2 = i16x8.add(r2, pairDot(alpha, v128.and(i16x8.shr_u(u0, 4), m4)));
-                r3 = i16x8.add(r3, pairDot(alpha, v128.and(i16x8.shr_u(u1, 4), m4)));
-              } else if (kind == K_SYM5) {
-                // as 4-bit, plus the 5th bits: the two channels' bit words side by side, each byte
-                // spread over the 8 interleaved rows it covers, tested against that row's bit
-                const A = v128.load(ca, 4), Bv = v128.load(cb, 4);
-                const u0 = i8x16.shuffle(A, Bv, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                const u1 = i8x16.shuffle(A, Bv, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-                const q = i32x4.replace_lane(i32x4.splat(load<i32>(ca)), 1, load<i32>(cb));
-                const bit = i8x16(1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, -128, -128);
-                const h0 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(q, i8x16(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)), bit), bit), m5);
-                const h1 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(q, i8x16(1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5)), bit), bit), m5);
-                const h2 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(q, i8x16(2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6)), bit), bit), m5);
-                const h3 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(q, i8x16(3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7)), bit), bit), m5);
-                r0 = i16x8.add(r0, pairDot(alpha, v128.or(v128.and(u0, m4), h0)));
-                r1 = i16x8.add(r1, pairDot(alpha, v128.or(v128.and(u1, m4), h1)));
-                r2 = i16x8.add(r2, pairDot(alpha, v128.or(v128.and(i16x8.shr_u(u0, 4), m4), h2)));
-                r3 = i16x8.add(r3, pairDot(alpha, v128.or(v128.and(i16x8.shr_u(u1, 4), m4), h3)));
-              } else {
-                const la = v128.load(ca), ha = v128.load(ca, 16), lb = v128.load(cb), hb = v128.load(cb, 16);
-                r0 = i16x8.add(r0, pairDot(alpha, i8x16.shuffle(la, lb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)));
-                r1 = i16x8.add(r1, pairDot(alpha, i8x16.shuffle(la, lb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)));
-                r2 = i16x8.add(r2, pairDot(alpha, i8x16.shuffle(ha, hb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)));
-                r3 = i16x8.add(r3, pairDot(alpha, i8x16.shuffle(ha, hb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)));
-              }
-            }
-          a0 = i32x4.add(a0, i32x4.extend_low_i16x8_s(r0)); a1 = i32x4.add(a1, i32x4.extend_high_i16x8_s(r0));
-          a2 = i32x4.add(a2, i32x4.extend_low_i16x8_s(r1)); a3 = i32x4.add(a3, i32x4.extend_high_i16x8_s(r1));
-          a4 = i32x4.add(a4, i32x4.extend_low_i16x8_s(r2)); a5 = i32x4.add(a5, i32x4.extend_high_i16x8_s(r2));
-          a6 = i32x4.add(a6, i32x4.extend_low_i16x8_s(r3)); a7 = i32x4.add(a7, i32x4.extend_high_i16x8_s(r3));
+  for (let t = t0; t < t1; t++) {
+    const tileAt = T + <usize>t * <usize>nP * BB;
+    let y0 = f32x4.splat(0), y1 = y0, y2 = y0, y3 = y0, y4 = y0, y5 = y0, y6 = y0, y7 = y0;
+    for (let k = 0; k < nActive; k++) {
+      const B = plan + 16 + (<usize>k << 5);
+      const blk = tileAt + <usize>load<u32>(B) * BB;
+      const runs = blk + sb;
+      const p0 = pairs + (<usize>load<i32>(B, 4) << 5);
+      const pEnd = p0 + (<usize>load<i32>(B, 8) << 5);
+      const ds = f32x4.splat(load<f32>(B, 12));
+      const d0 = v128.load(blk), d1 = v128.load(blk, 16), d2 = v128.load(blk, 32), d3 = v128.load(blk, 48);
+      if (hasMin) {
+        const c = f32x4.splat(load<f32>(B, 16));
+        const m0 = v128.load(blk, 64), m1 = v128.load(blk, 80), m2 = v128.load(blk, 96), m3 = v128.load(blk, 112);
+        y0 = fma4(bf4(m0, 0), c, y0); y1 = fma4(bf4(m0, 1), c, y1);
+        y2 = fma4(bf4(m1, 0), c, y2); y3 = fma4(bf4(m1, 1), c, y3);
+        y4 = fma4(bf4(m2, 0), c, y4); y5 = fma4(bf4(m2, 1), c, y5);
+        y6 = fma4(bf4(m3, 0), c, y6); y7 = fma4(bf4(m3, 1), c, y7);
+      }
+      // −off·Σα, added to the first chunk's sums
+      let init = i32x4.splat(-load<i32>(B, 20));
+      for (let p = p0; p < pEnd; p += chunk << 5) {
+        const cEnd = min(pEnd, p + (chunk << 5));
+        let r0 = zero, r1 = zero, r2 = zero, r3 = zero; // rows 0–7, 8–15, 16–23, 24–31
+        for (let q = p; q < cEnd; q += 32) {
+          const ca = runs + <usize>load<u32>(q), cb = runs + <usize>load<u32>(q, 4);
+          const alpha = v128.load(q, 16);
+          if (kind == K_MIN4) {
+            // interleave the packed bytes first (byte k: row k low nibble, row k+16 high), then split nibbles
+            const A = v128.load(ca), Bv = v128.load(cb);
+            const u0 = i8x16.shuffle(A, Bv, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            const u1 = i8x16.shuffle(A, Bv, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            r0 = i16x8.add(r0, pairDot(alpha, v128.and(u0, m4)));
+            r1 = i16x8.add(r1, pairDot(alpha, v128.and(u1, m4)));
+            r2 = i16x8.add(r2, pairDot(alpha, v128.and(i16x8.shr_u(u0, 4), m4)));
+            r3 = i16x8.add(r3, pairDot(alpha, v128.and(i16x8.shr_u(u1, 4), m4)));
+          } else if (kind == K_SYM5) {
+            // as 4-bit, plus the 5th bits: the two channels' bit words side by side, each byte
+            // spread over the 8 interleaved rows it covers, tested against that row's bit
+            const A = v128.load(ca, 4), Bv = v128.load(cb, 4);
+            const u0 = i8x16.shuffle(A, Bv, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            const u1 = i8x16.shuffle(A, Bv, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            const qb = i32x4.replace_lane(i32x4.splat(load<i32>(ca)), 1, load<i32>(cb));
+            const bit = i8x16(1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, -128, -128);
+            const h0 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(qb, i8x16(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)), bit), bit), m5);
+            const h1 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(qb, i8x16(1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5, 1, 5)), bit), bit), m5);
+            const h2 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(qb, i8x16(2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6)), bit), bit), m5);
+            const h3 = v128.and(i8x16.eq(v128.and(i8x16.swizzle(qb, i8x16(3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7, 3, 7)), bit), bit), m5);
+            r0 = i16x8.add(r0, pairDot(alpha, v128.or(v128.and(u0, m4), h0)));
+            r1 = i16x8.add(r1, pairDot(alpha, v128.or(v128.and(u1, m4), h1)));
+            r2 = i16x8.add(r2, pairDot(alpha, v128.or(v128.and(i16x8.shr_u(u0, 4), m4), h2)));
+            r3 = i16x8.add(r3, pairDot(alpha, v128.or(v128.and(i16x8.shr_u(u1, 4), m4), h3)));
+          } else {
+            const la = v128.load(ca), ha = v128.load(ca, 16), lb = v128.load(cb), hb = v128.load(cb, 16);
+            r0 = i16x8.add(r0, pairDot(alpha, i8x16.shuffle(la, lb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)));
+            r1 = i16x8.add(r1, pairDot(alpha, i8x16.shuffle(la, lb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)));
+            r2 = i16x8.add(r2, pairDot(alpha, i8x16.shuffle(ha, hb, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)));
+            r3 = i16x8.add(r3, pairDot(alpha, i8x16.shuffle(ha, hb, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)));
+          }
         }
-        // y += d·ds·sums [+ m·ds·Σα], the d's (and m's) of the group's rows at its head
-        const yt = y + (t << 7), d = G + ((t - gs) << 6), m = d + (nt << 6);
-        const d0 = v128.load(d), d1 = v128.load(d, 16), d2 = v128.load(d, 32), d3 = v128.load(d, 48);
-        let y0 = fma4(f32x4.convert_i32x4_s(a0), f32x4.mul(bf4(d0, 0), ds), v128.load(yt, 0));
-        let y1 = fma4(f32x4.convert_i32x4_s(a1), f32x4.mul(bf4(d0, 1), ds), v128.load(yt, 16));
-        let y2 = fma4(f32x4.convert_i32x4_s(a2), f32x4.mul(bf4(d1, 0), ds), v128.load(yt, 32));
-        let y3 = fma4(f32x4.convert_i32x4_s(a3), f32x4.mul(bf4(d1, 1), ds), v128.load(yt, 48));
-        let y4 = fma4(f32x4.convert_i32x4_s(a4), f32x4.mul(bf4(d2, 0), ds), v128.load(yt, 64));
-        let y5 = fma4(f32x4.convert_i32x4_s(a5), f32x4.mul(bf4(d2, 1), ds), v128.load(yt, 80));
-        let y6 = fma4(f32x4.convert_i32x4_s(a6), f32x4.mul(bf4(d3, 0), ds), v128.load(yt, 96));
-        let y7 = fma4(f32x4.convert_i32x4_s(a7), f32x4.mul(bf4(d3, 1), ds), v128.load(yt, 112));
-        if (hasMin) {
-          const m0 = v128.load(m), m1 = v128.load(m, 16), m2 = v128.load(m, 32), m3 = v128.load(m, 48);
-          y0 = fma4(bf4(m0, 0), c, y0); y1 = fma4(bf4(m0, 1), c, y1);
-          y2 = fma4(bf4(m1, 0), c, y2); y3 = fma4(bf4(m1, 1), c, y3);
-          y4 = fma4(bf4(m2, 0), c, y4); y5 = fma4(bf4(m2, 1), c, y5);
-          y6 = fma4(bf4(m3, 0), c, y6); y7 = fma4(bf4(m3, 1), c, y7);
-        }
-        v128.store(yt, y0, 0); v128.store(yt, y1, 16); v128.store(yt, y2, 32); v128.store(yt, y3, 48);
-        v128.store(yt, y4, 64); v128.store(yt, y5, 80); v128.store(yt, y6, 96); v128.store(yt, y7, 112);
+        y0 = scaleInto(y0, r0, false, d0, 0, ds, init, off != 0); y1 = scaleInto(y1, r0, true, d0, 1, ds, init, off != 0);
+        y2 = scaleInto(y2, r1, false, d1, 0, ds, init, off != 0); y3 = scaleInto(y3, r1, true, d1, 1, ds, init, off != 0);
+        y4 = scaleInto(y4, r2, false, d2, 0, ds, init, off != 0); y5 = scaleInto(y5, r2, true, d2, 1, ds, init, off != 0);
+        y6 = scaleInto(y6, r3, false, d3, 0, ds, init, off != 0); y7 = scaleInto(y7, r3, true, d3, 1, ds, init, off != 0);
+        init = zero;
       }
     }
+    const yt = y + (<usize>t << 7);
+    v128.store(yt, y0, 0); v128.store(yt, y1, 16); v128.store(yt, y2, 32); v128.store(yt, y3, 48);
+    v128.store(yt, y4, 64); v128.store(yt, y5, 80); v128.store(yt, y6, 96); v128.store(yt, y7, 112);
   }
-  store<u32>(scratch, sink); // keeps the touches
 }
-
-/** Scratch bytes per thread for tmatvec. */
-export function tscratchBytes(Rp: i32): usize { return 64; }

@@ -6,7 +6,7 @@
 // largest difference between the two builds' outputs (0 for a change that keeps the sums).
 // Build the old one in a worktree first, e.g.
 //   git worktree add /tmp/old HEAD~1 && ln -s "$PWD/node_modules" /tmp/old/node_modules && (cd /tmp/old && npm run build)
-// Usage: node bench/ab-builds.mjs --old /tmp/old/dist/src [--new dist/src] -m MODEL [-t 1] [--types Q4_K,Q6_K | --decode] [-r 30]
+// Usage: node bench/ab-builds.mjs --old /tmp/old/dist/src [--new dist/src] -m MODEL [-t 1] [--types Q4_K,Q6_K [--keep 0.5] | --decode] [-r 30]
 // (remove the worktree's node_modules link before `git worktree remove`)
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -19,12 +19,18 @@ const o = new Command()
   .requiredOption('-m, --model <name>', 'catalog name or .gguf path')
   .option('-t, --threads <n>', 'kernel threads', '1')
   .option('--types <list>', 'time the mat-vecs of every layer tensor of these types (comma list)', '')
+  .option('--keep <share>', 'with --types: keep this share of the input channels (the same pseudo-random ones in both builds), through the transposed copies')
   .option('--decode', 'time decode steps instead (48 per run, fixed token ids)')
   .option('-r, --rounds <n>', 'runs of each build, alternating', '30')
   .parse()
   .opts();
 const types = String(o.types).split(',').filter(Boolean);
 if (!o.decode && types.length === 0) { console.error('bench/ab-builds.mjs: give --types or --decode'); process.exit(1); }
+const keep = o.keep === undefined ? null : Number(o.keep);
+if (keep !== null && !(keep > 0 && keep <= 1)) { console.error('bench/ab-builds.mjs: --keep takes a share in (0, 1]'); process.exit(1); }
+let seed = 1;
+const rnd = () => ((seed = Math.imul(seed ^ (seed >>> 15), 2654435761) + 1013904223 >>> 0) / 2 ** 32);
+let selection = null;
 
 const sets = {};
 for (const [k, root] of [['old', o.old], ['new', o.new]]) {
@@ -47,6 +53,11 @@ for (const [k, root] of [['old', o.old], ['new', o.new]]) {
     for (let i = 0; i < cols; i++) S.x[i] = Math.sin(i * 0.37);
     S.outs = S.Ws.map((W) => { const b = m.kernels.alloc(4 * W.rows); return new Float32Array(b.buffer, b.byteOffset, W.rows); });
     S.bytes = S.Ws.reduce((a, W) => a + W.rows * W.rowBytes, 0);
+    if (keep !== null && !selection) {
+      const idx = [];
+      for (let c = 0; c < cols; c++) if (rnd() < keep) idx.push(c);
+      selection = { idx: Int32Array.from(idx), n: idx.length };
+    }
   }
   sets[k] = S;
 }
@@ -59,7 +70,8 @@ function run(S) {
     for (let i = 0; i < N; i++) S.f.run(S.kv, [(i * 7919) % 1000 + 10], i, 'last');
     return N / ((performance.now() - t0) / 1000); // tok/s
   }
-  for (let rep = 0; rep < 5; rep++) S.Ws.forEach((W, i) => S.m.kernels.matvec(W, S.x, S.outs[i]));
+  const opts = selection ? { inputs: selection } : undefined;
+  for (let rep = 0; rep < 5; rep++) S.Ws.forEach((W, i) => S.m.kernels.matvec(W, S.x, S.outs[i], opts));
   return (performance.now() - t0) / 5; // ms per pass
 }
 run(sets.old);
@@ -72,7 +84,7 @@ if (o.decode) {
   console.log(`${o.model} t${o.threads} decode: old ${a.toFixed(1)} tok/s, new ${b.toFixed(1)} tok/s, ×${(b / a).toFixed(3)}`);
 } else {
   const S = sets.new;
-  console.log(`${o.model} t${o.threads} ${types.join(',')}: ${S.Ws.length} tensors, ${(S.bytes / 1e6).toFixed(1)} MB per pass: old ${a.toFixed(3)} ms (${(S.bytes / a / 1e6).toFixed(2)} GB/s), new ${b.toFixed(3)} ms (${(S.bytes / b / 1e6).toFixed(2)} GB/s), ×${(a / b).toFixed(3)}`);
+  console.log(`${o.model} t${o.threads} ${types.join(',')}${selection ? ` keep ${keep} (${selection.n} channels)` : ''}: ${S.Ws.length} tensors, ${(S.bytes / 1e6).toFixed(1)} MB per pass: old ${a.toFixed(3)} ms (${(S.bytes / a / 1e6).toFixed(2)} GB/s), new ${b.toFixed(3)} ms (${(S.bytes / b / 1e6).toFixed(2)} GB/s), ×${(a / b).toFixed(3)}`);
   let d = 0;
   sets.old.outs.forEach((x, i) => { const y = sets.new.outs[i]; for (let j = 0; j < x.length; j++) d = Math.max(d, Math.abs(x[j] - y[j])); });
   console.log(`largest |old − new| over the outputs: ${d}`);

@@ -35,21 +35,20 @@ function decodeTransposed(k: WasmKernels, W: QTensor): { w: Float64Array; bound:
   const hasMin = kind === 1;
   const off = [8, 0, 16, 32][kind]!;
   const tile = [16, 16, 20, 32][kind]!;
-  // groups of 4 tiles (128 rows), each: d[rows], m[rows] (with a min), then per channel a run of its tiles
+  // tile-major blocks (32 rows × one panel), each: d[32], m[32] (with a min), then one run per channel
   const rowScale = hasMin ? 4 : 2;
-  const fullGroup = 4 * (32 * rowScale + panelWidth * tile);
-  const nTiles = Rp / 32;
+  const BB = 32 * rowScale + panelWidth * tile;
+  const nP = W.cols / panelWidth;
+  assert.equal(panelBytes, (Rp / 32) * BB);
   const w = new Float64Array(W.rows * W.cols);
   const bound = new Float64Array(W.rows * W.cols);
   for (let c = 0; c < W.cols; c++) {
-    const P = Math.floor(c / panelWidth) * panelBytes;
     const j = c % panelWidth;
     for (let r = 0; r < W.rows; r++) {
-      const g = Math.floor(r / 128), nt = Math.min(4, nTiles - 4 * g), lr = r % 128;
-      const G = P + g * fullGroup;
-      const d = bf16(bytes, G + 2 * lr);
-      const m = hasMin ? bf16(bytes, G + 64 * nt + 2 * lr) : 0;
-      const T = G + 32 * nt * rowScale + (j * nt + (lr >> 5)) * tile;
+      const B = (Math.floor(r / 32) * nP + Math.floor(c / panelWidth)) * BB;
+      const d = bf16(bytes, B + 2 * (r & 31));
+      const m = hasMin ? bf16(bytes, B + 64 + 2 * (r & 31)) : 0;
+      const T = B + 32 * rowScale + j * tile;
       const kk = r & 31;
       let q: number;
       if (kind === 3) q = bytes[T + kk]!;

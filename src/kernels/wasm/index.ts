@@ -130,8 +130,6 @@ interface Exports {
   tbuild(type: number, src: number, rowBytes: number, R: number, cols: number, r0: number, r1: number, dst: number): void;
   tprepare(x: number, cols: number, idx: number, n: number, xs: number, qa: number): number;
   tplanBytes(cols: number): number;
-  tscratchBytes(Rp: number): number;
-  tplanPairs(plan: number): number;
   tplan(kind: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
   r4supports(type: number): number;
   r4pack(type: number, w: number, rowBytes: number, rows: number, tmp: number): void;
@@ -417,8 +415,6 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     readonly kinds: readonly number[];
     readonly plan: readonly number[];
     readonly planBytes: number;
-    /** per-thread scratch of the widest copy */
-    readonly scr: number;
   }
   const sparseGroups = new WeakMap<QTensor, SparseGroup[]>();
   function sparseGroup(Ws: readonly QTensor[]): SparseGroup {
@@ -431,16 +427,12 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const Ts = Ws.map(transposedOf);
     const kinds: number[] = [];
     for (const T of Ts) if (!kinds.includes(T.kind)) kinds.push(T.kind);
-    const g: SparseGroup = {
-      Ws: [...Ws], Ts, kinds, plan: Ts.map((T) => kinds.indexOf(T.kind)), planBytes: ex.tplanBytes(cols),
-      scr: Math.max(...Ts.map((T) => align(ex.tscratchBytes(T.Rp), 64))),
-    };
+    const g: SparseGroup = { Ws: [...Ws], Ts, kinds, plan: Ts.map((T) => kinds.indexOf(T.kind)), planBytes: ex.tplanBytes(cols) };
     list.push(g);
     return g;
   }
   const planPtrs: number[] = [];
   const outPtrs: number[] = [];
-  const partPtrs: number[] = [];
   const directs: boolean[] = [];
 
   /** outs[i] = Ws[i]·(x with only the channels in `inputs`), each W transposable, from the transposed copies. */
@@ -449,14 +441,13 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const cols = Ws[0]!.cols;
     if (x.length < cols) throw new RangeError(`matvec ${Ws[0]!.name}: x has ${x.length} elements, need ${cols}`);
     const { idx, n } = inputs;
-    const { Ts, kinds, planBytes, scr } = g;
+    const { Ts, kinds, planBytes } = g;
     const inPlace = ours.has(x.buffer);
     let bytes = align(cols * 4, 64) * (inPlace ? 1 : 2) + align(ex.actBytes(cols), 64) + align(n * 4, 64)
-      + 64 * TASK_WORDS * 4 + kinds.length * align(planBytes, 64) + scr * nth;
+      + 64 * TASK_WORDS * 4 + kinds.length * align(planBytes, 64);
     for (let i = 0; i < Ws.length; i++) {
       if (outs[i]!.length < Ws[i]!.rows) throw new RangeError(`matvec ${Ws[i]!.name}: out has ${outs[i]!.length} elements, need ${Ws[i]!.rows}`);
-      // the output, and one partial output per thread after the first (threads split the kept channels)
-      bytes += align(Ts[i]!.Rp * 4, 64) * nth;
+      bytes += align(Ts[i]!.Rp * 4, 64);
     }
     beginScratch(bytes);
     // x stays where it is when it already lives in the memory (the forward pass's run state)
@@ -471,7 +462,6 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     i32.set(idx.length === n ? idx : idx.subarray(0, n), idxp >>> 2);
     const bad = ex.tprepare(xp, cols, idxp, n, xs, qa);
     if (bad >= 0) throw new RangeError(`matvec ${Ws[0]!.name}: input selection must be ascending channels in 0..${cols - 1} (got ${idx[bad]} at ${bad})`);
-    const scratch = take(scr * nth);
     planPtrs.length = 0;
     for (const kind of kinds) {
       const plan = take(planBytes);
@@ -481,30 +471,24 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     table = take(TASK_WORDS * 4 * Ws.length);
     nTasks = 0;
     outPtrs.length = 0;
-    partPtrs.length = 0;
     directs.length = 0;
     for (let i = 0; i < Ts.length; i++) {
       const T = Ts[i]!, plan = planPtrs[g.plan[i]!]!, o = outs[i]!;
-      // outputs written in place when they live in the memory and the copy has no padding rows
+      // outputs written in place when they live in the memory and the copy has no padding rows;
+      // the threads split the tiles (rows) and write every row of theirs
       const direct = ours.has(o.buffer) && T.Rp === Ws[i]!.rows;
       directs.push(direct);
       const op = direct ? o.byteOffset : take(T.Rp * 4);
-      const pp = nth > 1 ? take(T.Rp * 4 * (nth - 1)) : 0;
-      f32.fill(0, op >>> 2, (op >>> 2) + T.Rp);
-      if (pp) f32.fill(0, pp >>> 2, (pp >>> 2) + T.Rp * (nth - 1));
       const w = (table >>> 2) + nTasks * TASK_WORDS;
       i32.fill(0, w, w + TASK_WORDS);
-      i32[w] = T_TMATVEC; i32[w + 1] = T.kind; i32[w + 2] = plan; i32[w + 3] = T.ptr; i32[w + 4] = T.Rp;
-      i32[w + 5] = ex.tplanPairs(plan) * (T.Rp / 32); i32[w + 8] = op; i32[w + 9] = pp; i32[w + 11] = scratch; i32[w + 12] = scr;
+      i32[w] = T_TMATVEC; i32[w + 1] = T.kind; i32[w + 2] = plan; i32[w + 3] = T.ptr;
+      i32[w + 4] = cols / ex.tpanelWidth(T.kind); i32[w + 5] = T.Rp / 32; i32[w + 8] = op;
       nTasks++;
       outPtrs.push(op);
-      partPtrs.push(pp);
     }
     dispatch();
     for (let i = 0; i < Ws.length; i++) {
-      const op = outPtrs[i]!, Rp = Ts[i]!.Rp;
-      for (let t = 1; t < nth; t++) ex.combine(op, partPtrs[i]! + (t - 1) * Rp * 4, Rp, 1);
-      if (!directs[i]) outs[i]!.set(f32.subarray(op >>> 2, (op >>> 2) + Ws[i]!.rows));
+      if (!directs[i]) outs[i]!.set(f32.subarray(outPtrs[i]! >>> 2, (outPtrs[i]! >>> 2) + Ws[i]!.rows));
     }
   }
 
