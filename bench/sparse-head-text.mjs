@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import { loadModel } from '../dist/src/model/load.js';
 import { resolveModel } from '../dist/src/models/catalog.js';
 import { buildSparseHead } from '../dist/src/sparsity/head-model.js';
-import { argmax } from '../dist/src/generate/sampler.js';
+import { argmaxIn } from '../dist/src/generate/sampler.js';
 import { greedyPrompts } from '../dist/src/eval/tasks.js';
 import { encodeEval } from '../dist/src/eval/choice.js';
 
@@ -41,11 +41,11 @@ function decode(ids, sparse) {
   forward.outputHead = sparse ? head : null;
   const out = [];
   const t0 = performance.now();
-  let tok = argmax(logits);
+  let tok = argmaxIn(logits, forward.headSupport);
   for (let i = 0; i < N; i++) {
     out.push(tok);
     logits = forward.run(kv, [tok], ids.length + i, 'last');
-    tok = argmax(logits);
+    tok = argmaxIn(logits, forward.headSupport);
   }
   forward.outputHead = null;
   return { tokens: out, seconds: (performance.now() - t0) / 1000 };

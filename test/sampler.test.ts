@@ -1,7 +1,8 @@
 // The sampler chain: greedy, the seeded RNG, top-k, top-p, min-p, temperature, repetition penalty.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Rng, Sampler, argmax, topLogits } from '../src/generate/sampler.js';
+import { Rng, Sampler, argmax, argmaxIn, topLogits } from '../src/generate/sampler.js';
+import { mulberry32 } from './helpers.js';
 
 const logits = () => Float32Array.from([1, 3, 2, 5, 4, 0, -1, 4.5]);
 
@@ -71,4 +72,27 @@ test('repetition penalty divides positive and multiplies negative logits of rece
   // token 1 (3 → 1.5) and token 2 (-1 → -2) were seen recently; token 0 is outside the window
   assert.equal(s.sample(l, [0, 1, 2]), 3);
   assert.deepEqual(Array.from(l), [1, 1.5, -2, 2.9].map(Math.fround));
+});
+
+test('greedy over a support (the sparse head rows) equals the full argmax when the rest is −∞', () => {
+  const rnd = mulberry32(77);
+  for (let trial = 0; trial < 200; trial++) {
+    const V = 1 + Math.floor(rnd() * 300);
+    const logits = new Float32Array(V).fill(-Infinity);
+    const idx: number[] = [];
+    for (let i = 0; i < V; i++) if (rnd() < 0.1) idx.push(i);
+    // ties are common: values from a small set
+    for (const i of idx) logits[i] = Math.floor(rnd() * 4) - 2;
+    const support = { idx: Int32Array.from(idx), n: idx.length };
+    assert.equal(argmaxIn(logits, support), argmax(logits), `trial ${trial}`);
+    // the sampler: greedy with a repeat penalty on some rows, with and without the support
+    const history = [idx[0] ?? 0, Math.floor(rnd() * V)];
+    const s = new Sampler({ temperature: 0, repeatPenalty: 1.3, repeatLastN: 8 });
+    assert.equal(s.sample(new Float32Array(logits), history, support), s.sample(new Float32Array(logits), history), `trial ${trial} sampler`);
+  }
+  // every supported row at −∞: the full scan's answer (row 0)
+  const all = new Float32Array(5).fill(-Infinity);
+  assert.equal(argmaxIn(all, { idx: Int32Array.from([2, 3]), n: 2 }), argmax(all));
+  // no support: the full scan
+  assert.equal(argmaxIn(Float32Array.from([1, 5, 5]), null), 1);
 });

@@ -12,7 +12,7 @@ import { loadModel, type Model } from '../src/model/load.js';
 import { Session } from '../src/generate/session.js';
 import { HeadAgreementMeter } from '../src/eval/head-agreement.js';
 import { perplexity } from '../src/eval/perplexity.js';
-import { argmax } from '../src/generate/sampler.js';
+import { argmax, argmaxIn } from '../src/generate/sampler.js';
 import { quantizeActivation, ACT_Q8_0 } from '../src/kernels/ref/q8.js';
 import {
   buildScreen, quantizeScreen, rowErrorNorms, screenBytes, screenMatvecRef, screenRow, SparseHead, type Screen,
@@ -177,6 +177,13 @@ test('margin: with δ at least the screen error, the sparse argmax is the dense 
       } else assert.ok(s[i]! < m, `trial ${trial} row ${i}: dropped a row whose screened score reaches the winner`);
     }
     assert.ok(finite <= n);
+    // the support it reports is exactly the rows it computed: ascending, and the only finite ones
+    const sup = tight.support!;
+    assert.equal(sup.n, n);
+    const inSup = new Set(Array.from(sup.idx.subarray(0, sup.n)));
+    for (let k2 = 1; k2 < sup.n; k2++) assert.ok(sup.idx[k2]! > sup.idx[k2 - 1]!);
+    for (let i = 0; i < rows; i++) if (out[i] !== -Infinity) assert.ok(inSup.has(i), `trial ${trial} row ${i}: finite outside the support`);
+    assert.equal(argmaxIn(out, sup), argmax(out));
   }
 });
 

@@ -61,6 +61,34 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
+/**
+ * The rows that can hold a finite logit (ascending), when the output layer computed only those
+ * (the sparse head: every other row is −∞); null when every row is computed.
+ */
+export interface LogitSupport {
+  readonly idx: Int32Array;
+  readonly n: number;
+}
+
+/**
+ * argmax(logits), reading only the rows in `support` when given: equal to the full scan when the
+ * other rows are −∞ (ties: the lowest index, as the full scan; the support is ascending).
+ */
+export function argmaxIn(logits: Float32Array, support: LogitSupport | null | undefined): number {
+  if (!support || support.n === 0) return argmax(logits);
+  let best = -1;
+  let bv = -Infinity;
+  for (let k = 0; k < support.n; k++) {
+    const i = support.idx[k]!;
+    if (logits[i]! > bv) {
+      bv = logits[i]!;
+      best = i;
+    }
+  }
+  // every supported row at −∞ (or NaN): the full scan decides, as it would have
+  return best < 0 ? argmax(logits) : best;
+}
+
 export function argmax(logits: Float32Array): number {
   let best = 0;
   let bv = -Infinity;
@@ -108,8 +136,12 @@ export class Sampler {
     return this.opts.temperature <= 0;
   }
 
-  /** Pick the next token. `logits` may be modified (penalties); `history` is the sequence so far. */
-  sample(logits: Float32Array, history: readonly number[] = []): number {
+  /**
+   * Pick the next token. `logits` may be modified (penalties); `history` is the sequence so far;
+   * `support`, when the output layer computed only some rows (the rest −∞), lets greedy picking
+   * read those alone.
+   */
+  sample(logits: Float32Array, history: readonly number[] = [], support?: LogitSupport | null): number {
     const o = this.opts;
     if (o.repeatPenalty !== 1 && o.repeatLastN > 0) {
       const seen = new Set(history.slice(-o.repeatLastN));
@@ -118,7 +150,7 @@ export class Sampler {
         logits[id] = v > 0 ? v / o.repeatPenalty : v * o.repeatPenalty;
       }
     }
-    if (this.greedy) return argmax(logits);
+    if (this.greedy) return argmaxIn(logits, support);
 
     // top-k (a partial selection; a full sort only when top-k is off)
     const V = logits.length;

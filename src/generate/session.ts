@@ -112,7 +112,7 @@ export class Session {
     let logits = this.prefill(promptIds);
     for (let i = 0; i < maxTokens; i++) {
       const top = opts.topLogits ? topLogits(logits, opts.topLogits) : undefined;
-      const id = sampler.sample(logits, this.tokens);
+      const id = sampler.sample(logits, this.tokens, this.forward.headSupport);
       if (tok.eog.has(id)) {
         this.finishReason = 'stop';
         return;

@@ -10,6 +10,7 @@ import type { ModelConfig } from './config.js';
 import { f32On, type KVCache } from './kv-cache.js';
 import type { QTensor } from './tensor.js';
 import type { Weights } from './weights.js';
+import type { LogitSupport } from '../generate/sampler.js';
 
 /** Named intermediate activations, `rows` rows of `width` each, in `data`. */
 export type TapName = 'attn_in' | 'q_lin' | 'k_lin' | 'v_lin' | 'q' | 'k' | 'v' | 'attn_out' | 'attn_proj' | 'ffn_in' | 'ffn_gate_act' | 'ffn_up' | 'ffn_act' | 'ffn_out' | 'residual' | 'final';
@@ -30,6 +31,8 @@ export interface BatchItem {
 export interface OutputHead {
   /** Logits of the final normalised state h into out[0..vocab) (softcap applied). */
   logits(h: Float32Array, out: Float32Array): number;
+  /** After logits(): the rows it computed (ascending; every other row is −∞), or null when all were. */
+  readonly support: LogitSupport | null;
 }
 
 export class Forward {
@@ -46,6 +49,8 @@ export class Forward {
   outputHead: OutputHead | null = null;
   /** rows the output head computed exactly in the last step that used it */
   headRows = 0;
+  /** the rows of the last run's logits that can be finite (the output head's), or null: all of them */
+  headSupport: LogitSupport | null = null;
 
   // run state for up to `maxBatch` tokens; shapes in comments
   private readonly x: Float32Array;        // [B][dim] residual stream
@@ -136,6 +141,7 @@ export class Forward {
     const D = cfg.dim;
     const tap = this.tap;
     this.cur = policy;
+    this.headSupport = null;
 
     // token embeddings
     const E = w.tokenEmbd;
@@ -191,6 +197,7 @@ export class Forward {
     tap?.('final', cfg.nLayers, this.xn, logitRows, D);
     if (logitRows === 1 && this.outputHead) {
       this.headRows = this.outputHead.logits(this.xn, this.logitsBuf);
+      this.headSupport = this.outputHead.support;
       return;
     }
     if (logitRows === 1) this.kernels.matvec(w.output, this.xn, this.logitsBuf);

@@ -8,7 +8,7 @@ import { CtxError } from '../errors.js';
 import type { Forward } from '../model/forward.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { Model } from '../model/load.js';
-import { Sampler, topLogits, type SamplerOptions } from '../generate/sampler.js';
+import { Sampler, topLogits, type LogitSupport, type SamplerOptions } from '../generate/sampler.js';
 import type { SparseHead } from '../sparsity/head.js';
 import { densePolicy, type SparsityPolicy } from '../sparsity/policy.js';
 import { StreamDecoder } from '../tokenizer/index.js';
@@ -324,6 +324,8 @@ export class Engine {
     this.forward.outputHead = head;
     const out = this.forward.runBatch(rows.map((r) => ({ kv: r.seq.slot!.kv, token: r.token, pos: r.pos, logits: r.logits })), dense);
     this.forward.outputHead = null;
+    // with the sparse head there is one logits row, and only its computed rows can be finite
+    const support = head ? this.forward.headSupport : null;
     if (head) {
       this.stats.headSteps++;
       this.stats.headRows += this.forward.headRows;
@@ -353,7 +355,7 @@ export class Engine {
         this.finish(seq, 'length');
         continue;
       }
-      this.generated(seq, logits, now);
+      this.generated(seq, logits, now, support);
     }
   }
 
@@ -386,11 +388,11 @@ export class Engine {
     return head;
   }
 
-  private generated(seq: Seq, logits: Float32Array, now: number): void {
+  private generated(seq: Seq, logits: Float32Array, now: number, support: LogitSupport | null = null): void {
     const req = seq.req;
     // log-probabilities of the model's distribution, before the sampler's penalties change the logits
     const probe = req.logprobs !== undefined ? { logits: new Float32Array(logits) } : undefined;
-    const id = seq.sampler.sample(logits, seq.slot!.ids);
+    const id = seq.sampler.sample(logits, seq.slot!.ids, support);
     if (seq.tokens.length === 0) seq.ttftMs = now - seq.submitted;
     this.stats.generatedTokens++;
     this.recent.push(now);

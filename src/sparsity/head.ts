@@ -249,6 +249,8 @@ export class SparseHead {
   /** set by the caller before a step (Session.generate) */
   sampling: HeadSampling = { temperature: 0 };
   readonly stats: HeadStats = { steps: 0, rescored: [], dense: 0 };
+  /** After logits(): the rows computed exactly (ascending; valid until the next call), or null when all were. */
+  support: Selection | null = null;
   /** record stats (off by default: the array grows per step) */
   record = false;
 
@@ -330,6 +332,7 @@ export class SparseHead {
    */
   logits(h: Float32Array, out: Float32Array): number {
     const { V, kernels, W } = this;
+    this.support = null;
     let nn = 0;
     for (let i = 0; i < this.D; i++) nn += h[i]! * h[i]!;
     const delta = this.safety * this.eUnit * Math.sqrt(nn);
@@ -391,6 +394,7 @@ export class SparseHead {
       return V;
     }
     const sel: Selection = { idx, n };
+    this.support = sel;
     out.fill(-Infinity, 0, V);
     if (this.wasm) {
       this.wasm.rowDots(W, h, sel, this.exact);
