@@ -21,7 +21,7 @@ import { qmatvec, qmatmul } from './q8';
 import { tbuild, tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan } from './sparse';
 import { screenMatvec, screenQuantizeGroup } from './screen';
-export { screenMatvec, screenSelect } from './screen';
+export { screenMatvec, screenSelect, screenConsts } from './screen';
 export { r4supports, r4pack, r4rows } from './r4';
 import { r4gather, r4matmul, r4matvec, r4rows } from './r4';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
@@ -764,7 +764,7 @@ export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
 export const T_TMATVEC: i32 = 6;  // kind plan copy panels units(tiles of 32 rows) 0 0 out   (transposed copy, kept input channels: asm/sparse.ts)
-export const T_SCREEN: i32 = 7;   // - w - nb units(groups) - qa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
+export const T_SCREEN: i32 = 7;   // - w consts nb units(groups) - qa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
 export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread)
 export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows) cols dst layout scratch scratchBytes(per thread)   (transposed copy: asm/sparse.ts)
 export const T_R4MATVEC: i32 = 10; // type w rowBytes - units(groups of 4 rows) - qa out   (interleaved rows, dense: asm/r4.ts)
@@ -824,7 +824,7 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
           <usize>word(t, 14) + <usize>tid * <usize>word(t, 15));
         break;
       case T_SCREEN:
-        screenMatvec(word(t, 2), word(t, 4), a, b, word(t, 7), word(t, 8), word(t, 9), <usize>word(t, 10) + (<usize>tid << 5));
+        screenMatvec(word(t, 2), word(t, 4), a, b, word(t, 7), word(t, 3), word(t, 8), word(t, 9), <usize>word(t, 10) + (<usize>tid << 5));
         break;
       case T_SCREEN_BUILD: {
         // dequantize four rows, quantize them as one screen group (padding rows are zero)

@@ -12,43 +12,62 @@ import { BLK32, QS, hi4, lo4, padd, pdot, pwiden } from './q8';
 
 export const SCREEN_GROUP_BYTES: i32 = 72;
 
-/** Σ over the 32 columns of one row's block: four partial sums (i32x4). */
+/**
+ * Σ over the 32 columns of one row's block as partial sums: eight i16 of 4 products each (relaxed
+ * build; an i32 lane holds two of them) or four i32 (plain).
+ */
 // @ts-ignore: decorator
-@inline function rowBlock(q: usize, v: v128): v128 {
-  return pwiden(padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v))));
+@inline function rowSums(q: usize, v: v128): v128 {
+  return padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v)));
 }
 
 /**
- * Screened scores of row groups [g0, g1): out[4g + r] = row (4g + r) · activation (Q8_0 at qa).
+ * The activation's per-block constants as the screen kernel reads them, once per mat-vec (nb·32
+ * bytes at dst): block b's scale in four f32 lanes, then 8·Σq (its codes' sum) in four i32 lanes.
+ */
+export function screenConsts(qa: usize, nb: i32, dst: usize): void {
+  for (let b = 0; b < nb; b++) {
+    const M = qa + <usize>b * BLK32 + 32 * QS;
+    v128.store(dst + (<usize>b << 5), f32x4.splat(load<f32>(M)));
+    v128.store(dst + (<usize>b << 5), i32x4.splat(load<i32>(M, 4) << 3), 16);
+  }
+}
+
+/**
+ * Screened scores of row groups [g0, g1): out[4g + r] = row (4g + r) · activation (Q8_0 at qa,
+ * its constants from screenConsts at consts).
  * nb = blocks of 32 per row. Also the best of these rows below `rows` (the first on ties) into
  * best (32 bytes of scratch): its score (f32), then its index (i32; −1 when there is none).
  */
-export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, out: usize, rows: i32, best: usize): void {
+export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, consts: usize, out: usize, rows: i32, best: usize): void {
   const gBytes = <usize>nb * SCREEN_GROUP_BYTES;
   // per lane r: the best score of rows 4g + r so far and its index (strictly greater replaces)
   let bv = f32x4.splat(-Infinity);
   let bi = i32x4.splat(-1);
   let gi = i32x4.add(i32x4(0, 1, 2, 3), i32x4.splat(g0 << 2));
   const rowsV = i32x4.splat(rows);
+  const zero = i32x4.splat(0);
   for (let g = g0; g < g1; g++, gi = i32x4.add(gi, i32x4.splat(4))) {
     let p = w + <usize>g * gBytes;
     let q = qa;
     let acc = f32x4.splat(0);
     for (let b = 0; b < nb; b++, p += SCREEN_GROUP_BYTES, q += BLK32) {
-      const e0 = rowBlock(q, v128.load(p, 8));
-      const e1 = rowBlock(q, v128.load(p, 24));
-      const e2 = rowBlock(q, v128.load(p, 40));
-      const e3 = rowBlock(q, v128.load(p, 56));
-      // transpose-add: lane r = the whole block sum of row r
-      const t0 = i32x4.add(i32x4.shuffle(e0, e1, 0, 4, 1, 5), i32x4.shuffle(e0, e1, 2, 6, 3, 7));
-      const t1 = i32x4.add(i32x4.shuffle(e2, e3, 0, 4, 1, 5), i32x4.shuffle(e2, e3, 2, 6, 3, 7));
-      let s = i32x4.add(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7));
-      const M = q + 32 * QS;
+      const e0 = rowSums(q, v128.load(p, 8));
+      const e1 = rowSums(q, v128.load(p, 24));
+      const e2 = rowSums(q, v128.load(p, 40));
+      const e3 = rowSums(q, v128.load(p, 56));
+      // transpose-add: lane r = the whole block sum of row r. In the relaxed build the rows' sums
+      // are still i16 pairs here (16 products of ≤ 127·15 each at most, below 2^15) and are
+      // widened once for all four rows at the end, not once per row
+      const t0 = padd(i32x4.shuffle(e0, e1, 0, 4, 1, 5), i32x4.shuffle(e0, e1, 2, 6, 3, 7));
+      const t1 = padd(i32x4.shuffle(e2, e3, 0, 4, 1, 5), i32x4.shuffle(e2, e3, 2, 6, 3, 7));
+      let s = pwiden(padd(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7)));
+      const c = consts + (<usize>b << 5);
       // Σ(c − 8)·x = Σc·x − 8·Σx
-      s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 3));
-      // bf16 → f32: the 16 bits are the high half of the f32
-      const d = i32x4.shl(i32x4.extend_low_i16x8_u(v128.load64_zero(p)), 16);
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(d, f32x4.splat(load<f32>(M)))));
+      s = i32x4.sub(s, v128.load(c, 16));
+      // bf16 → f32: the 16 bits are the high half of the f32 (one unpack with zeros)
+      const d = i8x16.shuffle(zero, v128.load(p), 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(d, v128.load(c))));
     }
     v128.store(out + (<usize>g << 4), acc);
     const gt = v128.and(f32x4.gt(acc, bv), i32x4.lt_s(gi, rowsV));

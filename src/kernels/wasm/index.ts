@@ -117,6 +117,7 @@ interface Exports {
   qmatmulScratch(cols: number, nTok: number): number;
   quantizeAct(kind: number, x: number, n: number, dst: number): void;
   screenSelect(s: number, r: number, n: number, kappa: number, base: number, always: number, idx: number): number;
+  screenConsts(qa: number, nb: number, dst: number): void;
   setF16Table(p: number, fill: number): void;
   run(table: number, nTasks: number, tid: number, nth: number): void;
   rmsnorm(out: number, x: number, w: number, n: number, eps: number): void;
@@ -855,7 +856,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     if (out.length < 4 * groups) throw new RangeError(`screenMatvec: out has ${out.length} elements, need ${4 * groups}`);
     if (x.length < cols) throw new RangeError(`screenMatvec: x has ${x.length} elements, need ${cols}`);
     const aBytes = align(ex.actBytes(cols), 64);
-    beginScratch(aBytes + cols * 4 + TASK_WORDS * 4 + 32 * nth + 256);
+    beginScratch(aBytes + cols * 4 + align(32 * nb, 64) + TASK_WORDS * 4 + 32 * nth + 256);
     let xp = x.byteOffset;
     if (!ours.has(x.buffer)) {
       xp = take(cols * 4);
@@ -863,13 +864,15 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     }
     const qa = take(aBytes);
     ex.quantizeAct(0, xp, cols, qa);
+    const consts = take(32 * nb);
+    ex.screenConsts(qa, nb, consts);
     table = take(TASK_WORDS * 4);
     nTasks = 0;
     // each thread's best row: (score, index), index −1 when its share holds none (32 bytes per
     // thread: the kernel passes its lanes through them)
     const best = take(32 * nth);
     for (let t = 0; t < nth; t++) i32[(best >>> 2) + 8 * t + 1] = -1;
-    task([T_SCREEN, 0, w.byteOffset, 0, nb, groups, 0, qa, out.byteOffset, rows, best]);
+    task([T_SCREEN, 0, w.byteOffset, consts, nb, groups, 0, qa, out.byteOffset, rows, best]);
     dispatch();
     let bi = -1, bv = -Infinity;
     for (let t = 0; t < nth; t++) {
