@@ -9,6 +9,10 @@
 // followed by its scale and sums, so that a dot product walks one pointer through it:
 //   32-blocks (Q8_0, Q8_1): codes, d f32, s, Σq of the first and of the second 16 (i32)
 //                           s = Q8_1: d·Σq rounded through f16 as llama.cpp stores it (f32); Q8_0: Σq (i32)
+//                           then, splat for the interleaved-rows kernels (asm/r4.ts), d·2^112 in four
+//                           f32 lanes and (Q8_1) s·2^112 in four f32 lanes or (Q8_0) Σq in four i32 lanes:
+//                           made once here, they are one vector load per block there instead of a
+//                           scalar load, a multiply and a splat per block, row group and token
 //   256-blocks (Q8_K):      codes, d f32, 12 bytes padding, Σq of each 16 (16 × i32)
 // Codes are i8 with relaxed SIMD, i16 without (widened once here, not per row).
 //
@@ -37,8 +41,11 @@ export function actKind(type: i32): i32 {
   return -1;
 }
 
+/** 2^112: f16 bits shifted into an f32's place read as the value times 2^-112 (asm/r4.ts h4raw) */
+export const TWO112: f32 = reinterpret<f32>(0x77800000);
+
 /** bytes of a 32-block and of a 256-block of activation */
-export const BLK32: usize = 32 * QS + 16;
+export const BLK32: usize = 32 * QS + 48;
 export const BLK256: usize = 256 * QS + 80;
 
 /** Bytes of a quantized activation of n elements (either kind). */
@@ -133,12 +140,20 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
     const sa = hsumi(codes16(x, id, dst));
     const sc = hsumi(codes16(x + 64, id, dst + 16 * QS));
     const meta = dst + 32 * QS;
-    store<f32>(meta, f16(f32to16(d)));
+    const dh = f16(f32to16(d));
+    store<f32>(meta, dh);
     // Q8_1: s = d·Σq as llama.cpp stores it (f16); Q8_0: the integer Σq, for exact offsets (Q4_0, Q5_0)
-    if (kind == ACT_Q8_1) store<f32>(meta, f16(f32to16(d * <f32>(sa + sc))), 4);
-    else store<i32>(meta, sa + sc, 4);
+    if (kind == ACT_Q8_1) {
+      const s1 = f16(f32to16(d * <f32>(sa + sc)));
+      store<f32>(meta, s1, 4);
+      v128.store(meta, f32x4.splat(s1 * TWO112), 32);
+    } else {
+      store<i32>(meta, sa + sc, 4);
+      v128.store(meta, i32x4.splat(sa + sc), 32);
+    }
     store<i32>(meta, sa, 8);
     store<i32>(meta, sc, 12);
+    v128.store(meta, f32x4.splat(dh * TWO112), 16);
   }
 }
 

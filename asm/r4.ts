@@ -143,7 +143,6 @@ export function r4rows(type: i32, w: usize, rowBytes: usize, r0: i32, r1: i32, d
 @inline function h4raw(v: v128): v128 {
   return v128.and(i32x4.shl(v, 13), i32x4.splat(0x8fffffff));
 }
-const TWO112: f32 = reinterpret<f32>(0x77800000);
 
 /** Q5_0: plane k of the fifth bits (16 bytes, qh) as 0x10 in the bytes whose code has it. */
 // @ts-ignore: decorator
@@ -202,7 +201,7 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
       const d = h4raw(i32x4.extend_low_i16x8_s(dm));
       const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
       acc = blockTerm(type, acc, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
-      if (type == Q4_1) mins = fma4(m, f32x4.splat(load<f32>(q + 32 * QS, 4) * TWO112), mins);
+      if (type == Q4_1) mins = fma4(m, v128.load(q + 32 * QS, 32), mins);
     }
     v128.store(out + (<usize>g << 4), f32x4.add(acc, mins));
   }
@@ -280,9 +279,10 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
 // @ts-ignore: decorator
 @inline function blockTerm(type: i32, acc: v128, S: v128, M: usize, d: v128): v128 {
   let s = S;
-  if (type == Q4_0) s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 3));
-  else if (type == Q5_0) s = i32x4.sub(s, i32x4.splat(load<i32>(M, 4) << 4));
-  return fma4(f32x4.convert_i32x4_s(s), f32x4.mul(d, f32x4.splat(load<f32>(M) * TWO112)), acc);
+  // the activation's splat constants (asm/q8.ts): Σq at M + 32, d·2^112 at M + 16
+  if (type == Q4_0) s = i32x4.sub(s, i32x4.shl(v128.load(M, 32), 3));
+  else if (type == Q5_0) s = i32x4.sub(s, i32x4.shl(v128.load(M, 32), 4));
+  return fma4(f32x4.convert_i32x4_s(s), f32x4.mul(d, v128.load(M, 16)), acc);
 }
 
 /**
@@ -325,21 +325,21 @@ export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
         const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
         const q = q0 + <usize>b * BLK32;
         y0 = blockTerm(type, y0, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
-        if (type == Q4_1) z0 = fma4(m, f32x4.splat(load<f32>(q + 32 * QS, 4) * TWO112), z0);
+        if (type == Q4_1) z0 = fma4(m, v128.load(q + 32 * QS, 32), z0);
         if (nt > 1) {
           const q1 = q + qaStride;
           y1 = blockTerm(type, y1, sums4(type, q1, a0, b0, a1, b1, a2, b2, a3, b3), q1 + 32 * QS, d);
-          if (type == Q4_1) z1 = fma4(m, f32x4.splat(load<f32>(q1 + 32 * QS, 4) * TWO112), z1);
+          if (type == Q4_1) z1 = fma4(m, v128.load(q1 + 32 * QS, 32), z1);
         }
         if (nt > 2) {
           const q2 = q + 2 * qaStride;
           y2 = blockTerm(type, y2, sums4(type, q2, a0, b0, a1, b1, a2, b2, a3, b3), q2 + 32 * QS, d);
-          if (type == Q4_1) z2 = fma4(m, f32x4.splat(load<f32>(q2 + 32 * QS, 4) * TWO112), z2);
+          if (type == Q4_1) z2 = fma4(m, v128.load(q2 + 32 * QS, 32), z2);
         }
         if (nt > 3) {
           const q3 = q + 3 * qaStride;
           y3 = blockTerm(type, y3, sums4(type, q3, a0, b0, a1, b1, a2, b2, a3, b3), q3 + 32 * QS, d);
-          if (type == Q4_1) z3 = fma4(m, f32x4.splat(load<f32>(q3 + 32 * QS, 4) * TWO112), z3);
+          if (type == Q4_1) z3 = fma4(m, v128.load(q3 + 32 * QS, 32), z3);
         }
       }
       const o = Out + <usize>t0 * outStride + (<usize>g << 4);

@@ -832,7 +832,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const d = new Float32Array(n / blk);
     const s16 = new Int32Array(n / 16);
     const s32 = new Float32Array(n / 32);
-    const blkBytes = blk === 256 ? 256 * QS + 80 : 32 * QS + 16;
+    const blkBytes = blk === 256 ? 256 * QS + 80 : ex.actBytes(32);
     for (let b = 0; b < n / blk; b++) {
       const o = b * blkBytes;
       for (let i = 0; i < blk; i++) q[b * blk + i] = QS === 1 ? dv.getInt8(o + i) : dv.getInt16(o + 2 * i, true);
