@@ -755,9 +755,20 @@ export function attentionHeads(q: usize, k: usize, v: usize, kStride: usize, vSt
 // ------------------------------------------------------------------ task lists (one per dispatch)
 // The host writes a list of tasks (TASK_WORDS i32 each) and every thread calls run() with its id:
 // the units of all tasks (rows of a mat-vec / mat-mul, heads of an attention) are numbered
-// consecutively and split into nth equal ranges, so mixed lists (q, k and v together) stay balanced.
+// consecutively, so mixed lists (q, k and v together) stay balanced. Three quarters are split
+// evenly, each thread a contiguous range; the threads claim the last quarter in chunks from a
+// counter (word CLAIM of the first task, zeroed by the host): a thread that starts late or runs
+// slower takes fewer chunks. An equal split left the host waiting ~5 µs per dispatch
+// for the worker (7% slower on the same work, and woken later), 9% of a SmolLM2 decode step.
+// Every unit is computed whole by one thread, so results do not depend on who took it.
 
-export const TASK_WORDS: i32 = 16;
+export const TASK_WORDS: i32 = 17;
+/** the claim counter: this word of the list's first task */
+const CLAIM: i32 = 16;
+/** quarters of the units split evenly up front; the rest is claimed */
+const STATIC_SHARE: i64 = 3;
+/** chunks per thread of the claimed rest: enough to even out, few enough that claiming costs nothing */
+const CHUNKS_PER_THREAD: i64 = 4;
 export const T_QMATVEC: i32 = 1;  // type w rowBytes cols units rowIdx qa out
 export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
 export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride scratch scratchBytes(per thread)
@@ -782,7 +793,25 @@ const L_R4: i32 = 1;
 export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
   let total: i64 = 0;
   for (let i = 0; i < nTasks; i++) total += units(table + (<usize>(i * TASK_WORDS) << 2));
-  const lo = <i32>(total * tid / nth), hi = <i32>(total * (tid + 1) / nth);
+  if (nth == 1) {
+    runRange(table, nTasks, 0, <i32>total, tid);
+    return;
+  }
+  // the first STATIC_SHARE of the units in equal contiguous ranges (one forward stream per thread),
+  // the rest claimed in small chunks by whoever is free
+  const fixed = total * STATIC_SHARE / 4;
+  runRange(table, nTasks, <i32>(fixed * tid / nth), <i32>(fixed * (tid + 1) / nth), tid);
+  const chunk = <i32>max<i64>(1, (total - fixed) / (CHUNKS_PER_THREAD * <i64>nth));
+  const counter = table + (<usize>CLAIM << 2);
+  for (;;) {
+    const c0 = <i64>atomic.add<i32>(counter, chunk) + fixed;
+    if (c0 >= total) break;
+    runRange(table, nTasks, <i32>c0, <i32>min<i64>(total, c0 + chunk), tid);
+  }
+}
+
+/** The units [lo, hi) of the task list (numbered across its tasks), by thread tid. */
+function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
   let base = 0;
   for (let i = 0; i < nTasks && base < hi; i++) {
     const t = table + (<usize>(i * TASK_WORDS) << 2);

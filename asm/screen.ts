@@ -36,11 +36,13 @@ export function screenConsts(qa: usize, nb: i32, dst: usize): void {
 /**
  * Screened scores of row groups [g0, g1): out[4g + r] = row (4g + r) · activation (Q8_0 at qa,
  * its constants from screenConsts at consts).
- * nb = blocks of 32 per row. Also the best of these rows below `rows` (the first on ties) into
- * best (32 bytes of scratch): its score (f32), then its index (i32; −1 when there is none).
+ * nb = blocks of 32 per row. Also the best of these rows below `rows` (the first on ties) merged
+ * into best (32 bytes of scratch holding a score (f32), then an index (i32; −1 when there is none):
+ * a thread that takes several ranges keeps its best across them).
  */
 export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, consts: usize, out: usize, rows: i32, best: usize): void {
   const gBytes = <usize>nb * SCREEN_GROUP_BYTES;
+  const sv = load<f32>(best), si = load<i32>(best, 4);
   // per lane r: the best score of rows 4g + r so far and its index (strictly greater replaces)
   let bv = f32x4.splat(-Infinity);
   let bi = i32x4.splat(-1);
@@ -83,6 +85,7 @@ export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, con
     const lv = load<f32>(best + (l << 2)), li = load<i32>(best + (l << 2), 16);
     if (li >= 0 && (i < 0 || lv > v || (lv == v && li < i))) { v = lv; i = li; }
   }
+  if (si >= 0 && (i < 0 || sv > v || (sv == v && si < i))) { v = sv; i = si; }
   store<f32>(best, v);
   store<i32>(best, i, 4);
 }

@@ -138,7 +138,9 @@ interface Exports {
 }
 
 // task list layout: asm/kernels.ts
-const TASK_WORDS = 16;
+const TASK_WORDS = 17;
+/** the task word the threads claim units with (asm/kernels.ts) */
+const CLAIM = 16;
 const T_QMATVEC = 1;
 const T_FMATVEC = 2;
 const T_QMATMUL = 3;
@@ -292,6 +294,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   }
   function dispatch(): void {
     if (nTasks === 0) return;
+    // the threads' claim counter (asm/kernels.ts run)
+    i32[(table >>> 2) + CLAIM] = 0;
     if (pool && !tiny()) pool.run(table, nTasks);
     else ex.run(table, nTasks, 0, 1);
   }
@@ -877,8 +881,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     let bi = -1, bv = -Infinity;
     for (let t = 0; t < nth; t++) {
       const v = f32[(best >>> 2) + 8 * t]!, i = i32[(best >>> 2) + 8 * t + 1]!;
-      // shares are in row order: a later one replaces only with a strictly better score
-      if (i >= 0 && (bi < 0 || v > bv)) { bv = v; bi = i; }
+      // the threads took chunks in any order: the best score, the first row on ties
+      if (i >= 0 && (bi < 0 || v > bv || (v === bv && i < bi))) { bv = v; bi = i; }
     }
     return bi;
   }
