@@ -97,21 +97,29 @@ export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, con
  */
 export function screenSelect(s: usize, r: usize, n: i32, kappa: f64, base: f64, always: i32, idx: usize): i32 {
   let c = 0;
-  const K = f64x2.splat(kappa), B = f64x2.splat(base);
+  // a conservative f32 test first, then the exact f64 one on the lanes it lets through. The f32
+  // sum s + κ·r is off by at most ~3·2^-24 of |s| + |κ·r| (κ, the product and the sum each rounded
+  // once) and base by 2^-24 of |base|: a slack of 2^-20 of each covers both
+  const K32 = f32x4.splat(<f32>kappa);
+  const E = f32x4.splat(<f32>9.5367431640625e-7);
+  const B32 = f32x4.splat(<f32>(base - (Math.abs(base) + 1) * 9.5367431640625e-7));
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const o = <usize>i << 2;
     const sv = v128.load(s + o);
-    let lo = f64x2.promote_low_f32x4(sv), hi = f64x2.promote_low_f32x4(i32x4.shuffle(sv, sv, 2, 3, 0, 1));
+    let t = sv, mag = f32x4.abs(sv);
     if (r) {
-      const rv = v128.load(r + o);
-      lo = f64x2.add(lo, f64x2.mul(K, f64x2.promote_low_f32x4(rv)));
-      hi = f64x2.add(hi, f64x2.mul(K, f64x2.promote_low_f32x4(i32x4.shuffle(rv, rv, 2, 3, 0, 1))));
+      const kr = f32x4.mul(K32, v128.load(r + o));
+      t = f32x4.add(sv, kr);
+      mag = f32x4.add(mag, f32x4.abs(kr));
     }
-    const m = i64x2.bitmask(f64x2.ge(lo, B)) | (i64x2.bitmask(f64x2.ge(hi, B)) << 2);
+    const m = i32x4.bitmask(f32x4.ge(f32x4.add(t, f32x4.mul(E, mag)), B32));
     if (m == 0 && (always < i || always >= i + 4)) continue;
     for (let k = 0; k < 4; k++) {
-      if ((m >> k) & 1 || i + k == always) { store<i32>(idx + (<usize>c << 2), i + k); c++; }
+      const j = i + k;
+      let v = <f64>load<f32>(s + (<usize>j << 2));
+      if (r) v += kappa * <f64>load<f32>(r + (<usize>j << 2));
+      if (v >= base || j == always) { store<i32>(idx + (<usize>c << 2), j); c++; }
     }
   }
   for (; i < n; i++) {
