@@ -2,6 +2,8 @@
 // RNG. Order as llama.cpp's default chain: repetition penalty → top-k → top-p → min-p →
 // temperature → draw. Temperature ≤ 0 means greedy (argmax of the raw logits).
 
+import type { Selection } from '../sparsity/policy.js';
+
 export interface SamplerOptions {
   /** ≤ 0: greedy */
   readonly temperature?: number;
@@ -62,19 +64,11 @@ function rotl(x: number, k: number): number {
 }
 
 /**
- * The rows that can hold a finite logit (ascending), when the output layer computed only those
- * (the sparse head: every other row is −∞); null when every row is computed.
- */
-export interface LogitSupport {
-  readonly idx: Int32Array;
-  readonly n: number;
-}
-
-/**
- * argmax(logits), reading only the rows in `support` when given: equal to the full scan when the
+ * argmax(logits), reading only the rows in `support` when given (the rows that can hold a finite
+ * logit, ascending, when the output layer computed only those — the sparse head): equal to the full scan when the
  * other rows are −∞ (ties: the lowest index, as the full scan; the support is ascending).
  */
-export function argmaxIn(logits: Float32Array, support: LogitSupport | null | undefined): number {
+export function argmaxIn(logits: Float32Array, support: Selection | null | undefined): number {
   if (!support || support.n === 0) return argmax(logits);
   let best = -1;
   let bv = -Infinity;
@@ -141,7 +135,7 @@ export class Sampler {
    * `support`, when the output layer computed only some rows (the rest −∞), lets greedy picking
    * read those alone.
    */
-  sample(logits: Float32Array, history: readonly number[] = [], support?: LogitSupport | null): number {
+  sample(logits: Float32Array, history: readonly number[] = [], support?: Selection | null): number {
     const o = this.opts;
     if (o.repeatPenalty !== 1 && o.repeatLastN > 0) {
       const seen = new Set(history.slice(-o.repeatLastN));

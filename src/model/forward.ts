@@ -10,7 +10,6 @@ import type { ModelConfig } from './config.js';
 import { f32On, type KVCache } from './kv-cache.js';
 import type { QTensor } from './tensor.js';
 import type { Weights } from './weights.js';
-import type { LogitSupport } from '../generate/sampler.js';
 
 /** Named intermediate activations, `rows` rows of `width` each, in `data`. */
 export type TapName = 'attn_in' | 'q_lin' | 'k_lin' | 'v_lin' | 'q' | 'k' | 'v' | 'attn_out' | 'attn_proj' | 'ffn_in' | 'ffn_gate_act' | 'ffn_up' | 'ffn_act' | 'ffn_out' | 'residual' | 'final';
@@ -32,7 +31,7 @@ export interface OutputHead {
   /** Logits of the final normalised state h into out[0..vocab) (softcap applied). */
   logits(h: Float32Array, out: Float32Array): number;
   /** After logits(): the rows it computed (ascending; every other row is −∞), or null when all were. */
-  readonly support: LogitSupport | null;
+  readonly support: Selection | null;
 }
 
 export class Forward {
@@ -50,7 +49,7 @@ export class Forward {
   /** rows the output head computed exactly in the last step that used it */
   headRows = 0;
   /** the rows of the last run's logits that can be finite (the output head's), or null: all of them */
-  headSupport: LogitSupport | null = null;
+  headSupport: Selection | null = null;
 
   // run state for up to `maxBatch` tokens; shapes in comments
   private readonly x: Float32Array;        // [B][dim] residual stream

@@ -8,9 +8,9 @@ import { CtxError } from '../errors.js';
 import type { Forward } from '../model/forward.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { Model } from '../model/load.js';
-import { Sampler, topLogits, type LogitSupport, type SamplerOptions } from '../generate/sampler.js';
+import { Sampler, topLogits, type SamplerOptions } from '../generate/sampler.js';
 import type { SparseHead } from '../sparsity/head.js';
-import { densePolicy, type SparsityPolicy } from '../sparsity/policy.js';
+import { densePolicy, type Selection, type SparsityPolicy } from '../sparsity/policy.js';
 import { StreamDecoder } from '../tokenizer/index.js';
 
 /** A token's log-probability and the k best alternatives (ids, log-probabilities), best first. */
@@ -388,7 +388,7 @@ export class Engine {
     return head;
   }
 
-  private generated(seq: Seq, logits: Float32Array, now: number, support: LogitSupport | null = null): void {
+  private generated(seq: Seq, logits: Float32Array, now: number, support: Selection | null = null): void {
     const req = seq.req;
     // log-probabilities of the model's distribution, before the sampler's penalties change the logits
     const probe = req.logprobs !== undefined ? { logits: new Float32Array(logits) } : undefined;
