@@ -776,7 +776,7 @@ export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outSt
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
 export const T_TMATVEC: i32 = 6;  // kind plan copy panels units(tiles of 32 rows) 0 0 out   (transposed copy, kept input channels: asm/sparse.ts)
 export const T_SCREEN: i32 = 7;   // - w consts nb units(groups) - qa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
-export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread)
+export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread) layout
 export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows) cols dst layout scratch scratchBytes(per thread)   (transposed copy: asm/sparse.ts)
 export const T_R4MATVEC: i32 = 10; // type w rowBytes - units(groups of 4 rows) - qa out   (interleaved rows, dense: asm/r4.ts)
 // T_QMATVEC word 9, T_QMATMUL word 13 (its units then groups of 4 rows), T_TBUILD word 8: the
@@ -859,10 +859,14 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
         // dequantize four rows, quantize them as one screen group (padding rows are zero)
         const x = <usize>word(t, 9) + <usize>tid * <usize>word(t, 10);
         const nb = word(t, 4), cols = nb << 5, rows = word(t, 6);
+        const rb = <usize>word(t, 3), r4 = word(t, 11) == L_R4;
+        // interleaved weights (rows a multiple of 4): the group's rows back in ggml rows, after the four f32 rows
+        const gbuf = x + (<usize>(4 * cols) << 2);
         for (let g = a; g < b; g++) {
+          if (r4) r4rows(word(t, 1), word(t, 2), rb, 4 * g, 4 * g + 4, gbuf);
           for (let r = 0; r < 4; r++) {
             const row = 4 * g + r, xr = x + (<usize>(r * cols) << 2);
-            if (row < rows) dequantize(word(t, 1), <usize>word(t, 2) + <usize>row * <usize>word(t, 3), cols, xr);
+            if (row < rows) dequantize(word(t, 1), r4 ? gbuf + <usize>r * rb : <usize>word(t, 2) + <usize>row * rb, cols, xr);
             else memory.fill(xr, 0, <usize>cols << 2);
           }
           screenQuantizeGroup(x, nb, <usize>word(t, 7) + <usize>g * <usize>nb * 72, word(t, 8) != 0);

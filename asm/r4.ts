@@ -10,6 +10,7 @@
 //   Q4_0: d[4] f16, qs[4][16]            (72 bytes)
 //   Q4_1: d[4] f16, m[4] f16, qs[4][16]  (80)
 //   Q5_0: d[4] f16, qh planes[16], qs[4][16] (88)
+//   Q8_0: d[4] f16, qs[4][32]            (136)
 // and superblocks run along the row group (g·nb + b), so a group of four rows occupies exactly the
 // bytes the four rows did, and packing is done in place, group by group.
 //
@@ -32,22 +33,25 @@
 // Every kernel here sums a token's blocks in one order (r4matvec for one token, r4matmul for up to
 // four): a sequence decoded in a batch gets bit for bit the logits it gets alone.
 
-import { f16, Q4_0, Q4_1, Q5_0 } from './common';
+import { f16, Q4_0, Q4_1, Q5_0, Q8_0 } from './common';
 import { BLK32, QS, lo4, hi4, padd, pwiden, RELAXED } from './q8';
 
 /** Whether a type has the interleaved layout and kernel. */
 export function r4supports(type: i32): bool {
-  return type == Q4_0 || type == Q4_1 || type == Q5_0;
+  return type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q8_0;
 }
 
 /** Bytes of one ggml block of 32 (the types r4supports). */
 // @ts-ignore: decorator
-@inline function blockBytes(type: i32): usize { return type == Q4_0 ? 18 : type == Q4_1 ? 20 : 22; }
+@inline function blockBytes(type: i32): usize { return type == Q4_0 ? 18 : type == Q4_1 ? 20 : type == Q5_0 ? 22 : 34; }
 /** The fields of a block: sizes of field 0, 1 (0 when absent), 2 */
 // @ts-ignore: decorator
 @inline function field0(type: i32): usize { return 2; }
 // @ts-ignore: decorator
-@inline function field1(type: i32): usize { return type == Q4_0 ? 0 : type == Q4_1 ? 2 : 4; }
+@inline function field1(type: i32): usize { return type == Q4_1 ? 2 : type == Q5_0 ? 4 : 0; }
+/** bytes of a row's codes in a block: 16 (4-bit), 32 (Q8_0) */
+// @ts-ignore: decorator
+@inline function codeBytes(type: i32): usize { return type == Q8_0 ? 32 : 16; }
 
 /** Q5_0: the four rows' qh words (at sb + 8, as scatterBlock left them) → the bit planes, in place. */
 // @ts-ignore: decorator
@@ -78,7 +82,9 @@ export function r4supports(type: i32): bool {
   const f0 = field0(type), f1 = field1(type);
   memory.copy(sb + r * f0, src, f0);
   if (f1) memory.copy(sb + 4 * f0 + r * f1, src + f0, f1);
-  v128.store(sb + 4 * (f0 + f1) + (r << 4), v128.load(src + f0 + f1));
+  const c = sb + 4 * (f0 + f1) + r * codeBytes(type);
+  v128.store(c, v128.load(src + f0 + f1));
+  if (type == Q8_0) v128.store(c, v128.load(src + f0 + 16), 16);
 }
 /** The reverse: row r's ggml block out of the superblock at sb, to dst. */
 // @ts-ignore: decorator
@@ -87,7 +93,9 @@ export function r4supports(type: i32): bool {
   memory.copy(dst, sb + r * f0, f0);
   if (type == Q5_0) store<u32>(dst + f0, fromPlanes(sb + 8, <i32>r));
   else if (f1) memory.copy(dst + f0, sb + 4 * f0 + r * f1, f1);
-  v128.store(dst + f0 + f1, v128.load(sb + 4 * (f0 + f1) + (r << 4)));
+  const c = sb + 4 * (f0 + f1) + r * codeBytes(type);
+  v128.store(dst + f0 + f1, v128.load(c));
+  if (type == Q8_0) v128.store(dst + f0 + 16, v128.load(c, 16));
 }
 
 /**
@@ -168,17 +176,22 @@ export function r4rows(type: i32, w: usize, rowBytes: usize, r0: i32, r1: i32, d
 
 /**
  * Row groups [g0, g1) of y = W·x on the interleaved layout: out[4g + r] for r < 4. qa: the
- * activation (Q8_1 for Q4_1, Q8_0 for Q4_0 / Q5_0, asm/q8.ts's layout).
+ * activation (Q8_1 for Q4_1, Q8_0 for Q4_0 / Q5_0 / Q8_0, asm/q8.ts's layout).
  */
 export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, out: usize): void {
   // one loop per type (the type a constant in each, its branches folded)
   if (type == Q4_1) r4matvecK(Q4_1, w, rowBytes, g0, g1, qa, out);
   else if (type == Q4_0) r4matvecK(Q4_0, w, rowBytes, g0, g1, qa, out);
-  else r4matvecK(Q5_0, w, rowBytes, g0, g1, qa, out);
+  else if (type == Q5_0) r4matvecK(Q5_0, w, rowBytes, g0, g1, qa, out);
+  else r4matvecK(Q8_0, w, rowBytes, g0, g1, qa, out);
 }
 
 // @ts-ignore: decorator
 @inline function r4matvecK(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, out: usize): void {
+  if (type == Q8_0) {
+    for (let g = g0; g < g1; g++) v128.store(out + (<usize>g << 4), r4group(type, w + <usize>g * 4 * rowBytes, rowBytes, qa));
+    return;
+  }
   const nb = <i32>(rowBytes / blockBytes(type));
   const sbBytes = 4 * blockBytes(type);
   const codes: usize = type == Q4_0 ? 8 : type == Q4_1 ? 16 : 24;
@@ -207,8 +220,50 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
   }
 }
 
+/** The four rows of the group at p · the activation at qa: [y_r0, y_r1, y_r2, y_r3]. */
+// @ts-ignore: decorator
+@inline function r4group(type: i32, p: usize, rowBytes: usize, qa: usize): v128 {
+  const nb = <i32>(rowBytes / blockBytes(type));
+  const sbBytes = 4 * blockBytes(type);
+  const codes: usize = type == Q4_0 || type == Q8_0 ? 8 : type == Q4_1 ? 16 : 24;
+  let q = qa;
+  // two accumulators (the scaled sums, the mins' term): two short dependency chains, added at the end
+  let acc = f32x4.splat(0), mins = f32x4.splat(0);
+  for (let b = 0; b < nb; b++, p += sbBytes, q += BLK32) {
+    if (type == Q8_0) {
+      const c = p + codes;
+      const S = sums4q8(q, v128.load(c), v128.load(c, 16), v128.load(c, 32), v128.load(c, 48),
+        v128.load(c, 64), v128.load(c, 80), v128.load(c, 96), v128.load(c, 112));
+      acc = blockTerm(type, acc, S, q + 32 * QS, h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))));
+      continue;
+    }
+    const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
+    let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
+    if (type == Q5_0) {
+      const qh = v128.load(p, 8);
+      a0 = v128.or(a0, plane(qh, 0)); b0 = v128.or(b0, plane(qh, 1));
+      a1 = v128.or(a1, plane(qh, 2)); b1 = v128.or(b1, plane(qh, 3));
+      a2 = v128.or(a2, plane(qh, 4)); b2 = v128.or(b2, plane(qh, 5));
+      a3 = v128.or(a3, plane(qh, 6)); b3 = v128.or(b3, plane(qh, 7));
+    }
+    const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
+    const d = h4raw(i32x4.extend_low_i16x8_s(dm));
+    const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
+    acc = blockTerm(type, acc, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
+    if (type == Q4_1) mins = fma4(m, v128.load(q + 32 * QS, 32), mins);
+  }
+  return f32x4.add(acc, mins);
+}
+
 /** One row r of an interleaved matrix · the activation (a row gather: CATS's up rows). */
 export function r4dotRow(type: i32, w: usize, rowBytes: usize, r: i32, qa: usize): f32 {
+  if (type == Q8_0) {
+    // the whole group in r4matvec's order (the group's bytes are read either way), so a gathered
+    // row — the sparse output layer's exact logits — has the bits the full mat-vec gives it
+    const y = r4group(Q8_0, w + <usize>(r >> 2) * 4 * rowBytes, rowBytes, qa);
+    const k = r & 3;
+    return k == 0 ? f32x4.extract_lane(y, 0) : k == 1 ? f32x4.extract_lane(y, 1) : k == 2 ? f32x4.extract_lane(y, 2) : f32x4.extract_lane(y, 3);
+  }
   const nb = <i32>(rowBytes / blockBytes(type));
   const sbBytes = 4 * blockBytes(type);
   const k = <usize>(r & 3);
@@ -275,6 +330,26 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
   return RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
 }
 
+/** Q8_0: the products of 16 signed weight codes with 16 activation codes (plain SIMD: xl, xh the i16 halves), as i32x4. */
+// @ts-ignore: decorator
+@inline function sd(xl: v128, xh: v128, w: v128): v128 {
+  if (RELAXED) {
+    // |w| · (x with w's sign): the unsigned operand stays below 128 (Q8_0 codes are in [-127, 127])
+    const m = i8x16.lt_s(w, i8x16.splat(0));
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(xl, m), m), i8x16.abs(w)));
+  }
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), xh));
+}
+
+/** Q8_0: the four rows' integer sums for one token (activation codes at q; row r's codes in wr0, wr1). */
+// @ts-ignore: decorator
+@inline function sums4q8(q: usize, w00: v128, w01: v128, w10: v128, w11: v128, w20: v128, w21: v128, w30: v128, w31: v128): v128 {
+  const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
+  const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
+  return tsum4(i32x4.add(sd(xl, xh, w00), sd(xl2, xh2, w01)), i32x4.add(sd(xl, xh, w10), sd(xl2, xh2, w11)),
+    i32x4.add(sd(xl, xh, w20), sd(xl2, xh2, w21)), i32x4.add(sd(xl, xh, w30), sd(xl2, xh2, w31)));
+}
+
 /** acc + this block's scaled sums for one token: (S − off)·d·dx — the order of every kernel here. */
 // @ts-ignore: decorator
 @inline function blockTerm(type: i32, acc: v128, S: v128, M: usize, d: v128): v128 {
@@ -294,14 +369,15 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
 export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
   if (type == Q4_1) r4matmulK(Q4_1, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
   else if (type == Q4_0) r4matmulK(Q4_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
-  else r4matmulK(Q5_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
+  else if (type == Q5_0) r4matmulK(Q5_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
+  else r4matmulK(Q8_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
 }
 
 // @ts-ignore: decorator
 @inline function r4matmulK(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
   const nb = <i32>(rowBytes / blockBytes(type));
   const sbBytes = 4 * blockBytes(type);
-  const codes: usize = type == Q4_0 ? 8 : type == Q4_1 ? 16 : 24;
+  const codes: usize = type == Q4_0 || type == Q8_0 ? 8 : type == Q4_1 ? 16 : 24;
   for (let g = g0; g < g1; g++) {
     const W0 = w + <usize>g * 4 * rowBytes;
     for (let t0 = 0; t0 < nTok; t0 += 4) {
@@ -311,6 +387,19 @@ export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
       let z0 = f32x4.splat(0), z1 = f32x4.splat(0), z2 = f32x4.splat(0), z3 = f32x4.splat(0);
       let p = W0;
       for (let b = 0; b < nb; b++, p += sbBytes) {
+        const d = h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p)));
+        const q = q0 + <usize>b * BLK32;
+        if (type == Q8_0) {
+          // the four rows' codes loaded once, used for every token
+          const c = p + codes;
+          const w00 = v128.load(c), w01 = v128.load(c, 16), w10 = v128.load(c, 32), w11 = v128.load(c, 48);
+          const w20 = v128.load(c, 64), w21 = v128.load(c, 80), w30 = v128.load(c, 96), w31 = v128.load(c, 112);
+          y0 = blockTerm(type, y0, sums4q8(q, w00, w01, w10, w11, w20, w21, w30, w31), q + 32 * QS, d);
+          if (nt > 1) { const q1 = q + qaStride; y1 = blockTerm(type, y1, sums4q8(q1, w00, w01, w10, w11, w20, w21, w30, w31), q1 + 32 * QS, d); }
+          if (nt > 2) { const q2 = q + 2 * qaStride; y2 = blockTerm(type, y2, sums4q8(q2, w00, w01, w10, w11, w20, w21, w30, w31), q2 + 32 * QS, d); }
+          if (nt > 3) { const q3 = q + 3 * qaStride; y3 = blockTerm(type, y3, sums4q8(q3, w00, w01, w10, w11, w20, w21, w30, w31), q3 + 32 * QS, d); }
+          continue;
+        }
         const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
         let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
         if (type == Q5_0) {
@@ -320,10 +409,7 @@ export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
           a2 = v128.or(a2, plane(qh, 4)); b2 = v128.or(b2, plane(qh, 5));
           a3 = v128.or(a3, plane(qh, 6)); b3 = v128.or(b3, plane(qh, 7));
         }
-        const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
-        const d = h4raw(i32x4.extend_low_i16x8_s(dm));
-        const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
-        const q = q0 + <usize>b * BLK32;
+        const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(v128.load(p))) : d;
         y0 = blockTerm(type, y0, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
         if (type == Q4_1) z0 = fma4(m, v128.load(q + 32 * QS, 32), z0);
         if (nt > 1) {

@@ -6,7 +6,7 @@
 // largest difference between the two builds' outputs (0 for a change that keeps the sums).
 // Build the old one in a worktree first, e.g.
 //   git worktree add /tmp/old HEAD~1 && ln -s "$PWD/node_modules" /tmp/old/node_modules && (cd /tmp/old && npm run build)
-// Usage: node bench/ab-builds.mjs --old /tmp/old/dist/src [--new dist/src] -m MODEL [-t 1] [--types Q4_K,Q6_K [--keep 0.5] | --decode] [-r 30]
+// Usage: node bench/ab-builds.mjs --old /tmp/old/dist/src [--new dist/src] -m MODEL [-t 1] [--types Q4_K,Q6_K [--keep 0.5] | --output | --decode] [-r 30]
 // (remove the worktree's node_modules link before `git worktree remove`)
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -19,13 +19,14 @@ const o = new Command()
   .requiredOption('-m, --model <name>', 'catalog name or .gguf path')
   .option('-t, --threads <n>', 'kernel threads', '1')
   .option('--types <list>', 'time the mat-vecs of every layer tensor of these types (comma list)', '')
+  .option('--output', 'time the output layer\'s mat-vec alone')
   .option('--keep <share>', 'with --types: keep this share of the input channels (the same pseudo-random ones in both builds), through the transposed copies')
   .option('--decode', 'time decode steps instead (48 per run, fixed token ids)')
   .option('-r, --rounds <n>', 'runs of each build, alternating', '30')
   .parse()
   .opts();
 const types = String(o.types).split(',').filter(Boolean);
-if (!o.decode && types.length === 0) { console.error('bench/ab-builds.mjs: give --types or --decode'); process.exit(1); }
+if (!o.decode && !o.output && types.length === 0) { console.error('bench/ab-builds.mjs: give --types, --output or --decode'); process.exit(1); }
 const keep = o.keep === undefined ? null : Number(o.keep);
 if (keep !== null && !(keep > 0 && keep <= 1)) { console.error('bench/ab-builds.mjs: --keep takes a share in (0, 1]'); process.exit(1); }
 let seed = 1;
@@ -44,7 +45,8 @@ for (const [k, root] of [['old', o.old], ['new', o.new]]) {
     S.kv = m.createCache(64);
   } else {
     const Ws = [];
-    for (const L of m.weights.layers) for (const W of Object.values(L)) if (W && W.type && types.includes(W.type.name)) Ws.push(W);
+    if (o.output) Ws.push(m.weights.output);
+    else for (const L of m.weights.layers) for (const W of Object.values(L)) if (W && W.type && types.includes(W.type.name)) Ws.push(W);
     if (Ws.length === 0) { console.error(`bench/ab-builds.mjs: ${o.model} has no layer tensor of type ${types.join(', ')}`); process.exit(1); }
     const cols = Ws[0].cols;
     S.Ws = Ws.filter((W) => W.cols === cols); // one input for all of them
@@ -84,7 +86,7 @@ if (o.decode) {
   console.log(`${o.model} t${o.threads} decode: old ${a.toFixed(1)} tok/s, new ${b.toFixed(1)} tok/s, ×${(b / a).toFixed(3)}`);
 } else {
   const S = sets.new;
-  console.log(`${o.model} t${o.threads} ${types.join(',')}${selection ? ` keep ${keep} (${selection.n} channels)` : ''}: ${S.Ws.length} tensors, ${(S.bytes / 1e6).toFixed(1)} MB per pass: old ${a.toFixed(3)} ms (${(S.bytes / a / 1e6).toFixed(2)} GB/s), new ${b.toFixed(3)} ms (${(S.bytes / b / 1e6).toFixed(2)} GB/s), ×${(a / b).toFixed(3)}`);
+  console.log(`${o.model} t${o.threads} ${o.output ? `output (${S.Ws[0].type.name})` : types.join(',')}${selection ? ` keep ${keep} (${selection.n} channels)` : ''}: ${S.Ws.length} tensors, ${(S.bytes / 1e6).toFixed(1)} MB per pass: old ${a.toFixed(3)} ms (${(S.bytes / a / 1e6).toFixed(2)} GB/s), new ${b.toFixed(3)} ms (${(S.bytes / b / 1e6).toFixed(2)} GB/s), ×${(a / b).toFixed(3)}`);
   let d = 0;
   sets.old.outs.forEach((x, i) => { const y = sets.new.outs[i]; for (let j = 0; j < x.length; j++) d = Math.max(d, Math.abs(x[j] - y[j])); });
   console.log(`largest |old − new| over the outputs: ${d}`);

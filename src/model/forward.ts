@@ -8,7 +8,7 @@ import type { AttentionArgs, Kernels } from '../kernels/kernels.js';
 import { densePolicy, type LinearSite, type Selection, type SparsityPolicy } from '../sparsity/policy.js';
 import type { ModelConfig } from './config.js';
 import { f32On, type KVCache } from './kv-cache.js';
-import type { QTensor } from './tensor.js';
+import { ggmlRow, type QTensor } from './tensor.js';
 import type { Weights } from './weights.js';
 
 /** Named intermediate activations, `rows` rows of `width` each, in `data`. */
@@ -63,6 +63,7 @@ export class Forward {
   private readonly up: Float32Array;       // [B][ffn]
   private readonly cs: Float32Array;       // [ropeDims/2 cos, then ropeDims/2 sin]
   private logitsBuf: Float32Array;         // [1 or B][vocab]
+  private readonly embRow: Uint8Array;     // one embedding row in ggml blocks (when the table is interleaved)
   private ropeP = -1;                      // the position and base cos / sin hold
   private ropeBase = 0;
 
@@ -82,6 +83,7 @@ export class Forward {
     this.up = make(B * cfg.ffnDim);
     this.cs = make(cfg.rope.dims);
     this.logitsBuf = new Float32Array(cfg.vocabSize);
+    this.embRow = new Uint8Array(w.tokenEmbd.rowBytes);
   }
 
   /**
@@ -147,7 +149,8 @@ export class Forward {
     for (let t = 0; t < T; t++) {
       const tok = rows[t]!.token;
       if (!(tok >= 0 && tok < cfg.vocabSize)) throw new Error(`forward: token id ${tok} is outside the vocabulary (${cfg.vocabSize})`);
-      dequantize(E.type.id, E.data, E.offset + tok * E.rowBytes, this.x, t * D, D);
+      const e = ggmlRow(E, tok, this.embRow);
+      dequantize(E.type.id, e.data, e.offset, this.x, t * D, D);
       if (cfg.embedScale !== 1) for (let i = 0; i < D; i++) this.x[t * D + i]! *= cfg.embedScale;
     }
 

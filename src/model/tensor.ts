@@ -23,7 +23,7 @@ export interface QTensor {
 }
 
 /** Field sizes of a ggml 32-block, for the types the interleaved layout has (asm/r4.ts). */
-const R4_FIELDS: Record<number, readonly number[]> = { 2: [2, 16], 3: [2, 2, 16], 6: [2, 4, 16] };
+const R4_FIELDS: Record<number, readonly number[]> = { 2: [2, 16], 3: [2, 2, 16], 6: [2, 4, 16], 8: [2, 32] };
 
 /**
  * Row r of W in the ggml layout: a view into W.data, or for interleaved rows a copy into `tmp`

@@ -96,12 +96,16 @@ class Binder {
   }
 }
 
-/** The layer linears rearranged by `pack` (the kernels' fastest layout; same bytes, in place). */
+/**
+ * The layer linears and the output layer rearranged by `pack` (the kernels' fastest layout; same
+ * bytes, in place). A tied output layer is the token embedding too: both name the packed tensor.
+ */
 export function packWeights(w: Weights, pack: (W: QTensor) => QTensor): Weights {
   const layers = w.layers.map((L) => ({
     ...L, wq: pack(L.wq), wk: pack(L.wk), wv: pack(L.wv), wo: pack(L.wo), gate: pack(L.gate), up: pack(L.up), down: pack(L.down),
   }));
-  return { ...w, layers };
+  const output = pack(w.output);
+  return { ...w, layers, output, tokenEmbd: w.tiedOutput ? output : w.tokenEmbd };
 }
 
 export function bindWeights(src: TensorSource, cfg: ModelConfig): Weights {

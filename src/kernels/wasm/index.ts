@@ -85,7 +85,7 @@ export interface WasmKernelOptions {
   threads?: number;
   /** 'q8' (default): 8-bit activations and integer dot products, as llama.cpp; 'f32': exact activations */
   activations?: 'q8' | 'f32';
-  /** pack() interleaves four rows of Q4_0 / Q4_1 / Q5_0 layer weights (asm/r4.ts; default true with 'q8') */
+  /** pack() interleaves four rows of Q4_0 / Q4_1 / Q5_0 / Q8_0 weights (asm/r4.ts; default true with 'q8') */
   interleave?: boolean;
   /** 'auto' (default): relaxed SIMD where the engine has it; or force one flavour */
   simd?: 'auto' | SimdFlavour;
@@ -897,12 +897,13 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     if (!supported.has(W.type.id) || W.cols % 32 !== 0) return false;
     const nb = W.cols / 32, groups = Math.ceil(W.rows / 4);
     if (!ours.has(dst.buffer) || dst.byteLength < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`screenBuild ${W.name}: dst must be a view of this memory of ${groups * nb * SCREEN_GROUP_BYTES} bytes`);
-    const xBytes = align(4 * W.cols * 4, 64);
+    // four rows in f32, and for interleaved weights the group in ggml rows
+    const xBytes = align(4 * W.cols * 4 + (isR4(W) ? 4 * W.rowBytes : 0), 64);
     beginScratch(nth * xBytes + TASK_WORDS * 4 + 128);
     const xb = take(nth * xBytes);
     table = take(TASK_WORDS * 4);
     nTasks = 0;
-    task([T_SCREEN_BUILD, W.type.id, addressOf(W), W.rowBytes, nb, groups, W.rows, dst.byteOffset, search ? 1 : 0, xb, xBytes]);
+    task([T_SCREEN_BUILD, W.type.id, addressOf(W), W.rowBytes, nb, groups, W.rows, dst.byteOffset, search ? 1 : 0, xb, xBytes, isR4(W) ? L_R4 : 0]);
     dispatch();
     return true;
   }
