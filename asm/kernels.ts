@@ -882,10 +882,10 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
           for (let tile = a; tile < b; tile++) {
             const r0 = tile << 5, r1 = min(r0 + 32, rows);
             r4rows(word(t, 1), word(t, 2), rb, r0, r1, buf);
-            tbuild(word(t, 1), buf - <usize>r0 * rb, rb, rows, word(t, 6), r0, r1, word(t, 7));
+            tbuild(word(t, 1), buf - <usize>r0 * rb, rb, word(t, 6), r0, r1, word(t, 7));
           }
         } else {
-          tbuild(word(t, 1), word(t, 2), word(t, 3), rows, word(t, 6), a << 5, min(b << 5, rows), word(t, 7));
+          tbuild(word(t, 1), word(t, 2), word(t, 3), word(t, 6), a << 5, min(b << 5, rows), word(t, 7));
         }
         break;
       }

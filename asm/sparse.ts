@@ -100,11 +100,11 @@ export function tpanelBytes(kind: i32, Rp: i32): usize {
   if (kind == K_SYM5 && (q & 16) != 0) store<u32>(tile, load<u32>(tile) | (<u32>1 << k));
 }
 /**
- * Build the transposed copy of rows [r0, r1) of a row-major tensor (R rows of rowBytes, cols
+ * Build the transposed copy of rows [r0, r1) of a row-major tensor (rows of rowBytes, cols
  * inputs) at dst (tpanelBytes × cols / tpanelWidth bytes, zeroed beforehand). Rows may be split
  * over calls, by whole tiles (the rows of a tile share their code bytes).
  */
-export function tbuild(type: i32, src: usize, rowBytes: usize, R: i32, cols: i32, r0: i32, r1: i32, dst: usize): void {
+export function tbuild(type: i32, src: usize, rowBytes: usize, cols: i32, r0: i32, r1: i32, dst: usize): void {
   const kind = tkind(type);
   const nP = <usize>(cols / tpanelWidth(kind));
   const nb = cols >> 5;

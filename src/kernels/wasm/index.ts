@@ -128,7 +128,7 @@ interface Exports {
   tkind(type: number): number;
   tpanelWidth(kind: number): number;
   tpanelBytes(kind: number, Rp: number): number;
-  tbuild(type: number, src: number, rowBytes: number, R: number, cols: number, r0: number, r1: number, dst: number): void;
+  tbuild(type: number, src: number, rowBytes: number, cols: number, r0: number, r1: number, dst: number): void;
   tprepare(x: number, cols: number, idx: number, n: number, xs: number, qa: number): number;
   tplanBytes(cols: number): number;
   tplan(kind: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
