@@ -8,7 +8,7 @@
 //   code byte j of a row: low nibble = column j, high nibble = column j + 16; value = d·(code − 8)
 // The activation is Q8_0 (asm/q8.ts), as for Q4_0 weights.
 
-import { BLK32, QS, hi4, lo4, padd, pdot, pwiden } from './q8';
+import { BLK32, QS, RELAXED, hi4, lo4, padd, pwiden } from './q8';
 
 export const SCREEN_GROUP_BYTES: i32 = 72;
 
@@ -17,8 +17,14 @@ export const SCREEN_GROUP_BYTES: i32 = 72;
  * build; an i32 lane holds two of them) or four i32 (plain).
  */
 // @ts-ignore: decorator
-@inline function rowSums(q: usize, v: v128): v128 {
-  return padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v)));
+@inline function rowSums(xl: v128, xh: v128, yl: v128, yh: v128, v: v128): v128 {
+  return padd(pd(xl, xh, lo4(v)), pd(yl, yh, hi4(v)));
+}
+/** Products of 16 unsigned codes (< 128) with 16 activation codes already loaded (plain SIMD: the i16 halves xl, xh). */
+// @ts-ignore: decorator
+@inline function pd(xl: v128, xh: v128, w: v128): v128 {
+  if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(xl, w);
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), xh));
 }
 
 /**
@@ -54,10 +60,13 @@ export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, con
     let q = qa;
     let acc = f32x4.splat(0);
     for (let b = 0; b < nb; b++, p += SCREEN_GROUP_BYTES, q += BLK32) {
-      const e0 = rowSums(q, v128.load(p, 8));
-      const e1 = rowSums(q, v128.load(p, 24));
-      const e2 = rowSums(q, v128.load(p, 40));
-      const e3 = rowSums(q, v128.load(p, 56));
+      // the block's activation codes loaded once for the four rows
+      const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
+      const yl = v128.load(q + 16 * QS), yh = RELAXED ? yl : v128.load(q + 16 * QS, 16);
+      const e0 = rowSums(xl, xh, yl, yh, v128.load(p, 8));
+      const e1 = rowSums(xl, xh, yl, yh, v128.load(p, 24));
+      const e2 = rowSums(xl, xh, yl, yh, v128.load(p, 40));
+      const e3 = rowSums(xl, xh, yl, yh, v128.load(p, 56));
       // transpose-add: lane r = the whole block sum of row r. In the relaxed build the rows' sums
       // are still i16 pairs here (16 products of ≤ 127·15 each at most, below 2^15) and are
       // widened once for all four rows at the end, not once per row
