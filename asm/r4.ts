@@ -131,6 +131,17 @@ export function r4rows(type: i32, w: usize, rowBytes: usize, r0: i32, r1: i32, d
   const cd = i16x8.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
   return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7)));
 }
+/**
+ * tsum4s for 5-bit codes: the first pairwise sums still fit in i16 (4 products of ≤ 31·127 each,
+ * twice: ≤ 31,496), the second would not, so the pairs are widened in between (two widenings
+ * where widening each row's sums took four).
+ */
+// @ts-ignore: decorator
+@inline function tsum4w(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7)));
+  const cd = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7)));
+  return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
 /** [Σ lanes of a, Σ b, Σ c, Σ d] (i32x4) */
 // @ts-ignore: decorator
 @inline function tsum4(a: v128, b: v128, c: v128, d: v128): v128 {
@@ -326,7 +337,7 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
   const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
   const P0 = padd(pd(xl, xh, a0), pd(xl2, xh2, b0)), P1 = padd(pd(xl, xh, a1), pd(xl2, xh2, b1));
   const P2 = padd(pd(xl, xh, a2), pd(xl2, xh2, b2)), P3 = padd(pd(xl, xh, a3), pd(xl2, xh2, b3));
-  if (type == Q5_0) return tsum4(pwiden(P0), pwiden(P1), pwiden(P2), pwiden(P3));
+  if (type == Q5_0) return RELAXED ? tsum4w(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
   return RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
 }
 
