@@ -22,7 +22,7 @@ import { tbuild, tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan } from './sparse';
 import { screenMatvec, screenQuantizeGroup } from './screen';
 export { screenMatvec, screenSelect, screenConsts } from './screen';
-export { r4supports, r4pack, r4rows } from './r4';
+export { r4supports, r4packable, r4pack, r4rows } from './r4';
 import { r4gather, r4matmul, r4matvec, r4rows } from './r4';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
 

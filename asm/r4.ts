@@ -99,6 +99,21 @@ export function r4supports(type: i32): bool {
 }
 
 /**
+ * Whether a matrix (ggml rows) can take the interleaved layout: every type r4supports can, except
+ * a Q8_0 matrix with a code of −128. ggml never writes one (d = amax/127), and the Q8_0 kernel
+ * here flips weights' signs, which −128 does not survive.
+ */
+export function r4packable(type: i32, w: usize, rowBytes: usize, rows: i32): bool {
+  if (!r4supports(type)) return false;
+  if (type != Q8_0) return true;
+  const min = i8x16.splat(-128);
+  let hit = i8x16.splat(0);
+  const end = w + <usize>rows * rowBytes;
+  for (let p = w; p < end; p += 34) hit = v128.or(hit, v128.or(i8x16.eq(v128.load(p, 2), min), i8x16.eq(v128.load(p, 18), min)));
+  return !v128.any_true(hit);
+}
+
+/**
  * Interleave the rows of a matrix (rows a multiple of 4) in place, four rows at a time; tmp holds
  * 4·rowBytes bytes.
  */
@@ -341,24 +356,33 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
   return RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
 }
 
-/** Q8_0: the products of 16 signed weight codes with 16 activation codes (plain SIMD: xl, xh the i16 halves), as i32x4. */
+/**
+ * Q8_0: the products of 16 signed weight codes with 16 activation codes, as i32x4. Relaxed build:
+ * pmaddubsw wants one unsigned operand (< 128), so the activation's signs are moved onto the
+ * weights — xu = |x| and xm = (x < 0) are made once per block for all four rows, leaving two
+ * instructions per row to flip w where x is negative (codes are in [-127, 127], so −w fits).
+ * Plain build: xu, xm are the activation's i16 halves.
+ */
 // @ts-ignore: decorator
-@inline function sd(xl: v128, xh: v128, w: v128): v128 {
-  if (RELAXED) {
-    // |w| · (x with w's sign): the unsigned operand stays below 128 (Q8_0 codes are in [-127, 127])
-    const m = i8x16.lt_s(w, i8x16.splat(0));
-    return i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(xl, m), m), i8x16.abs(w)));
-  }
-  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), xh));
+@inline function sd(xu: v128, xm: v128, w: v128): v128 {
+  if (RELAXED) return i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w, xm), xm), xu));
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), xu), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), xm));
 }
 
 /** Q8_0: the four rows' integer sums for one token (activation codes at q; row r's codes in wr0, wr1). */
 // @ts-ignore: decorator
 @inline function sums4q8(q: usize, w00: v128, w01: v128, w10: v128, w11: v128, w20: v128, w21: v128, w30: v128, w31: v128): v128 {
-  const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
-  const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
-  return tsum4(i32x4.add(sd(xl, xh, w00), sd(xl2, xh2, w01)), i32x4.add(sd(xl, xh, w10), sd(xl2, xh2, w11)),
-    i32x4.add(sd(xl, xh, w20), sd(xl2, xh2, w21)), i32x4.add(sd(xl, xh, w30), sd(xl2, xh2, w31)));
+  let a0: v128, a1: v128, b0: v128, b1: v128;
+  if (RELAXED) {
+    const x = v128.load(q), y = v128.load(q, 16), zero = i8x16.splat(0);
+    a0 = i8x16.abs(x); a1 = i8x16.lt_s(x, zero);
+    b0 = i8x16.abs(y); b1 = i8x16.lt_s(y, zero);
+  } else {
+    a0 = v128.load(q); a1 = v128.load(q, 16);
+    b0 = v128.load(q + 16 * QS); b1 = v128.load(q + 16 * QS, 16);
+  }
+  return tsum4(i32x4.add(sd(a0, a1, w00), sd(b0, b1, w01)), i32x4.add(sd(a0, a1, w10), sd(b0, b1, w11)),
+    i32x4.add(sd(a0, a1, w20), sd(b0, b1, w21)), i32x4.add(sd(a0, a1, w30), sd(b0, b1, w31)));
 }
 
 /** acc + this block's scaled sums for one token: (S − off)·d·dx — the order of every kernel here. */

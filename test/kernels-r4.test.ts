@@ -24,6 +24,14 @@ function kernels(simd: 'plain' | 'relaxed', threads: number, interleave = true):
 }
 test.after(() => { for (const k of instances) k.close(); });
 
+/** Q8_0 codes as ggml writes them, in [-127, 127] (random bytes hold −128 now and then). */
+function ggmlCodes(W: QTensor): QTensor {
+  if (W.type.id === GGMLType.Q8_0) {
+    for (let o = W.offset; o < W.offset + W.rows * W.rowBytes; o += 34) for (let j = 2; j < 34; j++) if (W.data[o + j] === 0x80) W.data[o + j] = 0x81;
+  }
+  return W;
+}
+
 /** W's rows as a plain (unpacked) tensor in ordinary memory: the reference's view. */
 function copyOf(W: QTensor): QTensor {
   return { ...W, data: W.data.slice(W.offset, W.offset + W.rows * W.rowBytes), offset: 0 };
@@ -37,7 +45,7 @@ for (const q of TYPES) {
         for (const threads of [1, 2]) {
           const rnd = mulberry32(rows * 7 + cols); // the same inputs for both thread counts
           const k = kernels(simd, threads);
-          const W = makeTensor(k, q, rows, cols, mulberry32(rows * 31 + cols));
+          const W = ggmlCodes(makeTensor(k, q, rows, cols, mulberry32(rows * 31 + cols)));
           const orig = copyOf(W);
           const P = k.pack(W);
           assert.equal(P.layout, 'r4', `${q.name} ${rows}x${cols}`);
@@ -54,7 +62,7 @@ for (const q of TYPES) {
           x[(rnd() * cols) | 0] = 9;
           // dense mat-vec: the row-by-row kernel on the same rows unpacked sums the same integers in
           // another float order; the f64 reference (same 8-bit activation) agrees to its scheme's rounding
-          const U = makeTensor(k, q, rows, cols, mulberry32(rows * 31 + cols));
+          const U = ggmlCodes(makeTensor(k, q, rows, cols, mulberry32(rows * 31 + cols)));
           const want = new Float32Array(rows);
           k.matvec(U, x, want);
           const ref = new Float64Array(rows);
@@ -109,6 +117,21 @@ test('r4: pack leaves alone what it has no layout for (rows not in fours, other 
   const q41 = quantInfo(GGMLType.Q4_1)!;
   assert.equal(k.pack(makeTensor(k, q41, 6, 64, mulberry32(1))).layout, undefined);
   assert.equal(k.pack(makeTensor(k, quantInfo(GGMLType.Q6_K)!, 8, 256, mulberry32(2))).layout, undefined);
+  // a Q8_0 code of −128 (never written by ggml) keeps the rows as they are, and their sums right
+  const q80 = quantInfo(GGMLType.Q8_0)!;
+  const M = ggmlCodes(makeTensor(k, q80, 8, 64, mulberry32(5)));
+  M.data[M.offset + 3 * M.rowBytes + 34 + 7] = 0x80;
+  const x = randVec(64, mulberry32(6));
+  const before = new Float32Array(8);
+  k.matvec(M, x, before);
+  const kept = k.pack(M);
+  assert.equal(kept.layout, undefined);
+  const after = new Float32Array(8);
+  k.matvec(kept, x, after);
+  assert.deepEqual(after, before);
+  const ref = new Float64Array(8);
+  matvecQ8(copyOf(M), x, ref);
+  for (let r = 0; r < 8; r++) assert.ok(Math.abs(after[r]! - ref[r]!) <= 1e-3 * Math.max(1e-3, Math.abs(ref[r]!)) + 1e-4, `row ${r}: ${after[r]} vs ${ref[r]}`);
   const off = kernels('plain', 1, false);
   assert.equal(off.pack(makeTensor(off, q41, 8, 64, mulberry32(3))).layout, undefined);
   const f = createWasmKernels({ threads: 1, activations: 'f32' });

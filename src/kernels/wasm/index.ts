@@ -133,6 +133,7 @@ interface Exports {
   tplanBytes(cols: number): number;
   tplan(kind: number, cols: number, qa: number, idx: number, n: number, plan: number): void;
   r4supports(type: number): number;
+  r4packable(type: number, w: number, rowBytes: number, rows: number): number;
   r4pack(type: number, w: number, rowBytes: number, rows: number, tmp: number): void;
   r4rows(type: number, w: number, rowBytes: number, r0: number, r1: number, dst: number): void;
 }
@@ -667,6 +668,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   function pack(W: QTensor): QTensor {
     if (!interleave || isR4(W) || !ex.r4supports(W.type.id) || W.rows % 4 !== 0 || W.cols % 32 !== 0 || !ours.has(W.data.buffer)) return W;
     const w = addressOf(W);
+    if (!ex.r4packable(W.type.id, w, W.rowBytes, W.rows)) return W;
     beginScratch(4 * W.rowBytes + 64);
     ex.r4pack(W.type.id, w, W.rowBytes, W.rows, take(4 * W.rowBytes));
     return { ...W, layout: 'r4' };
