@@ -215,7 +215,7 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
 // @ts-ignore: decorator
 @inline function r4matvecK(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, out: usize): void {
   if (type == Q8_0) {
-    for (let g = g0; g < g1; g++) v128.store(out + (<usize>g << 4), r4group(type, w + <usize>g * 4 * rowBytes, rowBytes, qa));
+    for (let g = g0; g < g1; g++) v128.store(out + (<usize>g << 4), r4groupQ8(w + <usize>g * 4 * rowBytes, rowBytes, qa));
     return;
   }
   const nb = <i32>(rowBytes / blockBytes(type));
@@ -246,39 +246,19 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
   }
 }
 
-/** The four rows of the group at p · the activation at qa: [y_r0, y_r1, y_r2, y_r3]. */
+/** Q8_0: the four rows of the group at p · the activation at qa: [y_r0, y_r1, y_r2, y_r3]. */
 // @ts-ignore: decorator
-@inline function r4group(type: i32, p: usize, rowBytes: usize, qa: usize): v128 {
-  const nb = <i32>(rowBytes / blockBytes(type));
-  const sbBytes = 4 * blockBytes(type);
-  const codes: usize = type == Q4_0 || type == Q8_0 ? 8 : type == Q4_1 ? 16 : 24;
+@inline function r4groupQ8(p: usize, rowBytes: usize, qa: usize): v128 {
+  const nb = <i32>(rowBytes / 34);
   let q = qa;
-  // two accumulators (the scaled sums, the mins' term): two short dependency chains, added at the end
-  let acc = f32x4.splat(0), mins = f32x4.splat(0);
-  for (let b = 0; b < nb; b++, p += sbBytes, q += BLK32) {
-    if (type == Q8_0) {
-      const c = p + codes;
-      const S = sums4q8(q, v128.load(c), v128.load(c, 16), v128.load(c, 32), v128.load(c, 48),
-        v128.load(c, 64), v128.load(c, 80), v128.load(c, 96), v128.load(c, 112));
-      acc = blockTerm(type, acc, S, q + 32 * QS, h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))));
-      continue;
-    }
-    const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
-    let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
-    if (type == Q5_0) {
-      const qh = v128.load(p, 8);
-      a0 = v128.or(a0, plane(qh, 0)); b0 = v128.or(b0, plane(qh, 1));
-      a1 = v128.or(a1, plane(qh, 2)); b1 = v128.or(b1, plane(qh, 3));
-      a2 = v128.or(a2, plane(qh, 4)); b2 = v128.or(b2, plane(qh, 5));
-      a3 = v128.or(a3, plane(qh, 6)); b3 = v128.or(b3, plane(qh, 7));
-    }
-    const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
-    const d = h4raw(i32x4.extend_low_i16x8_s(dm));
-    const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
-    acc = blockTerm(type, acc, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
-    if (type == Q4_1) mins = fma4(m, v128.load(q + 32 * QS, 32), mins);
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++, p += 136, q += BLK32) {
+    const c = p + 8;
+    const S = sums4q8(q, v128.load(c), v128.load(c, 16), v128.load(c, 32), v128.load(c, 48),
+      v128.load(c, 64), v128.load(c, 80), v128.load(c, 96), v128.load(c, 112));
+    acc = blockTerm(Q8_0, acc, S, q + 32 * QS, h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))));
   }
-  return f32x4.add(acc, mins);
+  return acc;
 }
 
 /** One row r of an interleaved matrix · the activation (a row gather: CATS's up rows). */
@@ -286,7 +266,7 @@ export function r4dotRow(type: i32, w: usize, rowBytes: usize, r: i32, qa: usize
   if (type == Q8_0) {
     // the whole group in r4matvec's order (the group's bytes are read either way), so a gathered
     // row — the sparse output layer's exact logits — has the bits the full mat-vec gives it
-    const y = r4group(Q8_0, w + <usize>(r >> 2) * 4 * rowBytes, rowBytes, qa);
+    const y = r4groupQ8(w + <usize>(r >> 2) * 4 * rowBytes, rowBytes, qa);
     const k = r & 3;
     return k == 0 ? f32x4.extract_lane(y, 0) : k == 1 ? f32x4.extract_lane(y, 1) : k == 2 ? f32x4.extract_lane(y, 2) : f32x4.extract_lane(y, 3);
   }
