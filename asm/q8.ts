@@ -159,13 +159,21 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
 
 // ------------------------------------------------------------------ integer dot primitives
 
-/** Products of 16 unsigned weight codes (< 128) with the 16 activation codes at xp, as partial sums P. */
+/**
+ * Products of 16 unsigned weight codes (< 128) with 16 activation codes already loaded (xl; plain
+ * SIMD: xl, xh their i16 halves), as partial sums P: for kernels that reuse one block of the
+ * activation across several rows.
+ */
+// @ts-ignore: decorator
+@inline export function pdx(xl: v128, xh: v128, w: v128): v128 {
+  if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(xl, w);
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), xh));
+}
+/** pdx with the activation codes at xp. */
 // @ts-ignore: decorator
 @inline export function pdot(xp: usize, w: v128): v128 {
-  if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xp), w);
-  return i32x4.add(
-    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), v128.load(xp)),
-    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), v128.load(xp, 16)));
+  const xl = v128.load(xp);
+  return pdx(xl, RELAXED ? xl : v128.load(xp, 16), w);
 }
 // @ts-ignore: decorator
 @inline export function padd(a: v128, b: v128): v128 {

@@ -34,7 +34,7 @@
 // four): a sequence decoded in a batch gets bit for bit the logits it gets alone.
 
 import { f16, Q4_0, Q4_1, Q5_0, Q8_0 } from './common';
-import { BLK32, QS, lo4, hi4, padd, pwiden, RELAXED } from './q8';
+import { BLK32, QS, lo4, hi4, padd, pdx as pd, pwiden, RELAXED } from './q8';
 
 /** Whether a type has the interleaved layout and kernel. */
 export function r4supports(type: i32): bool {
@@ -163,13 +163,6 @@ export function r4rows(type: i32, w: usize, rowBytes: usize, r0: i32, r1: i32, d
   const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
   const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
   return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
-}
-
-/** Products of 16 unsigned codes (< 128) with the 16 activation codes x (already loaded; plain SIMD: xl, xh the i16 halves). */
-// @ts-ignore: decorator
-@inline function pd(xl: v128, xh: v128, w: v128): v128 {
-  if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(xl, w);
-  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), xh));
 }
 
 /** Four f16 (sign-extended into i32 lanes) as f32 times 2^-112: the bits moved into place. */

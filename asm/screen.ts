@@ -8,7 +8,7 @@
 //   code byte j of a row: low nibble = column j, high nibble = column j + 16; value = d·(code − 8)
 // The activation is Q8_0 (asm/q8.ts), as for Q4_0 weights.
 
-import { BLK32, QS, RELAXED, hi4, lo4, padd, pwiden } from './q8';
+import { BLK32, QS, RELAXED, hi4, lo4, padd, pdx as pd, pwiden } from './q8';
 
 export const SCREEN_GROUP_BYTES: i32 = 72;
 
@@ -20,13 +20,6 @@ export const SCREEN_GROUP_BYTES: i32 = 72;
 @inline function rowSums(xl: v128, xh: v128, yl: v128, yh: v128, v: v128): v128 {
   return padd(pd(xl, xh, lo4(v)), pd(yl, yh, hi4(v)));
 }
-/** Products of 16 unsigned codes (< 128) with 16 activation codes already loaded (plain SIMD: the i16 halves xl, xh). */
-// @ts-ignore: decorator
-@inline function pd(xl: v128, xh: v128, w: v128): v128 {
-  if (RELAXED) return i16x8.relaxed_dot_i8x16_i7x16_s(xl, w);
-  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), xh));
-}
-
 /**
  * The activation's per-block constants as the screen kernel reads them, once per mat-vec (nb·32
  * bytes at dst): block b's scale in four f32 lanes, then 8·Σq (its codes' sum) in four i32 lanes.

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { loadModel } from '../dist/src/model/load.js';
 import { resolveModel } from '../dist/src/models/catalog.js';
+import { logProb } from '../dist/src/eval/perplexity.js';
 import { fromProfile } from '../dist/src/sparsity/index.js';
 import { loadProfile } from '../dist/src/sparsity/profile.js';
 import { densePolicy } from '../dist/src/sparsity/policy.js';
@@ -22,13 +23,6 @@ const bos = tok.addBosDefault ? tok.bos : undefined;
 const ctx = 512, first = ctx / 2, B = 32, V = model.config.vocabSize;
 const fwd = model.createForward(B);
 const kv = model.createCache(ctx);
-const logProb = (l, o, t) => {
-  let m = -Infinity;
-  for (let i = 0; i < V; i++) if (l[o + i] > m) m = l[o + i];
-  let s = 0;
-  for (let i = 0; i < V; i++) s += Math.exp(l[o + i] - m);
-  return l[o + t] - m - Math.log(s);
-};
 for (const k of ks.split(',').map(Number)) {
   let nll = 0, n = 0;
   for (let c = 0; c < Number(nChunks); c++) {
@@ -41,7 +35,7 @@ for (const k of ks.split(',').map(Number)) {
     for (let b = first; b < ctx; b += B) {
       const e = Math.min(ctx, b + B);
       const L = fwd.run(kv, ch.slice(b, e), b, 'all');
-      for (let j = b; j < Math.min(e, ctx - 1); j++) { nll -= logProb(L, (j - b) * V, ch[j + 1]); n++; }
+      for (let j = b; j < Math.min(e, ctx - 1); j++) { nll -= logProb(L, (j - b) * V, V, ch[j + 1]); n++; }
     }
   }
   console.log(`${name} ${prof === 'dense' ? 'dense' : prof.split('/').pop()}: first ${k} positions dense, ppl ${Math.exp(nll / n).toFixed(4)} (${nChunks} chunks)`);
