@@ -20,8 +20,8 @@ export { rmsnorm, activate, combine, rope, keepAbove } from './ops';
 import { qmatvec, qmatmul } from './q8';
 import { tbuild, tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan } from './sparse';
-import { screenMatvec, screenQuantizeGroup } from './screen';
-export { screenMatvec, screenSelect, screenConsts } from './screen';
+import { screenColMax, screenMatvec, screenQuantizeGroup, SCREEN_BLOCK_BYTES } from './screen';
+export { screenMatvec, screenSelect, screenAct } from './screen';
 export { r4supports, r4packable, r4pack, r4rows } from './r4';
 import { r4gather, r4matmul, r4matvec, r4rows } from './r4';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
@@ -775,8 +775,8 @@ export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
 export const T_TMATVEC: i32 = 6;  // kind plan copy panels units(tiles of 32 rows) 0 0 out   (transposed copy, kept input channels: asm/sparse.ts)
-export const T_SCREEN: i32 = 7;   // - w consts nb units(groups) - qa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
-export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb units(groups) rows dst search xbuf xbufBytes(per thread) layout
+export const T_SCREEN: i32 = 7;   // - w rs nb(64-blocks) units(groups) - xa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
+export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb(64-blocks) units(groups) rows dst search xbuf xbufBytes(per thread) layout phase(0: column maxima into colmax + tid·cols·4; 1: quantize) colmax c rs
 export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows) cols dst layout scratch scratchBytes(per thread)   (transposed copy: asm/sparse.ts)
 export const T_R4MATVEC: i32 = 10; // type w rowBytes - units(groups of 4 rows) - qa out   (interleaved rows, dense: asm/r4.ts)
 // T_QMATVEC word 9, T_QMATMUL word 13 (its units then groups of 4 rows), T_TBUILD word 8: the
@@ -856,10 +856,11 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
         screenMatvec(word(t, 2), word(t, 4), a, b, word(t, 7), word(t, 3), word(t, 8), word(t, 9), <usize>word(t, 10) + (<usize>tid << 5));
         break;
       case T_SCREEN_BUILD: {
-        // dequantize four rows, quantize them as one screen group (padding rows are zero)
+        // dequantize four rows (padding rows are zero); phase 0 takes their column maxima,
+        // phase 1 quantizes them as one screen group
         const x = <usize>word(t, 9) + <usize>tid * <usize>word(t, 10);
-        const nb = word(t, 4), cols = nb << 5, rows = word(t, 6);
-        const rb = <usize>word(t, 3), r4 = word(t, 11) == L_R4;
+        const nb = word(t, 4), cols = nb << 6, rows = word(t, 6);
+        const rb = <usize>word(t, 3), r4 = word(t, 11) == L_R4, phase = word(t, 12);
         // interleaved weights (rows a multiple of 4): the group's rows back in ggml rows, after the four f32 rows
         const gbuf = x + (<usize>(4 * cols) << 2);
         for (let g = a; g < b; g++) {
@@ -869,7 +870,8 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
             if (row < rows) dequantize(word(t, 1), r4 ? gbuf + <usize>r * rb : <usize>word(t, 2) + <usize>row * rb, cols, xr);
             else memory.fill(xr, 0, <usize>cols << 2);
           }
-          screenQuantizeGroup(x, nb, <usize>word(t, 7) + <usize>g * <usize>nb * 72, word(t, 8) != 0);
+          if (phase == 0) screenColMax(x, cols, <usize>word(t, 13) + <usize>tid * (<usize>cols << 2));
+          else screenQuantizeGroup(x, nb, word(t, 14), <usize>word(t, 7) + <usize>g * <usize>nb * SCREEN_BLOCK_BYTES, <usize>word(t, 15) + (<usize>g << 4), word(t, 8) != 0);
         }
         break;
       }

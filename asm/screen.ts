@@ -1,78 +1,113 @@
-// The screening copy of the output matrix (src/sparsity/head.ts): 4-bit codes in blocks of 32
-// along the hidden dimension with one bf16 scale per block, FOUR ROWS INTERLEAVED so that one
-// pass multiplies a block of four rows and reduces their sums into the lanes of one vector
-// (one convert, one scale multiply and one add per four rows and 32 columns, instead of per row).
+// The screening copy of the output matrix (src/sparsity/head.ts): 4-bit codes with ONE f32 scale
+// per row, of the matrix with its columns divided by c_j = √(max_i |W_ij|) (the activation is
+// multiplied by c_j instead, so the product is unchanged). The column factors even out the
+// columns' ranges, so one scale per row loses little against one per 32-block (measured on
+// Gemma-3-270M: a median of 44 rows rescored instead of 10 at an equal safety factor), and without
+// per-block scales the kernel's inner loop is nothing but nibbles and 8-bit dot products: every
+// row's sums stay integers until the row ends.
 //
-// Layout, for row group g (rows 4g..4g+3; the last group zero-padded) and block b of nb:
-//   at w + (g·nb + b)·72:  4 × bf16 scale (row 0..3), then 4 × 16 bytes of codes (row r at 8 + 16r)
-//   code byte j of a row: low nibble = column j, high nibble = column j + 16; value = d·(code − 8)
-// The activation is Q8_0 (asm/q8.ts), as for Q4_0 weights.
+// Layout: row group g (rows 4g..4g+3; the last group zero-padded), 64-column block b of nb:
+//   at w + (g·nb + b)·128: row r's 32 code bytes at 32r; code byte j of a row covers column
+//   16·(2·(j >> 4)) + (j & 15) in its low nibble and the column 16 further in its high nibble,
+//   value = d_row·(code − 8).
+// The row scales are f32, four per group, apart (rs). The activation (screenAct) is x_j·c_j in
+// 8-bit codes with one scale for the whole vector.
 
-import { BLK32, QS, RELAXED, hi4, lo4, padd, pdx as pd, pwiden } from './q8';
+import { QS, RELAXED, hi4, lo4, padd, pdx as pd, pwiden } from './q8';
 
-export const SCREEN_GROUP_BYTES: i32 = 72;
+/** bytes of one 64-column block of a group of four rows */
+export const SCREEN_BLOCK_BYTES: i32 = 128;
+/** the activation's header before its codes: f32 scale, i32 8·Σq */
+export const SCREEN_ACT_HEADER: usize = 64;
 
 /**
- * Σ over the 32 columns of one row's block as partial sums: eight i16 of 4 products each (relaxed
- * build; an i32 lane holds two of them) or four i32 (plain).
+ * The activation for the screen at dst: x_j·c_j (j < n, n a multiple of 64) quantized with one
+ * scale d = amax/127, codes q_j = nearest(x_j·c_j·(127/amax)) (i8 with relaxed SIMD, i16 without)
+ * at dst + SCREEN_ACT_HEADER; d (f32) at dst, 8·Σq (i32) at dst + 4.
+ */
+export function screenAct(x: usize, c: usize, n: i32, dst: usize): void {
+  let amax: f32 = 0;
+  for (let j = 0; j < n; j++) {
+    const v = abs<f32>(load<f32>(x + (<usize>j << 2)) * load<f32>(c + (<usize>j << 2)));
+    if (v > amax) amax = v;
+  }
+  const id: f32 = amax != 0 ? <f32>127 / amax : 0;
+  const q = dst + SCREEN_ACT_HEADER;
+  let sum = 0;
+  for (let j = 0; j < n; j++) {
+    const v = <i32>nearest<f32>(load<f32>(x + (<usize>j << 2)) * load<f32>(c + (<usize>j << 2)) * id);
+    sum += v;
+    if (RELAXED) store<i8>(q + <usize>j, <i8>v);
+    else store<i16>(q + (<usize>j << 1), <i16>v);
+  }
+  store<f32>(dst, amax / 127);
+  store<i32>(dst, sum << 3, 4);
+}
+
+/**
+ * One row's 64-column block as partial sums P (i16x8 with relaxed SIMD: 8 products in a lane at
+ * most, 8·15·127 < 2^15, so two blocks fit before widening; i32x4 without).
  */
 // @ts-ignore: decorator
-@inline function rowSums(xl: v128, xh: v128, yl: v128, yh: v128, v: v128): v128 {
-  return padd(pd(xl, xh, lo4(v)), pd(yl, yh, hi4(v)));
-}
-/**
- * The activation's per-block constants as the screen kernel reads them, once per mat-vec (nb·32
- * bytes at dst): block b's scale in four f32 lanes, then 8·Σq (its codes' sum) in four i32 lanes.
- */
-export function screenConsts(qa: usize, nb: i32, dst: usize): void {
-  for (let b = 0; b < nb; b++) {
-    const M = qa + <usize>b * BLK32 + 32 * QS;
-    v128.store(dst + (<usize>b << 5), f32x4.splat(load<f32>(M)));
-    v128.store(dst + (<usize>b << 5), i32x4.splat(load<i32>(M, 4) << 3), 16);
-  }
+@inline function block(a0: v128, b0: v128, a1: v128, b1: v128, a2: v128, b2: v128, a3: v128, b3: v128, v0: v128, v1: v128): v128 {
+  return padd(padd(pd(a0, b0, lo4(v0)), pd(a1, b1, hi4(v0))), padd(pd(a2, b2, lo4(v1)), pd(a3, b3, hi4(v1))));
 }
 
 /**
- * Screened scores of row groups [g0, g1): out[4g + r] = row (4g + r) · activation (Q8_0 at qa,
- * its constants from screenConsts at consts).
- * nb = blocks of 32 per row. Also the best of these rows below `rows` (the first on ties) merged
- * into best (32 bytes of scratch holding a score (f32), then an index (i32; −1 when there is none):
- * a thread that takes several ranges keeps its best across them).
+ * Screened scores of row groups [g0, g1): out[4g + r] = row (4g + r) · activation (screenAct at
+ * xa), rs the row scales. nb = 64-column blocks per row. Also the best of these rows below `rows`
+ * (the first on ties) merged into best (32 bytes of scratch holding a score (f32), then an index
+ * (i32; −1 when there is none): a thread that takes several ranges keeps its best across them).
  */
-export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, qa: usize, consts: usize, out: usize, rows: i32, best: usize): void {
-  const gBytes = <usize>nb * SCREEN_GROUP_BYTES;
+export function screenMatvec(w: usize, nb: i32, g0: i32, g1: i32, xa: usize, rs: usize, out: usize, rows: i32, best: usize): void {
+  const gBytes = <usize>nb * SCREEN_BLOCK_BYTES;
   const sv = load<f32>(best), si = load<i32>(best, 4);
+  const xd = f32x4.splat(load<f32>(xa));
+  const off = i32x4.splat(load<i32>(xa, 4));
+  const codes = xa + SCREEN_ACT_HEADER;
   // per lane r: the best score of rows 4g + r so far and its index (strictly greater replaces)
   let bv = f32x4.splat(-Infinity);
   let bi = i32x4.splat(-1);
   let gi = i32x4.add(i32x4(0, 1, 2, 3), i32x4.splat(g0 << 2));
   const rowsV = i32x4.splat(rows);
-  const zero = i32x4.splat(0);
   for (let g = g0; g < g1; g++, gi = i32x4.add(gi, i32x4.splat(4))) {
     let p = w + <usize>g * gBytes;
-    let q = qa;
-    let acc = f32x4.splat(0);
-    for (let b = 0; b < nb; b++, p += SCREEN_GROUP_BYTES, q += BLK32) {
-      // the block's activation codes loaded once for the four rows
-      const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
-      const yl = v128.load(q + 16 * QS), yh = RELAXED ? yl : v128.load(q + 16 * QS, 16);
-      const e0 = rowSums(xl, xh, yl, yh, v128.load(p, 8));
-      const e1 = rowSums(xl, xh, yl, yh, v128.load(p, 24));
-      const e2 = rowSums(xl, xh, yl, yh, v128.load(p, 40));
-      const e3 = rowSums(xl, xh, yl, yh, v128.load(p, 56));
-      // transpose-add: lane r = the whole block sum of row r. In the relaxed build the rows' sums
-      // are still i16 pairs here (16 products of ≤ 127·15 each at most, below 2^15) and are
-      // widened once for all four rows at the end, not once per row
-      const t0 = padd(i32x4.shuffle(e0, e1, 0, 4, 1, 5), i32x4.shuffle(e0, e1, 2, 6, 3, 7));
-      const t1 = padd(i32x4.shuffle(e2, e3, 0, 4, 1, 5), i32x4.shuffle(e2, e3, 2, 6, 3, 7));
-      let s = pwiden(padd(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7)));
-      const c = consts + (<usize>b << 5);
-      // Σ(c − 8)·x = Σc·x − 8·Σx
-      s = i32x4.sub(s, v128.load(c, 16));
-      // bf16 → f32: the 16 bits are the high half of the f32 (one unpack with zeros)
-      const d = i8x16.shuffle(zero, v128.load(p), 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(d, v128.load(c))));
+    let q = codes;
+    let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+    let b = 0;
+    // two blocks per step: the rows' partial sums are widened once per 128 columns
+    for (; b + 2 <= nb; b += 2, p += 2 * SCREEN_BLOCK_BYTES, q += 128 * QS) {
+      let a0 = v128.load(q), a1 = v128.load(q, 16 * QS), a2 = v128.load(q, 32 * QS), a3 = v128.load(q, 48 * QS);
+      let b0 = RELAXED ? a0 : v128.load(q, 16), b1 = RELAXED ? a1 : v128.load(q, 48), b2 = RELAXED ? a2 : v128.load(q, 80), b3 = RELAXED ? a3 : v128.load(q, 112);
+      let e0 = block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p), v128.load(p, 16));
+      let e1 = block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 32), v128.load(p, 48));
+      let e2 = block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 64), v128.load(p, 80));
+      let e3 = block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 96), v128.load(p, 112));
+      const r = q + 64 * QS;
+      a0 = v128.load(r); a1 = v128.load(r, 16 * QS); a2 = v128.load(r, 32 * QS); a3 = v128.load(r, 48 * QS);
+      b0 = RELAXED ? a0 : v128.load(r, 16); b1 = RELAXED ? a1 : v128.load(r, 48); b2 = RELAXED ? a2 : v128.load(r, 80); b3 = RELAXED ? a3 : v128.load(r, 112);
+      e0 = padd(e0, block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 128), v128.load(p, 144)));
+      e1 = padd(e1, block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 160), v128.load(p, 176)));
+      e2 = padd(e2, block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 192), v128.load(p, 208)));
+      e3 = padd(e3, block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 224), v128.load(p, 240)));
+      s0 = i32x4.add(s0, pwiden(e0));
+      s1 = i32x4.add(s1, pwiden(e1));
+      s2 = i32x4.add(s2, pwiden(e2));
+      s3 = i32x4.add(s3, pwiden(e3));
     }
+    if (b < nb) {
+      const a0 = v128.load(q), a1 = v128.load(q, 16 * QS), a2 = v128.load(q, 32 * QS), a3 = v128.load(q, 48 * QS);
+      const b0 = RELAXED ? a0 : v128.load(q, 16), b1 = RELAXED ? a1 : v128.load(q, 48), b2 = RELAXED ? a2 : v128.load(q, 80), b3 = RELAXED ? a3 : v128.load(q, 112);
+      s0 = i32x4.add(s0, pwiden(block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p), v128.load(p, 16))));
+      s1 = i32x4.add(s1, pwiden(block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 32), v128.load(p, 48))));
+      s2 = i32x4.add(s2, pwiden(block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 64), v128.load(p, 80))));
+      s3 = i32x4.add(s3, pwiden(block(a0, b0, a1, b1, a2, b2, a3, b3, v128.load(p, 96), v128.load(p, 112))));
+    }
+    // transpose-add: lane r = row r's whole sum; Σ(c − 8)·q = Σc·q − 8·Σq
+    const t0 = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+    const t1 = i32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+    const s = i32x4.sub(i32x4.add(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7)), off);
+    const acc = f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(rs + (<usize>g << 4)), xd));
     v128.store(out + (<usize>g << 4), acc);
     const gt = v128.and(f32x4.gt(acc, bv), i32x4.lt_s(gi, rowsV));
     bv = v128.bitselect(acc, bv, gt);
@@ -133,7 +168,7 @@ export function screenSelect(s: usize, r: usize, n: i32, kappa: f64, base: f64, 
 }
 
 // ------------------------------------------------------------------ building the screen
-// The same arithmetic as quantizeBlock in src/sparsity/head.ts (float64, round half up), so the
+// The same arithmetic as quantizeScreen in src/sparsity/head.ts (float64, round half up), so the
 // two build bit-identical screens.
 
 const CANDIDATES: StaticArray<f64> = [-8, -8.5, -9, -7.5, 7, 7.5, 6.5];
@@ -144,56 +179,58 @@ const CANDIDATES: StaticArray<f64> = [-8, -8.5, -9, -7.5, 7, 7.5, 6.5];
   return c < -8 ? -8 : c > 7 ? 7 : c;
 }
 
-/** f32 → bf16 bits, round to nearest even (NaN is never a scale here). */
-// @ts-ignore: decorator
-@inline function toBF16(f: f32): u32 {
-  const x = reinterpret<u32>(f);
-  return ((x + 0x7fff + ((x >> 16) & 1)) >> 16) & 0xffff;
-}
-
-/** One block of 32 f32 at x → 16 code bytes at dst; returns the bf16 bits of the scale. */
-function quantizeBlock(x: usize, dst: usize, search: bool): u32 {
-  let amax: f64 = 0, m: f64 = 0;
-  for (let j = 0; j < 32; j++) {
-    const v = <f64>load<f32>(x + (<usize>j << 2));
-    if (Math.abs(v) > amax) { amax = Math.abs(v); m = v; }
-  }
-  if (amax == 0) {
-    memory.fill(dst, 0x88, 16);
-    return 0;
-  }
-  let best = m / -8;
-  if (search) {
-    let bestErr = Infinity;
-    for (let k = 0; k < CANDIDATES.length; k++) {
-      const d = m / unchecked(CANDIDATES[k]), id = 1 / d;
-      let err: f64 = 0;
-      for (let j = 0; j < 32; j++) {
-        const v = <f64>load<f32>(x + (<usize>j << 2));
-        const r = v - <f64>code(v, id) * d;
-        err += r * r;
-      }
-      if (err < bestErr) { bestErr = err; best = d; }
+/** The column maxima: colmax[j] = max(colmax[j], |x[r·cols + j]|) over four f32 rows at x. */
+export function screenColMax(x: usize, cols: i32, colmax: usize): void {
+  for (let r = 0; r < 4; r++) {
+    for (let j = 0; j < cols; j++) {
+      const v = abs<f32>(load<f32>(x + ((<usize>(r * cols + j)) << 2)));
+      const p = colmax + (<usize>j << 2);
+      if (v > load<f32>(p)) store<f32>(p, v);
     }
   }
-  const h = toBF16(<f32>best);
-  const d = <f64>reinterpret<f32>(h << 16);
-  const id = d == 0 ? 0 : 1 / d;
-  for (let j = 0; j < 16; j++) {
-    const lo = code(<f64>load<f32>(x + (<usize>j << 2)), id) + 8;
-    const hi = code(<f64>load<f32>(x + (<usize>(j + 16) << 2)), id) + 8;
-    store<u8>(dst + j, <u8>(lo | (hi << 4)));
-  }
-  return h;
 }
 
-/** Quantize one group: four dequantized rows of nb·32 f32 at x → the group's blocks at dst. */
-export function screenQuantizeGroup(x: usize, nb: i32, dst: usize, search: bool): void {
-  const cols = <usize>nb << 5;
-  for (let b = 0; b < nb; b++) {
-    const o = dst + <usize>b * SCREEN_GROUP_BYTES;
-    for (let r = 0; r < 4; r++) {
-      store<u16>(o + (<usize>r << 1), <u16>quantizeBlock(x + ((<usize>r * cols + (<usize>b << 5)) << 2), o + 8 + (<usize>r << 4), search));
+/**
+ * Quantize one group: four f32 rows of nb·64 at x, divided column-wise by c (f32 at c), into the
+ * group's blocks at dst and its four row scales (f32) at rs. x is overwritten (the divided rows).
+ */
+export function screenQuantizeGroup(x: usize, nb: i32, c: usize, dst: usize, rs: usize, search: bool): void {
+  const cols = nb << 6;
+  for (let r = 0; r < 4; r++) {
+    const xr = x + (<usize>(r * cols) << 2);
+    // the divided row, in f64 as the reference computes it, rounded back to f32 in place
+    let amax: f64 = 0, m: f64 = 0;
+    for (let j = 0; j < cols; j++) {
+      const v = <f64>load<f32>(xr + (<usize>j << 2)) / <f64>load<f32>(c + (<usize>j << 2));
+      store<f32>(xr + (<usize>j << 2), <f32>v);
+      const a = Math.abs(<f64><f32>v);
+      if (a > amax) { amax = a; m = <f64><f32>v; }
+    }
+    let best: f64 = amax == 0 ? 0 : m / -8;
+    if (search && amax != 0) {
+      let bestErr = Infinity;
+      for (let k = 0; k < CANDIDATES.length; k++) {
+        const d = m / unchecked(CANDIDATES[k]), id = 1 / d;
+        let err: f64 = 0;
+        for (let j = 0; j < cols; j++) {
+          const v = <f64>load<f32>(xr + (<usize>j << 2));
+          const e = v - <f64>code(v, id) * d;
+          err += e * e;
+        }
+        if (err < bestErr) { bestErr = err; best = d; }
+      }
+    }
+    const d = <f64><f32>best;
+    const id = d == 0 ? 0 : 1 / d;
+    store<f32>(rs + (<usize>r << 2), <f32>d);
+    for (let b = 0; b < nb; b++) {
+      const o = dst + <usize>b * SCREEN_BLOCK_BYTES + (<usize>r << 5);
+      for (let j = 0; j < 32; j++) {
+        const col = (b << 6) + ((j >> 4) << 5) + (j & 15);
+        const lo = code(<f64>load<f32>(xr + (<usize>col << 2)), id) + 8;
+        const hi = code(<f64>load<f32>(xr + (<usize>(col + 16) << 2)), id) + 8;
+        store<u8>(o + <usize>j, <u8>(lo | (hi << 4)));
+      }
     }
   }
 }

@@ -24,7 +24,7 @@ interface Flags {
 export function register(program: Command): void {
   const cmd = program
     .command('calibrate-head')
-    .description('measure the --sparse-head screen error (largest |screened − exact| logit per unit ‖h‖) on calibration text; write a head profile for --head-profile')
+    .description('measure the --sparse-head screen error (largest |screened − exact| logit per unit ‖h ⊙ c‖) on calibration text; write a head profile for --head-profile')
     .option('--data <file>', `calibration text (default: WikiText-2 test after its first ${EVAL_CHUNKS} chunks of ${EVAL_CTX} tokens, which perplexity evaluates)`)
     .option('--skip <n>', 'tokens of the text to skip first (default: 51200 for the default text, 0 with --data)', int('--skip', 0))
     .option('--tokens <n>', 'calibration tokens (chunks of 512)', int('--tokens', 1), 2048)
@@ -47,7 +47,7 @@ export function register(program: Command): void {
     const sorted = [...r.perPosition].sort((a, b) => a - b);
     const q = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * (sorted.length - 1) + 0.5))] ?? 0;
     const profile: HeadProfile = {
-      ctxsparse_head_profile: 1,
+      ctxsparse_head_profile: 2,
       model: { name: modelName(model.path), sha256: modelSha256(model.path) },
       e_unit: r.eUnit,
       k_row: r.kRow,
@@ -56,7 +56,7 @@ export function register(program: Command): void {
       screen: { bits: 4, search: true },
     };
     writeFileSync(o.out, JSON.stringify(profile, null, 1) + '\n');
-    process.stdout.write(`${profile.model.name}: screen error per unit ‖h‖ max ${r.eUnit.toPrecision(4)} (p50 ${profile.quantiles.p50.toPrecision(4)}, p99 ${profile.quantiles.p99.toPrecision(4)}), `
+    process.stdout.write(`${profile.model.name}: screen error per unit ‖h ⊙ c‖ max ${r.eUnit.toPrecision(4)} (p50 ${profile.quantiles.p50.toPrecision(4)}, p99 ${profile.quantiles.p99.toPrecision(4)}), `
       + `per-row factor k ${r.kRow.toPrecision(4)} over ${r.positions} positions; built-in defaults ${head.eUnit.toPrecision(4)}, ${head.kRow.toPrecision(4)}; wrote ${o.out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   });
 }

@@ -1,12 +1,13 @@
 // Building a model's sparse output layer (head.ts): the screen, quantized at load from the output
-// matrix or read from its cache file beside the model, and the screen error per unit ‖h‖, e,
+// matrix or read from its cache file beside the model, and the screen error per unit ‖h ⊙ c‖, e,
 // measured on a short built-in text unless a profile gives one (`ctxsparse calibrate --method head`).
 
 import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { CtxError } from '../errors.js';
 import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
-import { buildScreen, rowErrorNorms, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
+import { buildScreen, rowErrorNorms, scaledNorm, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
+import { screenView } from '../kernels/screen-layout.js';
 
 /** Mixed text (prose, dialogue, code, numbers) the default screen error is measured on. */
 export const HEAD_CALIBRATION_TEXT = `The old lighthouse keeper climbed the stairs every evening, counting all one hundred and twelve steps. "Do you ever get tired of it?" his granddaughter asked. He laughed and said that the sea was never the same twice.
@@ -31,7 +32,8 @@ export interface HeadBuildOptions extends Partial<SparseHeadOptions> {
   readonly perRow?: boolean;
 }
 
-const MAGIC = 'CTXHEAD2';
+// 3: one scale per row of the column-scaled matrix, 64-column blocks (2: a bf16 scale per 32-block)
+const MAGIC = 'CTXHEAD3';
 const HEADER_BYTES = 4096;
 
 interface CacheHeader {
@@ -95,7 +97,7 @@ function writeCache(model: Model, h: CacheHeader, data: Uint8Array): void {
 }
 
 /**
- * Largest |screened − exact| logit per unit ‖h‖ over every row and every position of `tokens`
+ * Largest |screened − exact| logit per unit ‖h ⊙ c‖ over every row and every position of `tokens`
  * (exact = the dense mat-vec the model decodes with, before any softcap).
  */
 export function measureScreenError(model: Model, head: SparseHead, tokens: readonly number[],
@@ -129,9 +131,7 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
   let eUnit = 0;
   for (const x of states) {
     kernels.rmsnorm(h, 0, x, 0, w.outputNorm, D, cfg.normEps);
-    let nn = 0;
-    for (let i = 0; i < D; i++) nn += h[i]! * h[i]!;
-    const norm = Math.sqrt(nn);
+    const norm = scaledNorm(head.screen, h);
     if (norm === 0) continue;
     kernels.matvec(w.output, h, z);
     const s = head.scores(h);
@@ -151,13 +151,14 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
 
 /** A head profile (`ctxsparse calibrate-head`): the screen error measured on calibration text for one model file. */
 export interface HeadProfile {
-  readonly ctxsparse_head_profile: 1;
+  /** 2: the screen with one scale per row of the column-scaled matrix (1: per-block scales; refused) */
+  readonly ctxsparse_head_profile: 2;
   readonly model: { readonly name: string; readonly sha256: string };
-  /** largest |screened − exact| logit per unit ‖h‖ over all rows and positions */
+  /** largest |screened − exact| logit per unit ‖h ⊙ c‖ over all rows and positions */
   readonly e_unit: number;
   /** largest |screened − exact| / (‖Ŵ_i − W_i‖·‖h‖) over all rows and positions (the per-row margins' factor) */
   readonly k_row: number;
-  /** the per-position worst errors' quantiles (per unit ‖h‖) */
+  /** the per-position worst errors' quantiles (per unit ‖h ⊙ c‖) */
   readonly quantiles: { readonly p50: number; readonly p99: number; readonly p999: number };
   readonly calibration: { readonly data: string; readonly skip_tokens: number; readonly tokens: number; readonly chunk: number };
   readonly screen: { readonly bits: 4; readonly search: boolean };
@@ -170,7 +171,8 @@ export function loadHeadProfile(file: string, model: Model): HeadProfile {
   } catch (e) {
     throw new CtxError(`--head-profile ${file}: cannot read it as JSON: ${(e as Error).message}`);
   }
-  if (j?.ctxsparse_head_profile !== 1 || !(typeof j.e_unit === 'number' && j.e_unit >= 0) || !(typeof j.k_row === 'number' && j.k_row >= 0)) throw new CtxError(`--head-profile ${file}: not a head profile (write one with \`ctxsparse calibrate-head\`)`);
+  if ((j?.ctxsparse_head_profile as number) === 1) throw new CtxError(`--head-profile ${file}: made for the previous screen format; measure it again with \`ctxsparse calibrate-head\``);
+  if (j?.ctxsparse_head_profile !== 2 || !(typeof j.e_unit === 'number' && j.e_unit >= 0) || !(typeof j.k_row === 'number' && j.k_row >= 0)) throw new CtxError(`--head-profile ${file}: not a head profile (write one with \`ctxsparse calibrate-head\`)`);
   const sha = modelSha256(model.path);
   if (j.model?.sha256 !== sha) throw new CtxError(`--head-profile ${file}: calibrated for ${j.model?.name ?? 'another model'} (sha256 ${String(j.model?.sha256).slice(0, 12)}…), not ${model.path}`);
   return j;
@@ -194,7 +196,7 @@ export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): Spar
   const key = { size: st.size, mtimeMs: st.mtimeMs, rows: W.rows, cols: W.cols, search, textChars: text.length };
   let cached = useCache ? readCache(model, key, all) : null;
   let screen: Screen;
-  if (cached !== null) screen = { rows: W.rows, cols: W.cols, nb: W.cols / 32, groups: Math.ceil(W.rows / 4), data };
+  if (cached !== null) screen = screenView(W.rows, W.cols, data);
   else {
     screen = buildScreen(model.kernels, W, data, search);
     rowErr.set(rowErrorNorms(model.kernels, W, screen));

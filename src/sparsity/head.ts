@@ -1,17 +1,19 @@
 // The sparse output layer. The output matrix W (vocab × hidden) is most of the bytes a small model
-// reads per token (Gemma-3-270M: 72%). A low-bit screening copy Ŵ (4-bit codes, 32-blocks, bf16
-// scales, four rows interleaved: asm/screen.ts) scores every row; only the rows whose screened
-// score could still be the winner are computed exactly from W:
+// reads per token (Gemma-3-270M: 72%). A low-bit screening copy Ŵ scores every row; only the rows
+// whose screened score could still be the winner are computed exactly from W. The screen
+// (src/kernels/screen-layout.ts, asm/screen.ts) holds W's columns divided by c_j = √(max_i |W_ij|)
+// in 4-bit codes with one scale per row, and multiplies h ⊙ c, so it works in that scaled space:
 //
-//   s = Ŵh,  b = argmax s,  m = W_b·h (exact),  δ_i = c·k·r_i·‖h‖,
+//   s = Ŵ(h ⊙ c),  b = argmax s,  m = W_b·h (exact),  δ_i = c·k·r_i·‖h ⊙ c‖,
 //   C = { i : s_i + δ_i ≥ m },  exact logits on C, −∞ elsewhere,
 //
-// r_i = ‖Ŵ_i − W_i‖ (the row's own quantization error) and k the largest |s_i − W_i·h| / (r_i·‖h‖)
-// seen in calibration (a cosine: the error vector's alignment with h). If every screen error
-// |s_i − W_i·h| is at most δ_i, the argmax over C equals the dense argmax (the dense winner w has
-// W_w·h ≥ m, so s_w + δ_w ≥ m). Per-row margins keep far fewer rows than one global margin
-// δ = c·e·‖h‖ (e the largest error per unit ‖h‖; still available: SmolLM2 median 19 vs 942 rows). e is the largest error per unit ‖h‖ seen on
-// calibration text (measured, so the guarantee is empirical) and c ≥ 1 a safety factor.
+// r_i = ‖Ŵ_i − W_i ⊘ c‖ (the row's own quantization error, scaled space) and k the largest
+// |s_i − W_i·h| / (r_i·‖h ⊙ c‖) seen in calibration (a cosine: the error vector's alignment with
+// h ⊙ c). If every screen error |s_i − W_i·h| is at most δ_i, the argmax over C equals the dense
+// argmax (the dense winner w has W_w·h ≥ m, so s_w + δ_w ≥ m). Per-row margins keep far fewer rows
+// than one global margin δ = c·e·‖h ⊙ c‖ (e the largest error per unit ‖h ⊙ c‖; still available).
+// e and k are measured on calibration text, so the guarantee is empirical, and c ≥ 1 is a safety
+// factor.
 //
 // Sampling (temperature T > 0) keeps every row whose final logit could come within G of the best
 // one, G = max(T, 1)·ln(V/ε): a row outside C then has exact logit below max − G, so at any
@@ -23,157 +25,162 @@
 // threshold is mapped back through it.
 
 import { dequantize } from '../quant/dequant.js';
-import { f32ToBF16 } from '../quant/fp16.js';
+import { SCREEN_BLOCK_BYTES, screenLayout, screenView, type ScreenView } from '../kernels/screen-layout.js';
 import { CtxError } from '../errors.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { WasmKernels } from '../kernels/wasm/index.js';
-import { ACT_Q8_0, quantizeActivation } from '../kernels/ref/q8.js';
 import { ggmlRow, type QTensor } from '../model/tensor.js';
 import type { Selection } from './policy.js';
 
-/** bytes of one 32-block of four interleaved rows: 4 bf16 scales + 4 × 16 bytes of 4-bit codes */
-export const SCREEN_GROUP_BYTES = 72;
-
-/** The screening copy of a rows × cols matrix (rows padded to a multiple of 4). */
-export interface Screen {
-  readonly rows: number;
-  readonly cols: number;
-  /** 32-blocks per row */
-  readonly nb: number;
-  /** groups of four rows */
-  readonly groups: number;
-  readonly data: Uint8Array;
-}
+/** The screening copy of a rows × cols matrix (rows padded to a multiple of 4; cols a multiple of 64). */
+export type Screen = ScreenView;
 
 export function screenBytes(rows: number, cols: number): number {
-  return Math.ceil(rows / 4) * (cols / 32) * SCREEN_GROUP_BYTES;
+  return screenLayout(rows, cols).bytes;
 }
 
-const bf16 = new Float32Array(1);
-const bf16u = new Uint32Array(bf16.buffer);
-function bf16ToNumber(h: number): number {
-  bf16u[0] = h << 16;
-  return bf16[0]!;
+const CANDIDATES = [-8, -8.5, -9, -7.5, 7, 7.5, 6.5];
+
+/** round half up, clamped to the 4-bit range (asm/screen.ts does the same) */
+function code(v: number, id: number): number {
+  const c = Math.floor(v * id + 0.5);
+  return c < -8 ? -8 : c > 7 ? 7 : c;
 }
 
 /**
- * Quantize one block of 32 values x[o..o+32) to 4-bit codes (0..15, value d·(code − 8)) in
- * codes[0..32); returns the bf16 bits of d. With `search`, the scale is the one among a few
- * candidates (the largest magnitude mapped to −9…7) with the least squared error; otherwise
- * Q4_0's rule (the largest magnitude maps to −8).
+ * The scale of one row of the screen (f32 values): with `search`, the one among a few candidates
+ * (the largest magnitude mapped to −9…7) with the least squared error; otherwise Q4_0's rule (the
+ * largest magnitude maps to −8). Rounded to f32.
  */
-export function quantizeBlock(x: Float32Array, o: number, codes: Uint8Array, search: boolean): number {
+export function rowScale(x: Float32Array, search: boolean): number {
   let amax = 0, m = 0;
-  for (let j = 0; j < 32; j++) {
-    const a = Math.abs(x[o + j]!);
-    if (a > amax) { amax = a; m = x[o + j]!; }
+  for (let j = 0; j < x.length; j++) {
+    const a = Math.abs(x[j]!);
+    if (a > amax) { amax = a; m = x[j]!; }
   }
-  if (amax === 0) {
-    codes.fill(8, 0, 32);
-    return 0;
-  }
+  if (amax === 0) return 0;
   let best = m / -8;
   if (search) {
     let bestErr = Infinity;
     for (const t of CANDIDATES) {
       const d = m / t, id = 1 / d;
       let err = 0;
-      for (let j = 0; j < 32; j++) {
-        const v = x[o + j]!;
-        const r = v - code(v, id) * d;
-        err += r * r;
+      for (let j = 0; j < x.length; j++) {
+        const e = x[j]! - code(x[j]!, id) * d;
+        err += e * e;
       }
       if (err < bestErr) { bestErr = err; best = d; }
     }
   }
-  const h = f32ToBF16(best);
-  const d = bf16ToNumber(h);
-  const id = d === 0 ? 0 : 1 / d;
-  for (let j = 0; j < 32; j++) codes[j] = code(x[o + j]!, id) + 8;
-  return h;
+  return Math.fround(best);
 }
-/** round half up, clamped to the 4-bit range (asm/screen.ts does the same) */
-function code(v: number, id: number): number {
-  const c = Math.floor(v * id + 0.5);
-  return c < -8 ? -8 : c > 7 ? 7 : c;
-}
-const CANDIDATES = [-8, -8.5, -9, -7.5, 7, 7.5, 6.5];
 
-/** Build the screen of W into dst: in the wasm kernels when they can, else quantizeScreen. */
+/** Build the screen of W into dst (screenBytes(W.rows, W.cols)): in the wasm kernels when they can, else quantizeScreen. */
 export function buildScreen(kernels: Kernels, W: QTensor, dst: Uint8Array, search = true): Screen {
-  if (isWasm(kernels) && kernels.screenBuild(W, dst, search)) return { rows: W.rows, cols: W.cols, nb: W.cols / 32, groups: Math.ceil(W.rows / 4), data: dst };
+  if (W.cols % 64 !== 0) throw new CtxError(`sparse head: ${W.name} has ${W.cols} columns, not a multiple of 64`);
+  if (isWasm(kernels) && kernels.screenBuild(W, dst, search)) return screenView(W.rows, W.cols, dst);
   return quantizeScreen(W, dst, search);
+}
+
+/** Row i of W, dequantized (f32). */
+function wRow(W: QTensor, i: number, dst: Float32Array): void {
+  const row = ggmlRow(W, i);
+  dequantize(W.type.id, row.data, row.offset, dst, 0, W.cols);
 }
 
 /** Build the screen of W into dst (screenBytes(W.rows, W.cols) bytes), from W's dequantized rows (the reference). */
 export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true): Screen {
   const { rows, cols } = W;
-  if (cols % 32 !== 0) throw new CtxError(`sparse head: ${W.name} has ${cols} columns, not a multiple of 32`);
-  const nb = cols / 32;
-  const groups = Math.ceil(rows / 4);
-  if (dst.length < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`quantizeScreen: need ${groups * nb * SCREEN_GROUP_BYTES} bytes`);
-  const x = new Float32Array(4 * cols);
-  const codes = new Uint8Array(32);
-  const dv = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
-  for (let g = 0; g < groups; g++) {
-    x.fill(0);
-    for (let r = 0; r < 4 && 4 * g + r < rows; r++) {
-      const row = ggmlRow(W, 4 * g + r);
-      dequantize(W.type.id, row.data, row.offset, x, r * cols, cols);
-    }
-    for (let b = 0; b < nb; b++) {
-      const o = (g * nb + b) * SCREEN_GROUP_BYTES;
-      for (let r = 0; r < 4; r++) {
-        dv.setUint16(o + 2 * r, quantizeBlock(x, r * cols + 32 * b, codes, search), true);
-        const co = o + 8 + 16 * r;
-        for (let j = 0; j < 16; j++) dst[co + j] = codes[j]! | (codes[j + 16]! << 4);
+  if (cols % 64 !== 0) throw new CtxError(`sparse head: ${W.name} has ${cols} columns, not a multiple of 64`);
+  const S = screenView(rows, cols, dst);
+  const x = new Float32Array(cols);
+  const colmax = new Float32Array(cols);
+  for (let i = 0; i < rows; i++) {
+    wRow(W, i, x);
+    for (let j = 0; j < cols; j++) colmax[j] = Math.max(colmax[j]!, Math.abs(x[j]!));
+  }
+  for (let j = 0; j < cols; j++) S.colScale[j] = colmax[j]! > 0 ? Math.sqrt(colmax[j]!) : 1;
+  for (let i = 0; i < 4 * S.groups; i++) {
+    if (i < rows) {
+      wRow(W, i, x);
+      for (let j = 0; j < cols; j++) x[j] = x[j]! / S.colScale[j]!;
+    } else x.fill(0);
+    const d = rowScale(x, search);
+    S.rowScale[i] = d;
+    const id = d === 0 ? 0 : 1 / d;
+    const g = i >> 2, r = i & 3;
+    for (let b = 0; b < S.nb; b++) {
+      const o = (g * S.nb + b) * SCREEN_BLOCK_BYTES + 32 * r;
+      for (let j = 0; j < 32; j++) {
+        const col = 64 * b + 32 * (j >> 4) + (j & 15);
+        S.codes[o + j] = (code(x[col]!, id) + 8) | ((code(x[col + 16]!, id) + 8) << 4);
       }
     }
   }
-  return { rows, cols, nb, groups, data: dst };
+  return S;
 }
 
-/** Row r of the screen, dequantized (tests, error statistics). */
+/** Row r of the screen, dequantized (in the scaled space: it approximates W_r ⊘ c). */
 export function screenRow(S: Screen, r: number, dst: Float32Array): void {
   const g = r >> 2, k = r & 3;
-  const dv = new DataView(S.data.buffer, S.data.byteOffset, S.data.byteLength);
+  const d = S.rowScale[r]!;
   for (let b = 0; b < S.nb; b++) {
-    const o = (g * S.nb + b) * SCREEN_GROUP_BYTES;
-    const d = bf16ToNumber(dv.getUint16(o + 2 * k, true));
-    for (let j = 0; j < 16; j++) {
-      const byte = S.data[o + 8 + 16 * k + j]!;
-      dst[32 * b + j] = d * ((byte & 15) - 8);
-      dst[32 * b + j + 16] = d * ((byte >> 4) - 8);
+    const o = (g * S.nb + b) * SCREEN_BLOCK_BYTES + 32 * k;
+    for (let j = 0; j < 32; j++) {
+      const byte = S.codes[o + j]!;
+      const col = 64 * b + 32 * (j >> 4) + (j & 15);
+      dst[col] = d * ((byte & 15) - 8);
+      dst[col + 16] = d * ((byte >> 4) - 8);
     }
   }
 }
 
+/** The screen's activation as asm/screen.ts screenAct makes it: codes of h ⊙ c with one scale d. */
+export function screenActivation(S: Screen, x: Float32Array): { q: Int8Array; d: number } {
+  const n = S.cols;
+  const xs = new Float32Array(n);
+  let amax = 0;
+  for (let j = 0; j < n; j++) {
+    xs[j] = x[j]! * S.colScale[j]!;
+    amax = Math.max(amax, Math.abs(xs[j]!));
+  }
+  const id = amax !== 0 ? Math.fround(127 / amax) : 0;
+  const q = new Int8Array(n);
+  for (let j = 0; j < n; j++) q[j] = roundEven(Math.fround(xs[j]! * id));
+  return { q, d: Math.fround(amax / 127) };
+}
+function roundEven(v: number): number {
+  const f = Math.floor(v), r = v - f;
+  return r > 0.5 || (r === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+/** ‖h ⊙ c‖: the norm the margins scale with. */
+export function scaledNorm(S: Screen, h: Float32Array): number {
+  let nn = 0;
+  for (let j = 0; j < S.cols; j++) {
+    const v = h[j]! * S.colScale[j]!;
+    nn += v * v;
+  }
+  return Math.sqrt(nn);
+}
+
 /**
- * Reference for asm/screen.ts: the screen's rows times x quantized to Q8_0 (as the kernel sees
- * it), summed in float64. out[0..rows).
+ * Reference for asm/screen.ts: the screen's rows times h ⊙ c quantized as the kernel quantizes it,
+ * summed in float64. out[0..rows).
  */
 export function screenMatvecRef(S: Screen, x: Float32Array, out: Float32Array | Float64Array): void {
-  const a = quantizeActivation(ACT_Q8_0, x.subarray(0, S.cols));
-  const dv = new DataView(S.data.buffer, S.data.byteOffset, S.data.byteLength);
+  const a = screenActivation(S, x);
+  const row = new Float32Array(S.cols);
   for (let r = 0; r < S.rows; r++) {
-    const g = r >> 2, k = r & 3;
+    screenRow(S, r, row);
     let acc = 0;
-    for (let b = 0; b < S.nb; b++) {
-      const o = (g * S.nb + b) * SCREEN_GROUP_BYTES;
-      const d = bf16ToNumber(dv.getUint16(o + 2 * k, true));
-      let s = 0;
-      for (let j = 0; j < 16; j++) {
-        const byte = S.data[o + 8 + 16 * k + j]!;
-        s += ((byte & 15) - 8) * a.q[32 * b + j]! + ((byte >> 4) - 8) * a.q[32 * b + j + 16]!;
-      }
-      acc += s * d * a.d[b]!;
-    }
-    out[r] = acc;
+    for (let j = 0; j < S.cols; j++) acc += row[j]! * a.q[j]!;
+    out[r] = acc * a.d;
   }
 }
 
 /**
- * r_i = ‖Ŵ_i − W_i‖ for every row, floored at 1% of the mean (a row the screen happens to hold
+ * r_i = ‖Ŵ_i − W_i ⊘ c‖ for every row, floored at 1% of the mean (a row the screen happens to hold
  * exactly still differs by summation order).
  */
 export function rowErrorNorms(kernels: Kernels, W: QTensor, S: Screen): Float32Array {
@@ -183,10 +190,10 @@ export function rowErrorNorms(kernels: Kernels, W: QTensor, S: Screen): Float32A
   let sum = 0;
   for (let i = 0; i < W.rows; i++) {
     if (wasm) (kernels as WasmKernels).dequantizeRow(W, i, a);
-    else { const g = ggmlRow(W, i); dequantize(W.type.id, g.data, g.offset, a, 0, W.cols); }
+    else wRow(W, i, a);
     screenRow(S, i, b);
     let e = 0;
-    for (let j = 0; j < W.cols; j++) e += (a[j]! - b[j]!) ** 2;
+    for (let j = 0; j < W.cols; j++) e += (a[j]! / S.colScale[j]! - b[j]!) ** 2;
     sum += r[i] = Math.sqrt(e);
   }
   const floor = (0.01 * sum) / Math.max(1, W.rows);
@@ -210,11 +217,11 @@ export interface HeadSampling {
 }
 
 export interface SparseHeadOptions {
-  /** largest screen error per unit ‖h‖ (calibrated): the global margin δ = c·eUnit·‖h‖ */
+  /** largest screen error per unit ‖h ⊙ c‖ (calibrated): the global margin δ = c·eUnit·‖h ⊙ c‖ */
   readonly eUnit: number;
   /**
-   * per-row margins instead: δ_i = c·kRow·r_i·‖h‖, r_i = rowErr[i] (‖Ŵ_i − W_i‖, floored), kRow the
-   * largest |s_i − W_i·h| / (r_i·‖h‖) seen in calibration
+   * per-row margins instead: δ_i = c·kRow·r_i·‖h ⊙ c‖, r_i = rowErr[i] (‖Ŵ_i − W_i ⊘ c‖, floored), kRow the
+   * largest |s_i − W_i·h| / (r_i·‖h ⊙ c‖) seen in calibration
    */
   readonly rowErr?: Float32Array;
   readonly kRow?: number;
@@ -261,7 +268,7 @@ export class SparseHead {
   private readonly wasm: WasmKernels | null;
   private readonly one = { idx: new Int32Array(1), n: 1 };
 
-  /** The margin of row i for a state of norm ‖h‖ (tests). */
+  /** The margin of row i for a state h with ‖h ⊙ c‖ = norm (tests). */
   margin(i: number, norm: number): number {
     return this.rowErr ? this.safety * this.kRow * this.rowErr[i]! * norm : this.safety * this.eUnit * norm;
   }
@@ -294,13 +301,13 @@ export class SparseHead {
 
   /** Bytes of the screen (the extra memory). */
   get screenBytes(): number {
-    return this.screen.groups * this.screen.nb * SCREEN_GROUP_BYTES;
+    return this.screen.bytes;
   }
 
   /** Screened scores of all rows for h (s[0..V)). */
   scores(h: Float32Array): Float32Array {
     const S = this.screen;
-    if (isWasm(this.kernels)) this.kernels.screenMatvec(S.data, S.nb, S.groups, h, this.s);
+    if (isWasm(this.kernels)) this.kernels.screenMatvec(S, h, this.s);
     else screenMatvecRef(S, h, this.s);
     return this.s;
   }
@@ -333,13 +340,12 @@ export class SparseHead {
   logits(h: Float32Array, out: Float32Array): number {
     const { V, kernels, W } = this;
     this.support = null;
-    let nn = 0;
-    for (let i = 0; i < this.D; i++) nn += h[i]! * h[i]!;
-    const delta = this.safety * this.eUnit * Math.sqrt(nn);
     const S = this.screen;
+    const norm = scaledNorm(S, h);
+    const delta = this.safety * this.eUnit * norm;
     const s = this.s;
     let b = 0;
-    if (this.wasm) b = Math.max(0, this.wasm.screenMatvec(S.data, S.nb, S.groups, h, s, V));
+    if (this.wasm) b = Math.max(0, this.wasm.screenMatvec(S, h, s, V));
     else {
       screenMatvecRef(S, h, s);
       let sb = -Infinity;
@@ -361,7 +367,7 @@ export class SparseHead {
     const base = this.uncap(fb - this.gap());
     // per-row margins: s_i + κ·r_i ≥ base; global: s_i ≥ base − δ
     const R = this.rowErr;
-    const kappa = this.safety * this.kRow * Math.sqrt(nn);
+    const kappa = this.safety * this.kRow * norm;
     const tau = base - delta;
     // candidates: s_i ≥ τ, plus every penalised row
     let n = 0;

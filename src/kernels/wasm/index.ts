@@ -27,6 +27,7 @@ import type { QTensor } from '../../model/tensor.js';
 import { allQuantTypes } from '../../quant/types.js';
 import type { Selection } from '../../sparsity/policy.js';
 import type { Activation, AttentionArgs, Kernels, MatvecOptions } from '../kernels.js';
+import { screenView, type ScreenView } from '../screen-layout.js';
 import { refKernels } from '../ref/index.js';
 import { refOps } from '../ref/ops.js';
 import { Pool } from './pool.js';
@@ -55,11 +56,11 @@ export interface WasmKernels extends Kernels {
    */
   transposedCopy(W: QTensor): { kind: number; Rp: number; panelWidth: number; panelBytes: number; bytes: Uint8Array } | null;
   /**
-   * The sparse output layer's screen (asm/screen.ts; src/sparsity/head.ts): out[0..4·groups) =
-   * screen · x, for `groups` groups of four interleaved rows of nb 32-blocks at `w`; w and out in this memory.
-   * Returns the index of the best score among the first `rows` rows (default all; the first on ties).
+   * The sparse output layer's screen (asm/screen.ts; src/kernels/screen-layout.ts): out[0..4·groups)
+   * = screen · x; the screen and out in this memory. Returns the index of the best score among the
+   * first `rows` rows (default all; the first on ties).
    */
-  screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array, rows?: number): number;
+  screenMatvec(S: ScreenView, x: Float32Array, out: Float32Array, rows?: number): number;
   /**
    * The sparse head's candidate rows (asm/screen.ts screenSelect): i < n with s[i] + kappa·r[i] ≥ base
    * (r null: s[i] ≥ base) and `always`, ascending, into idx; returns their number. s, r and idx
@@ -67,8 +68,9 @@ export interface WasmKernels extends Kernels {
    */
   screenSelect(s: Float32Array, r: Float32Array | null, n: number, kappa: number, base: number, always: number, idx: Int32Array): number;
   /**
-   * Build W's screen into dst (a view of this memory; head.ts quantizeScreen is the reference and
-   * gives the same bytes); false when W's type has no wasm decoder (build it with the reference).
+   * Build W's screen into dst (a view of this memory of screenLayout(W.rows, W.cols).bytes;
+   * head.ts quantizeScreen is the reference and gives the same bytes); false when W's type has no
+   * wasm decoder or W.cols is not a multiple of 64 (build it with the reference).
    */
   screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean;
   /** A row gather with compacted results: out[k] = W[sel.idx[k]]·x for k < sel.n (the sparse head's exact rows). */
@@ -117,7 +119,7 @@ interface Exports {
   qmatmulScratch(cols: number, nTok: number): number;
   quantizeAct(kind: number, x: number, n: number, dst: number): void;
   screenSelect(s: number, r: number, n: number, kappa: number, base: number, always: number, idx: number): number;
-  screenConsts(qa: number, nb: number, dst: number): void;
+  screenAct(x: number, c: number, n: number, dst: number): void;
   setF16Table(p: number, fill: number): void;
   run(table: number, nTasks: number, tid: number, nth: number): void;
   rmsnorm(out: number, x: number, w: number, n: number, eps: number): void;
@@ -155,7 +157,6 @@ const T_R4MATVEC = 10;
 /** task lists of at most this many units (rows, or groups of four) run on the calling thread alone */
 const TINY_UNITS = 8;
 const L_R4 = 1;
-const SCREEN_GROUP_BYTES = 72;
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
@@ -855,30 +856,27 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return { q, d, s32, s16 };
   }
 
-  function screenMatvec(w: Uint8Array, nb: number, groups: number, x: Float32Array, out: Float32Array, rows = 4 * groups): number {
-    const cols = nb * 32;
-    if (!ours.has(w.buffer) || !ours.has(out.buffer)) throw new Error('screenMatvec: the screen and the output must be views of this kernel instance\'s memory');
-    if (w.byteLength < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`screenMatvec: ${groups} groups of ${nb} blocks need ${groups * nb * SCREEN_GROUP_BYTES} bytes, the screen has ${w.byteLength}`);
+  function screenMatvec(S: ScreenView, x: Float32Array, out: Float32Array, rows = 4 * S.groups): number {
+    const { cols, nb, groups } = S;
+    if (!ours.has(S.data.buffer) || !ours.has(out.buffer)) throw new Error('screenMatvec: the screen and the output must be views of this kernel instance\'s memory');
     if (out.length < 4 * groups) throw new RangeError(`screenMatvec: out has ${out.length} elements, need ${4 * groups}`);
     if (x.length < cols) throw new RangeError(`screenMatvec: x has ${x.length} elements, need ${cols}`);
-    const aBytes = align(ex.actBytes(cols), 64);
-    beginScratch(aBytes + cols * 4 + align(32 * nb, 64) + TASK_WORDS * 4 + 32 * nth + 256);
+    const aBytes = align(64 + cols * 2, 64);
+    beginScratch(aBytes + cols * 4 + TASK_WORDS * 4 + 32 * nth + 256);
     let xp = x.byteOffset;
     if (!ours.has(x.buffer)) {
       xp = take(cols * 4);
       f32.set(x.subarray(0, cols), xp >>> 2);
     }
-    const qa = take(aBytes);
-    ex.quantizeAct(0, xp, cols, qa);
-    const consts = take(32 * nb);
-    ex.screenConsts(qa, nb, consts);
+    const xa = take(aBytes);
+    ex.screenAct(xp, S.colScale.byteOffset, cols, xa);
     table = take(TASK_WORDS * 4);
     nTasks = 0;
     // each thread's best row: (score, index), index −1 when its share holds none (32 bytes per
     // thread: the kernel passes its lanes through them)
     const best = take(32 * nth);
     for (let t = 0; t < nth; t++) i32[(best >>> 2) + 8 * t + 1] = -1;
-    task([T_SCREEN, 0, w.byteOffset, consts, nb, groups, 0, qa, out.byteOffset, rows, best]);
+    task([T_SCREEN, 0, S.codes.byteOffset, S.rowScale.byteOffset, nb, groups, 0, xa, out.byteOffset, rows, best]);
     dispatch();
     let bi = -1, bv = -Infinity;
     for (let t = 0; t < nth; t++) {
@@ -896,16 +894,32 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   }
 
   function screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean {
-    if (!supported.has(W.type.id) || W.cols % 32 !== 0) return false;
-    const nb = W.cols / 32, groups = Math.ceil(W.rows / 4);
-    if (!ours.has(dst.buffer) || dst.byteLength < groups * nb * SCREEN_GROUP_BYTES) throw new RangeError(`screenBuild ${W.name}: dst must be a view of this memory of ${groups * nb * SCREEN_GROUP_BYTES} bytes`);
+    if (!supported.has(W.type.id) || W.cols % 64 !== 0) return false;
+    if (!ours.has(dst.buffer)) throw new RangeError(`screenBuild ${W.name}: dst must be a view of this memory`);
+    const S = screenView(W.rows, W.cols, dst);
+    const { cols, nb, groups } = S;
     // four rows in f32, and for interleaved weights the group in ggml rows
-    const xBytes = align(4 * W.cols * 4 + (isR4(W) ? 4 * W.rowBytes : 0), 64);
-    beginScratch(nth * xBytes + TASK_WORDS * 4 + 128);
+    const xBytes = align(4 * cols * 4 + (isR4(W) ? 4 * W.rowBytes : 0), 64);
+    const cmBytes = align(4 * cols, 64);
+    beginScratch(nth * (xBytes + cmBytes) + 2 * TASK_WORDS * 4 + 256);
     const xb = take(nth * xBytes);
+    const colmax = take(nth * cmBytes);
+    f32.fill(0, colmax >>> 2, (colmax + nth * cmBytes) >>> 2);
+    const words = [T_SCREEN_BUILD, W.type.id, addressOf(W), W.rowBytes, nb, groups, W.rows, S.codes.byteOffset, search ? 1 : 0, xb, xBytes, isR4(W) ? L_R4 : 0];
+    // phase 0: each thread's column maxima (cmBytes apart); the column scales from their maximum
     table = take(TASK_WORDS * 4);
     nTasks = 0;
-    task([T_SCREEN_BUILD, W.type.id, addressOf(W), W.rowBytes, nb, groups, W.rows, dst.byteOffset, search ? 1 : 0, xb, xBytes, isR4(W) ? L_R4 : 0]);
+    task([...words, 0, colmax, 0, 0]);
+    dispatch();
+    for (let j = 0; j < cols; j++) {
+      let m = 0;
+      for (let t = 0; t < nth; t++) m = Math.max(m, f32[((colmax + t * cmBytes) >>> 2) + j]!);
+      S.colScale[j] = m > 0 ? Math.sqrt(m) : 1;
+    }
+    // phase 1: the codes and the row scales
+    table = take(TASK_WORDS * 4);
+    nTasks = 0;
+    task([...words, 1, 0, S.colScale.byteOffset, S.rowScale.byteOffset]);
     dispatch();
     return true;
   }
