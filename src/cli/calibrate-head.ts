@@ -7,6 +7,7 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { CtxError } from '../errors.js';
 import { defaultCalibrationFile, EVAL_CHUNKS, EVAL_CTX } from '../sparsity/calibrate.js';
+import { SCREEN_FORMAT } from '../kernels/screen-layout.js';
 import { buildSparseHead, measureScreenError, type HeadProfile } from '../sparsity/head-model.js';
 import { modelName, modelSha256 } from '../sparsity/profile.js';
 import { addModelOptions, int, openModel, progressBar, readTextFile } from './common.js';
@@ -53,7 +54,7 @@ export function register(program: Command): void {
       k_row: r.kRow,
       quantiles: { p50: q(0.5), p99: q(0.99), p999: q(0.999) },
       calibration: { data: basename(dataFile), skip_tokens: skip, tokens: tokens.length, chunk: EVAL_CTX },
-      screen: { bits: 4, search: true },
+      screen: { bits: 4, search: true, format: SCREEN_FORMAT },
     };
     writeFileSync(o.out, JSON.stringify(profile, null, 1) + '\n');
     process.stdout.write(`${profile.model.name}: screen error per unit ‖h ⊙ c‖ max ${r.eUnit.toPrecision(4)} (p50 ${profile.quantiles.p50.toPrecision(4)}, p99 ${profile.quantiles.p99.toPrecision(4)}), `

@@ -7,7 +7,7 @@ import { CtxError } from '../errors.js';
 import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
 import { buildScreen, rowErrorNorms, scaledNorm, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
-import { screenView } from '../kernels/screen-layout.js';
+import { SCREEN_FORMAT, screenView } from '../kernels/screen-layout.js';
 
 /** Mixed text (prose, dialogue, code, numbers) the default screen error is measured on. */
 export const HEAD_CALIBRATION_TEXT = `The old lighthouse keeper climbed the stairs every evening, counting all one hundred and twelve steps. "Do you ever get tired of it?" his granddaughter asked. He laughed and said that the sea was never the same twice.
@@ -42,6 +42,7 @@ interface CacheHeader {
   rows: number;
   cols: number;
   search: boolean;
+  screen: string;
   eUnit: number;
   kRow: number;
   textChars: number;
@@ -161,7 +162,7 @@ export interface HeadProfile {
   /** the per-position worst errors' quantiles (per unit ‖h ⊙ c‖) */
   readonly quantiles: { readonly p50: number; readonly p99: number; readonly p999: number };
   readonly calibration: { readonly data: string; readonly skip_tokens: number; readonly tokens: number; readonly chunk: number };
-  readonly screen: { readonly bits: 4; readonly search: boolean };
+  readonly screen: { readonly bits: 4; readonly search: boolean; readonly format: string };
 }
 
 export function loadHeadProfile(file: string, model: Model): HeadProfile {
@@ -175,6 +176,7 @@ export function loadHeadProfile(file: string, model: Model): HeadProfile {
   if (j?.ctxsparse_head_profile !== 2 || !(typeof j.e_unit === 'number' && j.e_unit >= 0) || !(typeof j.k_row === 'number' && j.k_row >= 0)) throw new CtxError(`--head-profile ${file}: not a head profile (write one with \`ctxsparse calibrate-head\`)`);
   const sha = modelSha256(model.path);
   if (j.model?.sha256 !== sha) throw new CtxError(`--head-profile ${file}: calibrated for ${j.model?.name ?? 'another model'} (sha256 ${String(j.model?.sha256).slice(0, 12)}…), not ${model.path}`);
+  if (j.screen?.format !== SCREEN_FORMAT) throw new CtxError(`--head-profile ${file}: made for another screen (${String(j.screen?.format)}); measure it again with \`ctxsparse calibrate-head\``);
   return j;
 }
 
@@ -193,7 +195,7 @@ export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): Spar
   try {
     st = statSync(model.path);
   } catch { /* not a file: no cache */ }
-  const key = { size: st.size, mtimeMs: st.mtimeMs, rows: W.rows, cols: W.cols, search, textChars: text.length };
+  const key = { size: st.size, mtimeMs: st.mtimeMs, rows: W.rows, cols: W.cols, search, screen: SCREEN_FORMAT, textChars: text.length };
   let cached = useCache ? readCache(model, key, all) : null;
   let screen: Screen;
   if (cached !== null) screen = screenView(W.rows, W.cols, data);

@@ -1,7 +1,7 @@
 // The sparse output layer. The output matrix W (vocab × hidden) is most of the bytes a small model
 // reads per token (Gemma-3-270M: 72%). A low-bit screening copy Ŵ scores every row; only the rows
 // whose screened score could still be the winner are computed exactly from W. The screen
-// (src/kernels/screen-layout.ts, asm/screen.ts) holds W's columns divided by c_j = √(max_i |W_ij|)
+// (src/kernels/screen-layout.ts, asm/screen.ts) holds W's columns divided by c_j = (max_i |W_ij|)^0.75
 // in 4-bit codes with one scale per row, and multiplies h ⊙ c, so it works in that scaled space:
 //
 //   s = Ŵ(h ⊙ c),  b = argmax s,  m = W_b·h (exact),  δ_i = c·k·r_i·‖h ⊙ c‖,
@@ -25,7 +25,7 @@
 // threshold is mapped back through it.
 
 import { dequantize } from '../quant/dequant.js';
-import { SCREEN_BLOCK_BYTES, screenLayout, screenView, type ScreenView } from '../kernels/screen-layout.js';
+import { SCREEN_BLOCK_BYTES, screenColScale, screenLayout, screenView, type ScreenView } from '../kernels/screen-layout.js';
 import { CtxError } from '../errors.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { WasmKernels } from '../kernels/wasm/index.js';
@@ -99,7 +99,7 @@ export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true): Scre
     wRow(W, i, x);
     for (let j = 0; j < cols; j++) colmax[j] = Math.max(colmax[j]!, Math.abs(x[j]!));
   }
-  for (let j = 0; j < cols; j++) S.colScale[j] = colmax[j]! > 0 ? Math.sqrt(colmax[j]!) : 1;
+  for (let j = 0; j < cols; j++) S.colScale[j] = screenColScale(colmax[j]!);
   for (let i = 0; i < 4 * S.groups; i++) {
     if (i < rows) {
       wRow(W, i, x);
@@ -248,7 +248,7 @@ export class SparseHead {
   readonly V: number;
   readonly D: number;
   readonly eUnit: number;
-  rowErr: Float32Array | null;
+  readonly rowErr: Float32Array | null;
   readonly kRow: number;
   safety: number;
   readonly epsilon: number;

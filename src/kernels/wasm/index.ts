@@ -27,7 +27,7 @@ import type { QTensor } from '../../model/tensor.js';
 import { allQuantTypes } from '../../quant/types.js';
 import type { Selection } from '../../sparsity/policy.js';
 import type { Activation, AttentionArgs, Kernels, MatvecOptions } from '../kernels.js';
-import { screenView, type ScreenView } from '../screen-layout.js';
+import { screenColScale, screenView, type ScreenView } from '../screen-layout.js';
 import { refKernels } from '../ref/index.js';
 import { refOps } from '../ref/ops.js';
 import { Pool } from './pool.js';
@@ -914,7 +914,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     for (let j = 0; j < cols; j++) {
       let m = 0;
       for (let t = 0; t < nth; t++) m = Math.max(m, f32[((colmax + t * cmBytes) >>> 2) + j]!);
-      S.colScale[j] = m > 0 ? Math.sqrt(m) : 1;
+      S.colScale[j] = screenColScale(m);
     }
     // phase 1: the codes and the row scales
     table = take(TASK_WORDS * 4);
