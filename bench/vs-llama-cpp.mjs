@@ -18,7 +18,7 @@
 // with `cmake --build build -j2 --target llama-bench`. Build output goes to stderr.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -170,9 +170,17 @@ function runLlama(bin, path, t, o) {
   return { args, raw, pp: stat(pp), tg: stat(tg) };
 }
 
+/** The Node options on bin/ctxsparse.js's `#!/usr/bin/env -S node …` line. */
+function launcherFlags() {
+  const first = readFileSync(CLI, 'utf8').split('\n', 1)[0];
+  const m = /^#!.*\bnode\b(.*)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter((a) => a !== '') : [];
+}
+
 function runOurs(path, t, o) {
   const args = [CLI, 'bench', '--model', path, '--threads', String(t), '-p', String(o.nPrompt), '-n', String(o.nGen), '-r', String(o.repetitions), '--json'];
-  const raw = JSON.parse(run('ctxsparse bench', process.execPath, args));
+  // the Node flags the launcher's #! line gives `ctxsparse` (bin/ctxsparse.js), as a user runs it
+  const raw = JSON.parse(run('ctxsparse bench', process.execPath, [...launcherFlags(), ...args]));
   const pick = (test) => raw.results.find((x) => x.test === test && x.threads === t)?.tokens_per_second;
   const stat = (x) => x && { mean: x.mean, stdev: x.stdev };
   return { args: args.slice(1), raw, pp: stat(pick(`pp${o.nPrompt}`)), tg: stat(pick(`tg${o.nGen}`)) };
