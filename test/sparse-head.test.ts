@@ -226,6 +226,44 @@ test('sampling: every row whose logit is within the gap of the max is computed e
   assert.equal(head.gap(), 0);
 });
 
+test('top-k sampling: every row of the true top k is exact, and far fewer rows than the gap alone keeps', () => {
+  const rows = 301, cols = 128;
+  const { head, k } = syntheticHead(rows, cols, 0, 12);
+  const R = rowErrorNorms(k, head.W, head.screen);
+  const rnd = mulberry32(13);
+  const z = new Float32Array(rows);
+  const out = new Float32Array(rows);
+  for (const cap of [0, 100]) {
+    for (let trial = 0; trial < 12; trial++) {
+      const h = randVec(cols, rnd);
+      k.matvec(head.W, h, z);
+      const s = head.scores(h).slice(0, rows);
+      const nrm = scaledNorm(head.screen, h);
+      let kr = 0;
+      for (let i = 0; i < rows; i++) kr = Math.max(kr, Math.abs(s[i]! - z[i]!) / (R[i]! * nrm));
+      const hd = new SparseHead(k, head.W, head.screen, cap, { eUnit: 0, rowErr: R, kRow: kr, safety: 1.000001, denseAbove: 2 });
+      const topK = 1 + (trial % 7);
+      // penalise two of the best rows on odd trials: the order changes under the penalty
+      const order = Array.from(z, (_, i) => i).sort((a, b) => z[b]! - z[a]!);
+      const penalised = trial % 2 === 1 ? new Set([order[0]!, order[2]!]) : undefined;
+      // a high temperature: the gap alone would keep every row, so the top-k bound does the work
+      const temperature = trial < 6 ? 0.8 : 50;
+      hd.sampling = { temperature, topK, topP: 0.95, minP: 0, repeatPenalty: 1.5, ...(penalised && { penalised }) };
+      const n = hd.logits(h, out);
+      // the final logits the sampler ranks: softcap, then the penalty
+      const fin = (i: number, v: number): number => {
+        const c = cap > 0 ? cap * Math.tanh(v / cap) : v;
+        return penalised?.has(i) ? (c > 0 ? c / 1.5 : c * 1.5) : c;
+      };
+      // the sampler's top k, less the rows the gap already leaves out (probability below ε/V)
+      const ranked = Array.from(z, (_, i) => i).sort((a, b) => fin(b, z[b]!) - fin(a, z[a]!));
+      const want = ranked.slice(0, topK).filter((i) => fin(i, z[i]!) >= fin(ranked[0]!, z[ranked[0]!]!) - hd.gap());
+      for (const i of want) assert.ok(Math.abs(out[i]! - (cap > 0 ? cap * Math.tanh(z[i]! / cap) : z[i]!)) < 1e-5, `cap ${cap} trial ${trial}: top-${topK} row ${i} not exact: ${out[i]} vs ${z[i]}, s ${s[i]}, n ${n}, want ${want.map((j) => z[j]!.toFixed(3))}`);
+      if (temperature > 1) assert.ok(n < rows / 4, `cap ${cap} trial ${trial}: ${n} rows computed for top-${topK}`);
+    }
+  }
+});
+
 test('softcap and repetition penalty: the threshold maps through them', () => {
   const rows = 200, cols = 64;
   const k = kernels('plain', 1);

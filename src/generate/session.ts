@@ -63,7 +63,7 @@ export class Session {
     const o = sampler.opts;
     const penalised = o.repeatPenalty !== 1 && o.repeatLastN > 0 ? new Set(history.slice(-o.repeatLastN)) : undefined;
     this.sparseHead.sampling = {
-      temperature: o.temperature, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, ...(penalised && { penalised }),
+      temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, ...(penalised && { penalised }),
     };
   }
 

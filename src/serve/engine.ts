@@ -384,7 +384,7 @@ export class Engine {
       penalised = new Set(ids.slice(Math.max(0, ids.length - o.repeatLastN + 1)));
       penalised.add(row.token);
     }
-    head.sampling = { temperature: o.temperature, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, ...(penalised && { penalised }) };
+    head.sampling = { temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, ...(penalised && { penalised }) };
     return head;
   }
 

@@ -209,6 +209,8 @@ function isWasm(k: Kernels): k is WasmKernels {
 export interface HeadSampling {
   /** ≤ 0: greedy */
   readonly temperature: number;
+  /** the sampler keeps only the k largest logits (0 or absent: off) */
+  readonly topK?: number;
   readonly topP?: number;
   readonly minP?: number;
   /** token ids whose logits the sampler penalises, and the penalty (1 = none) */
@@ -264,6 +266,8 @@ export class SparseHead {
   private readonly s: Float32Array;     // screened scores [4·groups]
   private readonly exact: Float32Array; // exact logits of the selected rows [V]
   private idx: Int32Array;
+  private topV = new Float64Array(0); // topKFloor's best screened scores
+  private topI = new Int32Array(0);
   /** with the wasm kernels: the scans (best screened row, candidates) run there, on these views */
   private readonly wasm: WasmKernels | null;
   private readonly one = { idx: new Int32Array(1), n: 1 };
@@ -324,6 +328,57 @@ export class SparseHead {
     return c * Math.atanh(y / c);
   }
 
+  /**
+   * A raw threshold below which no row can be among the sampler's k largest final (softcapped,
+   * penalised) logits. The k + |penalised| rows of best screened score and the penalised rows are
+   * computed exactly; the k-th largest of their final logits is at most the k-th largest final
+   * logit of all rows, so an unpenalised row in the top k has s_i + δ_i ≥ z_i ≥ its uncapped value.
+   * −∞ when there is no bound.
+   */
+  private topKFloor(k: number, h: Float32Array, s: Float32Array, pen: ReadonlySet<number> | null, penalty: number): number {
+    const V = this.V;
+    const m = k + (pen ? pen.size : 0);
+    if (m >= V) return -Infinity;
+    if (this.topV.length < m) { this.topV = new Float64Array(m); this.topI = new Int32Array(m); }
+    const tv = this.topV, ti = this.topI;
+    // the m best screened rows (most rows fail the first comparison)
+    let n = 0, floor = -Infinity;
+    for (let i = 0; i < V; i++) {
+      const v = s[i]!;
+      if (v <= floor) continue;
+      let j = n < m ? n++ : m - 1;
+      while (j > 0 && tv[j - 1]! < v) { tv[j] = tv[j - 1]!; ti[j] = ti[j - 1]!; j--; }
+      tv[j] = v;
+      ti[j] = i;
+      if (n === m) floor = tv[m - 1]!;
+    }
+    const ids = new Set<number>(ti.subarray(0, n));
+    if (pen) for (const id of pen) if (id >= 0 && id < V) ids.add(id);
+    const sel = Int32Array.from(ids).sort();
+    const z = this.exactRows(h, sel);
+    const fin: number[] = [];
+    for (let j = 0; j < sel.length; j++) {
+      const c = this.cap(z[j]!);
+      fin.push(pen?.has(sel[j]!) ? (c > 0 ? c / penalty : c * penalty) : c);
+    }
+    if (fin.length < k) return -Infinity;
+    fin.sort((x, y) => y - x);
+    const t = this.uncap(fin[k - 1]!);
+    return Number.isFinite(t) ? t : -Infinity;
+  }
+
+  /** Exact raw logits of the rows idx (ascending), in order. */
+  private exactRows(h: Float32Array, idx: Int32Array): Float32Array {
+    if (this.wasm) {
+      const u = this.idx.subarray(0, idx.length);
+      u.set(idx);
+      this.wasm.rowDots(this.W, h, { idx: u, n: idx.length }, this.exact);
+      return this.exact.subarray(0, idx.length);
+    }
+    this.kernels.matvecs([this.W], h, [this.exact], null, [{ idx, n: idx.length }]);
+    return Float32Array.from(idx, (i) => this.exact[i]!);
+  }
+
   /** The gap below the best final logit within which rows must be exact (0 = greedy). */
   gap(): number {
     const o = this.sampling;
@@ -364,7 +419,10 @@ export class SparseHead {
       fb = this.cap(this.exact[b]!);
     }
     if (pen?.has(b)) fb = fb > 0 ? fb / o.repeatPenalty! : fb * o.repeatPenalty!;
-    const base = this.uncap(fb - this.gap());
+    let base = this.uncap(fb - this.gap());
+    // with top-k sampling, no row below the k-th largest lower bound can be drawn
+    const k = o.temperature > 0 ? o.topK ?? 0 : 0;
+    if (k > 0 && k < V) base = Math.max(base, this.topKFloor(k, h, s, pen, o.repeatPenalty ?? 1));
     // per-row margins: s_i + κ·r_i ≥ base; global: s_i ≥ base − δ
     const R = this.rowErr;
     const kappa = this.safety * this.kRow * norm;
