@@ -96,3 +96,23 @@ test('greedy over a support (the sparse head rows) equals the full argmax when t
   // no support: the full scan
   assert.equal(argmaxIn(Float32Array.from([1, 5, 5]), null), 1);
 });
+
+test('sampling over a support (the sparse head rows) draws what the full scan draws when the rest is −∞', () => {
+  const rnd = mulberry32(78);
+  for (let trial = 0; trial < 200; trial++) {
+    const V = 2 + Math.floor(rnd() * 300);
+    const logits = new Float32Array(V).fill(-Infinity);
+    const idx: number[] = [];
+    for (let i = 0; i < V; i++) if (rnd() < 0.15) idx.push(i);
+    if (idx.length === 0) idx.push(V - 1);
+    for (const i of idx) logits[i] = Math.floor(rnd() * 6) - 3 + (rnd() < 0.5 ? 0 : rnd());
+    const support = { idx: Int32Array.from(idx), n: idx.length };
+    const history = [idx[0]!, Math.floor(rnd() * V)];
+    // top-k below and above the support's size, top-k off (the full sort), top-p and min-p on and off
+    const opts = { temperature: 0.3 + rnd() * 1.5, topK: [0, 3, 40][trial % 3]!, topP: trial % 2 ? 0.9 : 1, minP: trial % 4 < 2 ? 0.05 : 0, repeatPenalty: 1.2, repeatLastN: 8 };
+    const a = new Sampler({ ...opts, seed: trial }), b = new Sampler({ ...opts, seed: trial });
+    for (let d = 0; d < 5; d++) {
+      assert.equal(a.sample(new Float32Array(logits), history, support), b.sample(new Float32Array(logits), history), `trial ${trial} draw ${d}`);
+    }
+  }
+});

@@ -95,10 +95,12 @@ export function argmax(logits: Float32Array): number {
   return best;
 }
 
-/** The k largest logits, best first (ties: lower id first). */
-export function topLogits(logits: Float32Array, k: number): { ids: number[]; logits: number[] } {
+/** The k largest logits, best first (ties: lower id first); with `among` (ascending ids), among those rows only. */
+export function topLogits(logits: Float32Array, k: number, among?: Int32Array): { ids: number[]; logits: number[] } {
   const ids: number[] = [];
-  for (let i = 0; i < logits.length; i++) {
+  const n = among ? among.length : logits.length;
+  for (let t = 0; t < n; t++) {
+    const i = among ? among[t]! : t;
     const v = logits[i]!;
     if (ids.length === k && v <= logits[ids[k - 1]!]!) continue;
     let j = ids.length < k ? ids.length : k - 1;
@@ -146,9 +148,12 @@ export class Sampler {
     }
     if (this.greedy) return argmaxIn(logits, support);
 
-    // top-k (a partial selection; a full sort only when top-k is off)
+    // top-k (a partial selection; a full sort only when top-k is off), over the supported rows
+    // alone when the output layer computed only those (every other row is −∞: probability 0)
     const V = logits.length;
-    const cand = o.topK > 0 && o.topK < V ? topLogits(logits, o.topK).ids : Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    const among = support && support.n > 0 ? support.idx.subarray(0, support.n) : undefined;
+    const cand = o.topK > 0 && o.topK < V ? topLogits(logits, o.topK, among).ids
+      : (among ? Array.from(among) : Array.from({ length: V }, (_, i) => i)).sort((a, b) => logits[b]! - logits[a]! || a - b);
     const max = logits[cand[0]!]!;
 
     // top-p on the probabilities of the raw logits over the candidates
