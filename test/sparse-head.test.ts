@@ -358,3 +358,29 @@ test('agreement meter: perplexity stays dense; every scored position compared; a
   assert.equal(b.positions, a.positions + 1);
   assert.deepEqual(b.misses.at(-1), { position: a.positions, dense: worst, sparse: best });
 });
+
+test('sampling bounded by the gap alone: after a run of dense fallbacks the screen is skipped for a while, logits still exact', () => {
+  const rows = 257, cols = 128;
+  const { head, k } = syntheticHead(rows, cols, 0, 8);
+  const rnd = mulberry32(14);
+  const z = new Float32Array(rows);
+  const out = new Float32Array(rows);
+  const hd = new SparseHead(k, head.W, head.screen, 0, { eUnit: 10, safety: 1 });
+  // top-k off and a huge gap: every screened step needs more than 40% of the rows
+  hd.sampling = { temperature: 100, topK: 0, topP: 0.95 };
+  for (let step = 0; step < 30; step++) {
+    const h = randVec(cols, rnd);
+    k.matvec(head.W, h, z);
+    assert.equal(hd.logits(h, out), rows);
+    for (let i = 0; i < rows; i++) assert.equal(out[i], z[i], `step ${step} row ${i}`);
+  }
+  // 4 screened fallbacks, 16 skipped, 4 screened, 6 skipped
+  assert.equal(hd.stats.steps, 30);
+  assert.equal(hd.stats.dense, 30);
+  assert.equal(hd.stats.skipped, 22);
+  // greedy steps always screen
+  hd.sampling = { temperature: 0 };
+  const h = randVec(cols, rnd);
+  hd.logits(h, out);
+  assert.equal(hd.stats.skipped, 22);
+});

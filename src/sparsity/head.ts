@@ -242,9 +242,19 @@ export interface HeadStats {
   steps: number;
   /** rows computed exactly (incl. the best screened row), one entry per step */
   rescored: number[];
-  /** steps that fell back to the dense head */
+  /** steps that fell back to the dense head (after screening, or without: `skipped`) */
   dense: number;
+  /** of those, steps served by the dense head without screening (see SparseHead.skip) */
+  skipped: number;
 }
+
+/**
+ * Sampling with only the gap to bound the rows (temperature > 0, top-k off) can need nearly the
+ * whole vocabulary on every step: then the screen is paid for nothing. After this many such steps
+ * in a row fell back to the dense head, the next SKIP_STEPS of them use it without screening.
+ */
+const FALLBACKS_BEFORE_SKIP = 4;
+const SKIP_STEPS = 16;
 
 export class SparseHead {
   readonly V: number;
@@ -257,7 +267,9 @@ export class SparseHead {
   readonly denseAbove: number;
   /** set by the caller before a step (Session.generate) */
   sampling: HeadSampling = { temperature: 0 };
-  readonly stats: HeadStats = { steps: 0, rescored: [], dense: 0 };
+  readonly stats: HeadStats = { steps: 0, rescored: [], dense: 0, skipped: 0 };
+  private gapFallbacks = 0;
+  private skip = 0;
   /** After logits(): the rows computed exactly (ascending; valid until the next call), or null when all were. */
   support: Selection | null = null;
   /** record stats (off by default: the array grows per step) */
@@ -367,6 +379,15 @@ export class SparseHead {
     return Number.isFinite(t) ? t : -Infinity;
   }
 
+  /** The dense head (softcapped): all V rows exact. */
+  private dense(h: Float32Array, out: Float32Array): number {
+    this.kernels.matvec(this.W, h, out);
+    for (let i = 0; i < this.V; i++) out[i] = this.cap(out[i]!);
+    this.stats.dense++;
+    if (this.record) this.stats.rescored.push(this.V);
+    return this.V;
+  }
+
   /** Exact raw logits of the rows idx (ascending), in order. */
   private exactRows(h: Float32Array, idx: Int32Array): Float32Array {
     if (this.wasm) {
@@ -395,6 +416,14 @@ export class SparseHead {
   logits(h: Float32Array, out: Float32Array): number {
     const { V, kernels, W } = this;
     this.support = null;
+    const o = this.sampling;
+    const gapOnly = o.temperature > 0 && !((o.topK ?? 0) > 0 && o.topK! < V);
+    if (gapOnly && this.skip > 0) {
+      this.skip--;
+      this.stats.steps++;
+      this.stats.skipped++;
+      return this.dense(h, out);
+    }
     const S = this.screen;
     const norm = scaledNorm(S, h);
     const delta = this.safety * this.eUnit * norm;
@@ -406,7 +435,6 @@ export class SparseHead {
       let sb = -Infinity;
       for (let i = 0; i < V; i++) if (s[i]! > sb) { sb = s[i]!; b = i; }
     }
-    const o = this.sampling;
     const pen = o.penalised && (o.repeatPenalty ?? 1) !== 1 ? o.penalised : null;
     // the best screened row exactly, as the sampler will see it (softcap, penalty)
     this.one.idx[0] = b;
@@ -451,12 +479,13 @@ export class SparseHead {
     }
     this.stats.steps++;
     if (n > this.denseAbove * V) {
-      kernels.matvec(W, h, out);
-      for (let i = 0; i < V; i++) out[i] = this.cap(out[i]!);
-      this.stats.dense++;
-      if (this.record) this.stats.rescored.push(V);
-      return V;
+      if (gapOnly && ++this.gapFallbacks >= FALLBACKS_BEFORE_SKIP) {
+        this.skip = SKIP_STEPS;
+        this.gapFallbacks = 0;
+      }
+      return this.dense(h, out);
     }
+    if (gapOnly) this.gapFallbacks = 0;
     const sel: Selection = { idx, n };
     this.support = sel;
     out.fill(-Infinity, 0, V);
