@@ -448,7 +448,8 @@ export class SparseHead {
     }
     if (pen?.has(b)) fb = fb > 0 ? fb / o.repeatPenalty! : fb * o.repeatPenalty!;
     let base = this.uncap(fb - this.gap());
-    // with top-k sampling, no row below the k-th largest lower bound can be drawn
+    // with top-k sampling, a row whose bound is below the k-th largest exact logit of the
+    // best-screened rows cannot be among the k the sampler keeps
     const k = o.temperature > 0 ? o.topK ?? 0 : 0;
     if (k > 0 && k < V) base = Math.max(base, this.topKFloor(k, h, s, pen, o.repeatPenalty ?? 1));
     // per-row margins: s_i + κ·r_i ≥ base; global: s_i ≥ base − δ
