@@ -74,16 +74,26 @@ test('repetition penalty divides positive and multiplies negative logits of rece
   assert.deepEqual(Array.from(l), [1, 1.5, -2, 2.9].map(Math.fround));
 });
 
+/**
+ * Logits of V rows, −∞ except a random share of them (the sparse head's support) valued by `value`;
+ * with `nonEmpty`, at least the last row is supported.
+ */
+function supported(rnd: () => number, V: number, share: number, value: () => number, nonEmpty = false):
+  { logits: Float32Array; idx: number[]; support: { idx: Int32Array; n: number } } {
+  const logits = new Float32Array(V).fill(-Infinity);
+  const idx: number[] = [];
+  for (let i = 0; i < V; i++) if (rnd() < share) idx.push(i);
+  if (nonEmpty && idx.length === 0) idx.push(V - 1);
+  for (const i of idx) logits[i] = value();
+  return { logits, idx, support: { idx: Int32Array.from(idx), n: idx.length } };
+}
+
 test('greedy over a support (the sparse head rows) equals the full argmax when the rest is −∞', () => {
   const rnd = mulberry32(77);
   for (let trial = 0; trial < 200; trial++) {
     const V = 1 + Math.floor(rnd() * 300);
-    const logits = new Float32Array(V).fill(-Infinity);
-    const idx: number[] = [];
-    for (let i = 0; i < V; i++) if (rnd() < 0.1) idx.push(i);
     // ties are common: values from a small set
-    for (const i of idx) logits[i] = Math.floor(rnd() * 4) - 2;
-    const support = { idx: Int32Array.from(idx), n: idx.length };
+    const { logits, idx, support } = supported(rnd, V, 0.1, () => Math.floor(rnd() * 4) - 2);
     assert.equal(argmaxIn(logits, support), argmax(logits), `trial ${trial}`);
     // the sampler: greedy with a repeat penalty on some rows, with and without the support
     const history = [idx[0] ?? 0, Math.floor(rnd() * V)];
@@ -101,12 +111,7 @@ test('sampling over a support (the sparse head rows) draws what the full scan dr
   const rnd = mulberry32(78);
   for (let trial = 0; trial < 200; trial++) {
     const V = 2 + Math.floor(rnd() * 300);
-    const logits = new Float32Array(V).fill(-Infinity);
-    const idx: number[] = [];
-    for (let i = 0; i < V; i++) if (rnd() < 0.15) idx.push(i);
-    if (idx.length === 0) idx.push(V - 1);
-    for (const i of idx) logits[i] = Math.floor(rnd() * 6) - 3 + (rnd() < 0.5 ? 0 : rnd());
-    const support = { idx: Int32Array.from(idx), n: idx.length };
+    const { logits, idx, support } = supported(rnd, V, 0.15, () => Math.floor(rnd() * 6) - 3 + (rnd() < 0.5 ? 0 : rnd()), true);
     const history = [idx[0]!, Math.floor(rnd() * V)];
     // top-k below and above the support's size, top-k off (the full sort), top-p and min-p on and off
     const opts = { temperature: 0.3 + rnd() * 1.5, topK: [0, 3, 40][trial % 3]!, topP: trial % 2 ? 0.9 : 1, minP: trial % 4 < 2 ? 0.05 : 0, repeatPenalty: 1.2, repeatLastN: 8 };

@@ -142,6 +142,13 @@ function syntheticHead(rows: number, cols: number, eUnit: number, seed: number):
   return { head: new SparseHead(k, W, S, 0, { eUnit, safety: 1 }), k };
 }
 
+/** The smallest per-row factor k with |s_i − z_i| ≤ k·r_i·norm on every row: the tightest safe one. */
+function tightRowFactor(s: Float32Array, z: Float32Array, R: Float32Array, norm: number): number {
+  let k = 0;
+  for (let i = 0; i < s.length; i++) k = Math.max(k, Math.abs(s[i]! - z[i]!) / (R[i]! * norm));
+  return k;
+}
+
 test('margin: with δ at least the screen error, the sparse argmax is the dense argmax; rows outside C are −∞', () => {
   const rows = 301, cols = 128;
   const { head, k } = syntheticHead(rows, cols, 0, 21);
@@ -161,8 +168,7 @@ test('margin: with δ at least the screen error, the sparse argmax is the dense 
     const n = tight.logits(h, out);
     assert.equal(argmax(out), argmax(z), `trial ${trial}`);
     // per-row margins with the tightest safe factor: the same winner, and never more rows
-    let kr = 0;
-    for (let i = 0; i < rows; i++) kr = Math.max(kr, Math.abs(s[i]! - z[i]!) / (R[i]! * nrm));
+    const kr = tightRowFactor(s, z, R, nrm);
     const perRow = new SparseHead(k, head.W, head.screen, 0, { eUnit: 0, rowErr: R, kRow: kr, safety: 1.000001 });
     const outR = new Float32Array(rows);
     const nR = perRow.logits(h, outR);
@@ -239,8 +245,7 @@ test('top-k sampling: every row of the true top k is exact, and far fewer rows t
       k.matvec(head.W, h, z);
       const s = head.scores(h).slice(0, rows);
       const nrm = scaledNorm(head.screen, h);
-      let kr = 0;
-      for (let i = 0; i < rows; i++) kr = Math.max(kr, Math.abs(s[i]! - z[i]!) / (R[i]! * nrm));
+      const kr = tightRowFactor(s, z, R, nrm);
       const hd = new SparseHead(k, head.W, head.screen, cap, { eUnit: 0, rowErr: R, kRow: kr, safety: 1.000001, denseAbove: 2 });
       const topK = 1 + (trial % 7);
       // penalise two of the best rows on odd trials: the order changes under the penalty

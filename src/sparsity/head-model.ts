@@ -157,7 +157,7 @@ export interface HeadProfile {
   readonly model: { readonly name: string; readonly sha256: string };
   /** largest |screened − exact| logit per unit ‖h ⊙ c‖ over all rows and positions */
   readonly e_unit: number;
-  /** largest |screened − exact| / (‖Ŵ_i − W_i‖·‖h‖) over all rows and positions (the per-row margins' factor) */
+  /** largest |screened − exact| / (‖Ŵ_i − W_i ⊘ c‖·‖h ⊙ c‖) over all rows and positions (the per-row margins' factor) */
   readonly k_row: number;
   /** the per-position worst errors' quantiles (per unit ‖h ⊙ c‖) */
   readonly quantiles: { readonly p50: number; readonly p99: number; readonly p999: number };

@@ -30,6 +30,7 @@ import { CtxError } from '../errors.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { WasmKernels } from '../kernels/wasm/index.js';
 import { ggmlRow, type QTensor } from '../model/tensor.js';
+import { topLogits } from '../generate/sampler.js';
 import type { Selection } from './policy.js';
 
 /** The screening copy of a rows × cols matrix (rows padded to a multiple of 4; cols a multiple of 64). */
@@ -278,8 +279,6 @@ export class SparseHead {
   private readonly s: Float32Array;     // screened scores [4·groups]
   private readonly exact: Float32Array; // exact logits of the selected rows [V]
   private idx: Int32Array;
-  private topV = new Float64Array(0); // topKFloor's best screened scores
-  private topI = new Int32Array(0);
   /** with the wasm kernels: the scans (best screened row, candidates) run there, on these views */
   private readonly wasm: WasmKernels | null;
   private readonly one = { idx: new Int32Array(1), n: 1 };
@@ -351,20 +350,8 @@ export class SparseHead {
     const V = this.V;
     const m = k + (pen ? pen.size : 0);
     if (m >= V) return -Infinity;
-    if (this.topV.length < m) { this.topV = new Float64Array(m); this.topI = new Int32Array(m); }
-    const tv = this.topV, ti = this.topI;
-    // the m best screened rows (most rows fail the first comparison)
-    let n = 0, floor = -Infinity;
-    for (let i = 0; i < V; i++) {
-      const v = s[i]!;
-      if (v <= floor) continue;
-      let j = n < m ? n++ : m - 1;
-      while (j > 0 && tv[j - 1]! < v) { tv[j] = tv[j - 1]!; ti[j] = ti[j - 1]!; j--; }
-      tv[j] = v;
-      ti[j] = i;
-      if (n === m) floor = tv[m - 1]!;
-    }
-    const ids = new Set<number>(ti.subarray(0, n));
+    // the m best screened rows
+    const ids = new Set<number>(topLogits(s.subarray(0, V), m).ids);
     if (pen) for (const id of pen) if (id >= 0 && id < V) ids.add(id);
     const sel = Int32Array.from(ids).sort();
     const z = this.exactRows(h, sel);
@@ -417,7 +404,9 @@ export class SparseHead {
     const { V, kernels, W } = this;
     this.support = null;
     const o = this.sampling;
-    const gapOnly = o.temperature > 0 && !((o.topK ?? 0) > 0 && o.topK! < V);
+    // top-k when it bounds the rows (sampling, 0 < k < V); sampling without it has only the gap
+    const topK = o.temperature > 0 && (o.topK ?? 0) > 0 && o.topK! < V ? o.topK! : 0;
+    const gapOnly = o.temperature > 0 && topK === 0;
     if (gapOnly && this.skip > 0) {
       this.skip--;
       this.stats.steps++;
@@ -450,8 +439,7 @@ export class SparseHead {
     let base = this.uncap(fb - this.gap());
     // with top-k sampling, a row whose bound is below the k-th largest exact logit of the
     // best-screened rows cannot be among the k the sampler keeps
-    const k = o.temperature > 0 ? o.topK ?? 0 : 0;
-    if (k > 0 && k < V) base = Math.max(base, this.topKFloor(k, h, s, pen, o.repeatPenalty ?? 1));
+    if (topK > 0) base = Math.max(base, this.topKFloor(topK, h, s, pen, o.repeatPenalty ?? 1));
     // per-row margins: s_i + κ·r_i ≥ base; global: s_i ≥ base − δ
     const R = this.rowErr;
     const kappa = this.safety * this.kRow * norm;
