@@ -20,8 +20,8 @@ export { rmsnorm, activate, combine, rope, keepAbove } from './ops';
 import { qmatvec, qmatmul } from './q8';
 import { tbuild, tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan } from './sparse';
-import { screenColMax, screenMatvec, screenQuantizeGroup, SCREEN_BLOCK_BYTES } from './screen';
-export { screenMatvec, screenSelect, screenAct } from './screen';
+import { screenColMax, screenGroups, screenMatvec, screenPermute4, screenQuantizeGroup, screenSelectUnits, SCREEN_BLOCK_BYTES } from './screen';
+export { screenMatvec, screenSelect, screenAct, screenGroups } from './screen';
 export { r4supports, r4packable, r4pack, r4rows } from './r4';
 import { r4gather, r4matmul, r4matvec, r4rows } from './r4';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
@@ -775,10 +775,12 @@ export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
 export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
 export const T_TMATVEC: i32 = 6;  // kind plan copy panels units(tiles of 32 rows) 0 0 out   (transposed copy, kept input channels: asm/sparse.ts)
-export const T_SCREEN: i32 = 7;   // - w rs nb(64-blocks) units(groups) - xa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
-export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb(64-blocks) units(groups) rows dst search xbuf xbufBytes(per thread) layout phase(0: column maxima into colmax + tid·cols·4; 1: quantize) colmax c rs
+export const T_SCREEN: i32 = 7;   // gBlocks(64-blocks per group in memory) w rs nb(64-blocks read) units(groups) - xa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
+export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb(64-blocks) units(groups) rows dst search xbuf xbufBytes(per thread) layout phase(0: column maxima into colmax + tid·cols·4; 1: quantize) colmax(phase 0) / perm(phase 1: the columns' order, 0 none) c rs
 export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows) cols dst layout scratch scratchBytes(per thread)   (transposed copy: asm/sparse.ts)
 export const T_R4MATVEC: i32 = 10; // type w rowBytes - units(groups of 4 rows) - qa out   (interleaved rows, dense: asm/r4.ts)
+export const T_SCREEN_GROUPS: i32 = 11; // w2 nb2 gidx xa units(listed groups) split rs out   (the screen's second stage: asm/screen.ts)
+export const T_SCREEN_SELECT: i32 = 12; // s r t n params units(SELECT_UNIT rows) always idx counts   (the candidate scan: asm/screen.ts)
 // T_QMATVEC word 9, T_QMATMUL word 13 (its units then groups of 4 rows), T_TBUILD word 8: the
 // weights' layout (0 ggml rows, 1 four rows interleaved)
 const L_R4: i32 = 1;
@@ -853,7 +855,13 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
           <usize>word(t, 14) + <usize>tid * <usize>word(t, 15));
         break;
       case T_SCREEN:
-        screenMatvec(word(t, 2), word(t, 4), a, b, word(t, 7), word(t, 3), word(t, 8), word(t, 9), <usize>word(t, 10) + (<usize>tid << 5));
+        screenMatvec(word(t, 2), word(t, 4), word(t, 1), a, b, word(t, 7), word(t, 3), word(t, 8), word(t, 9), <usize>word(t, 10) + (<usize>tid << 5));
+        break;
+      case T_SCREEN_GROUPS:
+        screenGroups(word(t, 1), word(t, 2), <usize>word(t, 3) + (<usize>a << 2), b - a, word(t, 4), word(t, 6), word(t, 7), word(t, 8));
+        break;
+      case T_SCREEN_SELECT:
+        screenSelectUnits(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 6), word(t, 7), word(t, 8), word(t, 9), a, b);
         break;
       case T_SCREEN_BUILD: {
         // dequantize four rows (padding rows are zero); phase 0 takes their column maxima,
@@ -861,8 +869,9 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
         const x = <usize>word(t, 9) + <usize>tid * <usize>word(t, 10);
         const nb = word(t, 4), cols = nb << 6, rows = word(t, 6);
         const rb = <usize>word(t, 3), r4 = word(t, 11) == L_R4, phase = word(t, 12);
-        // interleaved weights (rows a multiple of 4): the group's rows back in ggml rows, after the four f32 rows
-        const gbuf = x + (<usize>(4 * cols) << 2);
+        // a row of scratch for the columns' reordering after the four f32 rows, then for interleaved
+        // weights (rows a multiple of 4) the group's rows back in ggml rows
+        const tmp = x + (<usize>(4 * cols) << 2), gbuf = tmp + (<usize>cols << 2);
         for (let g = a; g < b; g++) {
           if (r4) r4rows(word(t, 1), word(t, 2), rb, 4 * g, 4 * g + 4, gbuf);
           for (let r = 0; r < 4; r++) {
@@ -871,7 +880,10 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
             else memory.fill(xr, 0, <usize>cols << 2);
           }
           if (phase == 0) screenColMax(x, cols, <usize>word(t, 13) + <usize>tid * (<usize>cols << 2));
-          else screenQuantizeGroup(x, nb, word(t, 14), <usize>word(t, 7) + <usize>g * <usize>nb * SCREEN_BLOCK_BYTES, <usize>word(t, 15) + (<usize>g << 4), word(t, 8) != 0);
+          else {
+            if (word(t, 13)) screenPermute4(x, cols, word(t, 13), tmp);
+            screenQuantizeGroup(x, nb, word(t, 14), <usize>word(t, 7) + <usize>g * <usize>nb * SCREEN_BLOCK_BYTES, <usize>word(t, 15) + (<usize>g << 4), word(t, 8) != 0);
+          }
         }
         break;
       }

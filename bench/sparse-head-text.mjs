@@ -7,7 +7,7 @@
 // both heads produced the same tokens.
 // With --sparsity P the sparse side also decodes with that layer-sparsity profile (the issue's
 // "with a 50% profile" figure).
-// Usage: node bench/sparse-head-text.mjs [-m MODEL] [-t 2] [-p 10] [-n 64] [-r 2] [--sparsity P] [--json]   (after `npm run build`)
+// Usage: node bench/sparse-head-text.mjs [-m MODEL] [-t 2] [-p 10] [-n 64] [-r 2] [--sparsity P] [--first-stage B] [--json]   (after `npm run build`)
 import { Command } from 'commander';
 import { loadModel } from '../dist/src/model/load.js';
 import { resolveModel } from '../dist/src/models/catalog.js';
@@ -26,12 +26,13 @@ const o = new Command()
   .option('-n, --tokens <n>', 'greedy tokens generated per prompt', '64')
   .option('-r, --rounds <n>', 'passes over the prompts (each prompt: dense then sparse, or the reverse on odd rounds)', '2')
   .option('--sparsity <file>', 'a layer-sparsity profile used with the sparse head (decode steps only, as generate does); continuations then differ from dense by design')
+  .option('--first-stage <blocks>', 'the screen\'s first stage in 64-column blocks (default: chosen at load; all of them: one stage)')
   .option('--json', 'one JSON object on stdout')
   .parse()
   .opts();
 const N = Number(o.tokens);
 const model = loadModel(resolveModel(o.model), { threads: Number(o.threads) });
-const head = buildSparseHead(model);
+const head = buildSparseHead(model, o.firstStage !== undefined ? { firstStage: Number(o.firstStage) } : {});
 const profile = o.sparsity ? sparsityPolicy(o.sparsity, model) : null;
 head.record = true;
 // the prompts `eval --greedy-prompts` uses, tokenized as it does

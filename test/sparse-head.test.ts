@@ -1,7 +1,8 @@
-// The sparse output layer (src/sparsity/head.ts, asm/screen.ts): the screen kernel and the wasm
-// screen builder against their TypeScript references (ragged sizes, both SIMD builds, one and two
-// threads); the margin and sampling bounds; greedy tokens equal to the dense head's on stories260K
-// and on a real model; the agreement meter that `perplexity` and `eval --sparse-head` report.
+// The sparse output layer (src/sparsity/head.ts, asm/screen.ts): the screen kernels (both stages)
+// and the wasm screen builder against their TypeScript references (ragged sizes, both SIMD builds,
+// one and two threads); the margin and sampling bounds, with one stage and two; greedy tokens equal
+// to the dense head's on stories260K and on a real model; the agreement meter that `perplexity`
+// and `eval --sparse-head` report.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -14,8 +15,9 @@ import { HeadAgreementMeter } from '../src/eval/head-agreement.js';
 import { perplexity } from '../src/eval/perplexity.js';
 import { argmax, argmaxIn } from '../src/generate/sampler.js';
 import {
-  buildScreen, quantizeScreen, rowErrorNorms, scaledNorm, screenActivation, screenBytes, screenMatvecRef, screenRow, SparseHead, type Screen,
+  buildScreen, quantizeScreen, rowErrorNorms, rowNorms, scaledNorm, scaledNorms, screenActivation, screenBytes, screenMatvecRef, screenRow, secondNorms, SparseHead, type Screen,
 } from '../src/sparsity/head.js';
+import { screenOrder, splitScreen } from '../src/kernels/screen-layout.js';
 import { buildSparseHead, measureScreenError } from '../src/sparsity/head-model.js';
 import { catalogModel, mulberry32, sharedPath } from './helpers.js';
 import { makeTensor, randVec } from './kernel-helpers.js';
@@ -41,9 +43,10 @@ for (const simd of FLAVOURS) {
         for (const [rows, cols] of SHAPES) {
           if (type === GGMLType.Q4_K && cols % 256 !== 0) continue;
           const W = makeTensor(k, quantInfo(type)!, rows, cols, rnd, 3);
-          // the wasm builder and the TypeScript one give the same bytes
-          const S = buildScreen(k, W, k.alloc(screenBytes(rows, cols)));
-          const R = quantizeScreen(W, new Uint8Array(screenBytes(rows, cols)));
+          // the wasm builder and the TypeScript one give the same bytes, columns in energy order
+          const energy = Float64Array.from({ length: cols }, () => rnd() * 4);
+          const S = buildScreen(k, W, k.alloc(screenBytes(rows, cols)), true, energy);
+          const R = quantizeScreen(W, new Uint8Array(screenBytes(rows, cols)), true, energy);
           assert.deepEqual(S.data, R.data, `${W.name}: wasm-built screen differs from the reference`);
           const x = randVec(cols, rnd);
           const u = k.alloc(4 * 4 * S.groups);
@@ -70,39 +73,138 @@ for (const simd of FLAVOURS) {
             assert.ok(got2[wb]! < 0, 'the scores are negative');
             assert.equal(bp, wb, `${W.name}: best row of negative scores`);
           }
-          // the integer sums are exact; tolerance: the final f32 products
+          // the integer sums are exact; tolerance: the final f32 products (and, split, their sum)
           const a = screenActivation(S, x);
           const row = new Float32Array(cols);
+          const mags: Float64Array[] = [];
           for (let r = 0; r < rows; r++) {
             screenRow(S, r, row);
-            let mag = 0;
-            for (let c = 0; c < cols; c++) mag += Math.abs(row[c]! * a.q[c]! * a.d);
-            assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-5 * mag + 1e-30, `${W.name} row ${r}: wasm ${got[r]} ref ${want[r]}`);
+            // cum[w] = Σ|terms| over the first w blocks
+            const cum = new Float64Array(S.nb + 1);
+            for (let c = 0; c < cols; c++) cum[(c >> 6) + 1] += Math.abs(row[c]! * a.q[c]! * a.d);
+            for (let w = 1; w <= S.nb; w++) cum[w] += cum[w - 1]!;
+            mags.push(cum);
+            assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-5 * cum[S.nb]! + 1e-30, `${W.name} row ${r}: wasm ${got[r]} ref ${want[r]}`);
+          }
+          // the first stage over fewer blocks (the width chooser's view of a one-stage screen)
+          for (let w = 1; w < S.nb; w++) {
+            k.screenMatvec(S, x, got, rows, w);
+            screenMatvecRef(S, x, want, 64 * w);
+            for (let r = 0; r < rows; r++) assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-5 * mags[r]![w]! + 1e-30, `${W.name} ${w} blocks, row ${r}: wasm ${got[r]} ref ${want[r]}`);
+          }
+          // split in two stages: the same rows; the first stage, then the second on some groups
+          const rowsBefore = Array.from({ length: rows }, (_, r) => { screenRow(S, r, row); return row.slice(); });
+          const nb1 = Math.max(1, S.nb - 1 - (rows % 2));
+          const T = splitScreen(S, nb1);
+          assert.equal(T.nb1, nb1);
+          for (let r = 0; r < rows; r++) {
+            screenRow(T, r, row);
+            assert.deepEqual(row, rowsBefore[r], `${W.name} row ${r}: split changed it`);
+          }
+          const b1 = k.screenMatvec(T, x, got, rows);
+          screenMatvecRef(T, x, want, 64 * nb1);
+          for (let r = 0; r < rows; r++) assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-5 * mags[r]![nb1]! + 1e-30, `${W.name} first stage, row ${r}`);
+          let bb = 0;
+          for (let r = 1; r < rows; r++) if (got[r]! > got[bb]!) bb = r;
+          assert.equal(b1, bb);
+          const first = got.slice();
+          const gu = k.alloc(4 * T.groups);
+          const gidx = new Int32Array(gu.buffer, gu.byteOffset, T.groups);
+          const listed = Array.from({ length: T.groups }, (_, g) => g).filter((g) => g % 3 !== 1);
+          gidx.set(listed);
+          k.screenGroups(T, gidx, listed.length, got);
+          screenMatvecRef(T, x, want);
+          for (let r = 0; r < rows; r++) {
+            if (listed.includes(r >> 2)) assert.ok(Math.abs(got[r]! - want[r]!) <= 2e-5 * mags[r]![T.nb]! + 1e-30, `${W.name} both stages, row ${r}: ${got[r]} vs ${want[r]}`);
+            else assert.equal(got[r], first[r], `${W.name} row ${r}: its group was not listed`);
           }
         }
+      }
+    });
+
+    test(`screen second stage (${simd}, ${threads} thread${threads > 1 ? 's' : ''}) over many groups equals its reference`, () => {
+      // enough groups that the threads share them
+      const k = kernels(simd, threads);
+      const rnd = mulberry32(17 + threads);
+      const rows = 2050, cols = 192;
+      const W = makeTensor(k, quantInfo(GGMLType.Q8_0)!, rows, cols, rnd, 3);
+      const energy = Float64Array.from({ length: cols }, () => rnd());
+      const S = splitScreen(buildScreen(k, W, k.alloc(screenBytes(rows, cols)), true, energy), 1);
+      const x = randVec(cols, rnd);
+      const u = k.alloc(4 * 4 * S.groups);
+      const got = new Float32Array(u.buffer, u.byteOffset, 4 * S.groups);
+      const gu = k.alloc(4 * S.groups);
+      const gidx = new Int32Array(gu.buffer, gu.byteOffset, S.groups);
+      const listed = Array.from({ length: S.groups }, (_, g) => g).filter((g) => g % 5 !== 2);
+      gidx.set(listed);
+      k.screenMatvec(S, x, got, rows);
+      const first = got.slice();
+      k.screenGroups(S, gidx, listed.length, got);
+      const want = new Float64Array(rows);
+      screenMatvecRef(S, x, want);
+      const a = screenActivation(S, x);
+      const row = new Float32Array(cols);
+      for (let r = 0; r < rows; r++) {
+        if (!listed.includes(r >> 2)) { assert.equal(got[r], first[r]); continue; }
+        screenRow(S, r, row);
+        let mag = 0;
+        for (let c = 0; c < cols; c++) mag += Math.abs(row[c]! * a.q[c]! * a.d);
+        assert.ok(Math.abs(got[r]! - want[r]!) <= 2e-5 * mag + 1e-30, `row ${r}: ${got[r]} vs ${want[r]}`);
       }
     });
   }
 }
 
+test('screen order: the columns by descending c_j²·energy_j, ties by index; the screen holds them in that order', () => {
+  const c = Float32Array.from([1, 2, 1, 0.5, 2]);
+  assert.deepEqual(Array.from(screenOrder(c)), [0, 1, 2, 3, 4]);
+  // c²·energy = 4, 8, 1, 4, 4
+  assert.deepEqual(Array.from(screenOrder(c, [4, 2, 1, 16, 1])), [1, 0, 3, 4, 2]);
+  assert.throws(() => screenOrder(c, [1, 2]), /5 columns/);
+  const k = kernels('plain', 1);
+  const rows = 6, cols = 128;
+  const W = makeTensor(k, quantInfo(GGMLType.F32)!, rows, cols, mulberry32(40));
+  const energy = Float64Array.from({ length: cols }, (_, j) => (j * 37) % 11);
+  const S = quantizeScreen(W, new Uint8Array(screenBytes(rows, cols)), true, energy);
+  const plain = quantizeScreen(W, new Uint8Array(screenBytes(rows, cols)), true);
+  const e = Array.from(S.perm, (j, i) => S.colScale[i]! ** 2 * energy[j]!);
+  for (let i = 1; i < cols; i++) assert.ok(e[i]! <= e[i - 1]!, `column ${i} out of order`);
+  const a = new Float32Array(cols), b = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    screenRow(S, r, a);
+    screenRow(plain, r, b);
+    // the same row scale (it depends on the values, not their order) and the same codes, reordered
+    assert.equal(S.rowScale[r], plain.rowScale[r]);
+    for (let j = 0; j < cols; j++) assert.equal(a[j], b[S.perm[j]!], `row ${r} column ${j}`);
+  }
+});
+
 for (const simd of FLAVOURS) {
-  test(`screenSelect (${simd}) picks the rows the TypeScript scan picks`, () => {
-    const k = kernels(simd, 1);
+  test(`screenSelect (${simd}) picks the rows the TypeScript scan picks, on one thread and on two`, () => {
     const rnd = mulberry32(5);
-    for (const n of [1, 3, 4, 7, 64, 1001]) {
+    for (const n of [1, 3, 4, 7, 64, 1001, 20000, 33333]) {
+      // enough rows for the threads to share the scan
+      const k = kernels(simd, n > 16384 ? 2 : 1);
       const view = (bytes: number): Uint8Array => k.alloc(bytes);
-      const su = view(4 * n), ru = view(4 * n), iu = view(4 * n);
+      const su = view(4 * n), ru = view(4 * n), tu = view(4 * n), iu = view(4 * n);
       const s = new Float32Array(su.buffer, su.byteOffset, n), r = new Float32Array(ru.buffer, ru.byteOffset, n);
+      const t = new Float32Array(tu.buffer, tu.byteOffset, n);
       const idx = new Int32Array(iu.buffer, iu.byteOffset, n);
-      for (let i = 0; i < n; i++) { s[i] = rnd() * 10 - 5; r[i] = rnd(); }
+      for (let i = 0; i < n; i++) { s[i] = rnd() * 10 - 5; r[i] = rnd(); t[i] = 2 * rnd(); }
       // ties on the threshold: s + κ·r lands exactly on base for some rows
       s[n >> 1] = 2;
-      for (const [kappa, base, withR] of [[0.7, 2, true], [0, 2, false], [1e-3, 4.9, true], [3, -1, true], [0, 9, false]] as const) {
+      for (const [kappa, base, withR, kappa2] of [[0.7, 2, true, 0], [0, 2, false, 0], [1e-3, 4.9, true, 0], [3, -1, true, 0], [0, 9, false, 0],
+        [0.7, 2, true, 0.3], [0, 2, false, 1.1], [0.25, 4.2, true, 0.5]] as const) {
         for (const always of [0, n - 1, n >> 1]) {
           const want: number[] = [];
-          for (let i = 0; i < n; i++) if ((withR ? s[i]! + kappa * r[i]! >= base : s[i]! >= base) || i === always) want.push(i);
-          const c = k.screenSelect(s, withR ? r : null, n, kappa, base, always, idx);
-          assert.deepEqual(Array.from(idx.subarray(0, c)), want, `n ${n} κ ${kappa} base ${base} always ${always}`);
+          for (let i = 0; i < n; i++) {
+            let v = s[i]!;
+            if (withR) v += kappa * r[i]!;
+            if (kappa2) v += kappa2 * t[i]!;
+            if (v >= base || i === always) want.push(i);
+          }
+          const c = k.screenSelect(s, withR ? r : null, n, kappa, base, always, idx, kappa2 ? t : null, kappa2);
+          assert.deepEqual(Array.from(idx.subarray(0, c)), want, `n ${n} κ ${kappa} κ2 ${kappa2} base ${base} always ${always}`);
         }
       }
     }
@@ -193,6 +295,42 @@ test('margin: with δ at least the screen error, the sparse argmax is the dense 
     for (let i = 0; i < rows; i++) if (out[i] !== -Infinity) assert.ok(inSup.has(i), `trial ${trial} row ${i}: finite outside the support`);
     assert.equal(argmaxIn(out, sup), argmax(out));
   }
+});
+
+test('two stages: with factors at least the errors, the dense winner survives both; the second stage narrows the first', () => {
+  const rows = 601, cols = 256;
+  const k = kernels('plain', 2);
+  const rnd = mulberry32(22);
+  const W = makeTensor(k, quantInfo(GGMLType.Q8_0)!, rows, cols, rnd);
+  const energy = Float64Array.from({ length: cols }, () => rnd());
+  const S = splitScreen(buildScreen(k, W, k.alloc(screenBytes(rows, cols)), true, energy), 2);
+  const { err: R, blocks } = rowNorms(k, W, S);
+  const T = secondNorms(blocks, S.nb, S.nb1, new Float32Array(rows));
+  const probe = new SparseHead(k, W, S, 0, { eUnit: 0, rowErr: R, kRow: 0, second: T, kFirst: 0 });
+  assert.throws(() => new SparseHead(k, W, S, 0, { eUnit: 0, rowErr: R, kRow: 1 }), /two-stage screen/);
+  const z = new Float32Array(rows), out = new Float32Array(rows);
+  let narrowed = 0;
+  for (let trial = 0; trial < 30; trial++) {
+    const h = randVec(cols, rnd);
+    k.matvec(W, h, z);
+    const s1 = probe.firstScores(h).slice(0, rows);
+    const s = probe.scores(h).slice(0, rows);
+    const { norm, second } = scaledNorms(S, h);
+    let k1 = 0, kr = 0;
+    for (let i = 0; i < rows; i++) {
+      k1 = Math.max(k1, Math.abs(s1[i]! - z[i]!) / (R[i]! * norm + T[i]! * second));
+      kr = Math.max(kr, Math.abs(s[i]! - z[i]!) / (R[i]! * norm));
+    }
+    const head = new SparseHead(k, W, S, 0, { eUnit: 0, rowErr: R, kRow: kr, second: T, kFirst: k1, safety: 1.000001, denseAbove: 2 });
+    head.record = true;
+    const n = head.logits(h, out);
+    const w = argmax(z);
+    assert.equal(argmax(out), w, `trial ${trial}`);
+    for (let i = 0; i < rows; i++) if (out[i] !== -Infinity) assert.equal(out[i], z[i], `trial ${trial} row ${i}: exact logit`);
+    assert.ok(head.stats.first[0]! >= n);
+    if (head.stats.first[0]! > n) narrowed++;
+  }
+  assert.ok(narrowed > 0, 'the second stage never dropped a row the first kept');
 });
 
 test('sampling: every row whose logit is within the gap of the max is computed exactly', () => {
@@ -335,6 +473,7 @@ test('SmolLM2-135M: sparse-head greedy tokens equal dense over a few dozen steps
   const again = measureScreenError(model, head, model.tokenizer.encode('The quick brown fox jumps over the lazy dog.'));
   assert.ok(again.eUnit <= head.eUnit + 1e-9);
   assert.ok(again.kRow <= head.kRow + 1e-9 && head.kRow > 0);
+  assert.ok(again.kFirst <= head.kFirst + 1e-9);
 });
 
 test('agreement meter: perplexity stays dense; every scored position compared; a differing argmax is counted and kept', () => {

@@ -48,16 +48,17 @@ export function register(program: Command): void {
     const sorted = [...r.perPosition].sort((a, b) => a - b);
     const q = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * (sorted.length - 1) + 0.5))] ?? 0;
     const profile: HeadProfile = {
-      ctxsparse_head_profile: 2,
+      ctxsparse_head_profile: 3,
       model: { name: modelName(model.path), sha256: modelSha256(model.path) },
       e_unit: r.eUnit,
       k_row: r.kRow,
+      k_first: r.kFirst,
       quantiles: { p50: q(0.5), p99: q(0.99), p999: q(0.999) },
       calibration: { data: basename(dataFile), skip_tokens: skip, tokens: tokens.length, chunk: EVAL_CTX },
-      screen: { bits: 4, search: true, format: SCREEN_FORMAT },
+      screen: { bits: 4, search: true, format: SCREEN_FORMAT, first_blocks: head.screen.nb1 },
     };
     writeFileSync(o.out, JSON.stringify(profile, null, 1) + '\n');
     process.stdout.write(`${profile.model.name}: screen error per unit ‖h ⊙ c‖ max ${r.eUnit.toPrecision(4)} (p50 ${profile.quantiles.p50.toPrecision(4)}, p99 ${profile.quantiles.p99.toPrecision(4)}), `
-      + `per-row factor k ${r.kRow.toPrecision(4)} over ${r.positions} positions; built-in defaults ${head.eUnit.toPrecision(4)}, ${head.kRow.toPrecision(4)}; wrote ${o.out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      + `per-row factor k ${r.kRow.toPrecision(4)}, first stage's ${r.kFirst.toPrecision(4)} over ${r.positions} positions; built-in defaults ${head.eUnit.toPrecision(4)}, ${head.kRow.toPrecision(4)}, ${head.kFirst.toPrecision(4)}; wrote ${o.out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   });
 }

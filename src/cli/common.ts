@@ -123,5 +123,5 @@ export interface SparseHeadFlags { sparseHead?: boolean; headSafety?: number; he
 export function sparseHeadFor(o: SparseHeadFlags, model: Model): SparseHead | null {
   if (!o.sparseHead || o.exact) return null;
   const hp = o.headProfile !== undefined ? loadHeadProfile(o.headProfile, model) : undefined;
-  return buildSparseHead(model, { ...(o.headSafety !== undefined && { safety: o.headSafety }), ...(hp && { eUnit: hp.e_unit, kRow: hp.k_row }) });
+  return buildSparseHead(model, { ...(o.headSafety !== undefined && { safety: o.headSafety }), ...(hp && { eUnit: hp.e_unit, kRow: hp.k_row, kFirst: hp.k_first, firstBlocks: hp.screen.first_blocks }) });
 }

@@ -1,13 +1,16 @@
 // Building a model's sparse output layer (head.ts): the screen, quantized at load from the output
-// matrix or read from its cache file beside the model, and the screen error per unit ‖h ⊙ c‖, e,
-// measured on a short built-in text unless a profile gives one (`ctxsparse calibrate --method head`).
+// matrix or read from its cache file beside the model, its columns ordered by the energy of the
+// final states of a short built-in text, its first stage's width chosen on those states, and the
+// margins' error factors measured on them unless a profile gives them (`ctxsparse calibrate-head`).
 
 import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { CtxError } from '../errors.js';
 import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
-import { buildScreen, rowErrorNorms, scaledNorm, screenBytes, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
-import { SCREEN_FORMAT, screenView } from '../kernels/screen-layout.js';
+import { buildScreen, DEFAULT_SAFETY, rowNorms, scaledNorms, screenBytes, screenMatvecRef, secondNorms, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
+import { SCREEN_FORMAT, screenView, splitScreen } from '../kernels/screen-layout.js';
+import type { Kernels } from '../kernels/kernels.js';
+import type { WasmKernels } from '../kernels/wasm/index.js';
 
 /** Mixed text (prose, dialogue, code, numbers) the default screen error is measured on. */
 export const HEAD_CALIBRATION_TEXT = `The old lighthouse keeper climbed the stairs every evening, counting all one hundred and twelve steps. "Do you ever get tired of it?" his granddaughter asked. He laughed and said that the sea was never the same twice.
@@ -30,10 +33,14 @@ export interface HeadBuildOptions extends Partial<SparseHeadOptions> {
   readonly text?: string;
   /** per-row margins (default true); false: one global margin c·e·‖h‖ */
   readonly perRow?: boolean;
+  /** the first stage's 64-column blocks (default: chosen on the calibration states); builds the screen again unless the cache has this width, and does not write the cache */
+  readonly firstStage?: number;
+  /** a profile's first-stage width: the screen must have it */
+  readonly firstBlocks?: number;
 }
 
-// 3: one scale per row of the column-scaled matrix, 64-column blocks (2: a bf16 scale per 32-block)
-const MAGIC = 'CTXHEAD3';
+// 4: columns in energy order, two stages (3: one stage in W's order; 2: a bf16 scale per 32-block)
+const MAGIC = 'CTXHEAD4';
 const HEADER_BYTES = 4096;
 
 interface CacheHeader {
@@ -43,16 +50,21 @@ interface CacheHeader {
   cols: number;
   search: boolean;
   screen: string;
+  textChars: number;
+  /** the first stage's 64-column blocks */
+  nb1: number;
   eUnit: number;
   kRow: number;
-  textChars: number;
+  kFirst: number;
 }
+
+type Measured = Pick<CacheHeader, 'nb1' | 'eUnit' | 'kRow' | 'kFirst'>;
 
 function cachePath(model: Model): string {
   return `${model.path}.ctxhead`;
 }
 
-function readCache(model: Model, want: Omit<CacheHeader, 'eUnit' | 'kRow'>, dst: Uint8Array): { eUnit: number; kRow: number } | null {
+function readCache(model: Model, want: Omit<CacheHeader, keyof Measured>, dst: Uint8Array): Measured | null {
   let fd: number;
   try {
     fd = openSync(cachePath(model), 'r');
@@ -72,7 +84,7 @@ function readCache(model: Model, want: Omit<CacheHeader, 'eUnit' | 'kRow'>, dst:
       if (n <= 0) return null;
       got += n;
     }
-    return { eUnit: h.eUnit, kRow: h.kRow };
+    return { nb1: h.nb1, eUnit: h.eUnit, kRow: h.kRow, kFirst: h.kFirst };
   } catch {
     return null;
   } finally {
@@ -97,12 +109,8 @@ function writeCache(model: Model, h: CacheHeader, data: Uint8Array): void {
   }
 }
 
-/**
- * Largest |screened − exact| logit per unit ‖h ⊙ c‖ over every row and every position of `tokens`
- * (exact = the dense mat-vec the model decodes with, before any softcap).
- */
-export function measureScreenError(model: Model, head: SparseHead, tokens: readonly number[],
-  opts: { chunk?: number; bos?: number; onProgress?: (done: number, total: number) => void } = {}): { eUnit: number; kRow: number; positions: number; perPosition: number[] } {
+/** The final states (after the output norm) of every position of `tokens`, run in chunks from an empty cache. */
+export function finalStates(model: Model, tokens: readonly number[], opts: { chunk?: number; bos?: number; onChunk?: (states: Float32Array[], done: number) => void } = {}): Float32Array[] {
   const { config: cfg, kernels, weights: w } = model;
   const D = cfg.dim;
   const chunk = opts.chunk ?? tokens.length;
@@ -110,31 +118,53 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
   const kv = model.createCache(chunk + 1);
   let states: Float32Array[] = [];
   fwd.tap = (name, layer, data, rows, width) => {
-    if (name === 'residual' && layer === cfg.nLayers - 1) for (let t = 0; t < rows; t++) states.push(data.slice(t * width, (t + 1) * width));
+    if (name === 'residual' && layer === cfg.nLayers - 1) {
+      for (let t = 0; t < rows; t++) {
+        const h = new Float32Array(D);
+        kernels.rmsnorm(h, 0, data.subarray(t * width, (t + 1) * width), 0, w.outputNorm, D, cfg.normEps);
+        states.push(h);
+      }
+    }
   };
-  const h = new Float32Array(D);
-  const z = new Float32Array(head.V);
-  let eUnit = 0, kRow = 0;
-  const R = head.rowErr;
-  const perPosition: number[] = [];
+  const all: Float32Array[] = [];
   for (let c0 = 0; c0 < tokens.length; c0 += chunk) {
     const ids = tokens.slice(c0, c0 + chunk);
     if (opts.bos !== undefined) ids[0] = opts.bos;
     states = [];
     kv.truncate(0);
     fwd.run(kv, ids, 0, 'none');
-    eUnit = Math.max(eUnit, errorsOf(states));
-    opts.onProgress?.(Math.min(tokens.length, c0 + chunk), tokens.length);
+    if (opts.onChunk) opts.onChunk(states, Math.min(tokens.length, c0 + chunk));
+    else all.push(...states);
   }
-  return { eUnit, kRow, positions: perPosition.length, perPosition };
+  return all;
+}
 
-  function errorsOf(states: Float32Array[]): number {
-  let eUnit = 0;
-  for (const x of states) {
-    kernels.rmsnorm(h, 0, x, 0, w.outputNorm, D, cfg.normEps);
-    const norm = scaledNorm(head.screen, h);
+/** The error factors of a head's screen measured on final states (see measureScreenError). */
+export interface ScreenErrors {
+  eUnit: number;
+  kRow: number;
+  kFirst: number;
+  /** each state's largest |screened − exact| per unit ‖h ⊙ c‖ */
+  perPosition: number[];
+}
+
+/** Fold the errors of `states` into acc: the largest ratios over every row (exact = the dense mat-vec, before any softcap). */
+export function screenErrors(model: Model, head: SparseHead, states: readonly Float32Array[], acc: ScreenErrors = { eUnit: 0, kRow: 0, kFirst: 0, perPosition: [] }): ScreenErrors {
+  const z = new Float32Array(head.V);
+  const R = head.rowErr, T = head.second;
+  for (const h of states) {
+    const { norm, second } = scaledNorms(head.screen, h);
     if (norm === 0) continue;
-    kernels.matvec(w.output, h, z);
+    model.kernels.matvec(model.weights.output, h, z);
+    if (R && T) {
+      const s1 = head.firstScores(h);
+      let k1 = 0;
+      for (let i = 0; i < head.V; i++) {
+        const e = Math.abs(s1[i]! - z[i]!), u = R[i]! * norm + T[i]! * second;
+        if (e > k1 * u) k1 = e / u;
+      }
+      acc.kFirst = Math.max(acc.kFirst, k1);
+    }
     const s = head.scores(h);
     let worst = 0, cos = 0;
     for (let i = 0; i < head.V; i++) {
@@ -142,27 +172,149 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
       if (e > worst) worst = e;
       if (R && e > cos * R[i]!) cos = e / R[i]!;
     }
-    kRow = Math.max(kRow, cos / norm);
-    perPosition.push(worst / norm);
-    eUnit = Math.max(eUnit, worst / norm);
+    acc.kRow = Math.max(acc.kRow, cos / norm);
+    acc.perPosition.push(worst / norm);
+    acc.eUnit = Math.max(acc.eUnit, worst / norm);
   }
-  return eUnit;
+  return acc;
+}
+
+/**
+ * Largest |screened − exact| logit per unit ‖h ⊙ c‖ (eUnit), and the per-row margins' factors
+ * (kRow: full scores; kFirst: the first stage's), over every row and every position of `tokens`
+ * (exact = the dense mat-vec the model decodes with, before any softcap).
+ */
+export function measureScreenError(model: Model, head: SparseHead, tokens: readonly number[],
+  opts: { chunk?: number; bos?: number; onProgress?: (done: number, total: number) => void } = {}): { eUnit: number; kRow: number; kFirst: number; positions: number; perPosition: number[] } {
+  const acc: ScreenErrors = { eUnit: 0, kRow: 0, kFirst: 0, perPosition: [] };
+  finalStates(model, tokens, {
+    ...(opts.chunk !== undefined && { chunk: opts.chunk }), ...(opts.bos !== undefined && { bos: opts.bos }),
+    onChunk: (states, done) => {
+      screenErrors(model, head, states, acc);
+      opts.onProgress?.(done, tokens.length);
+    },
+  });
+  return { ...acc, positions: acc.perPosition.length };
+}
+
+/**
+ * The first stage's width is chosen with a cost model in units of one 4-row group's 64-column
+ * block streamed by the first stage (all threads). Measured on Gemma-3-270M's screen at two
+ * threads (WikiText-2 states): a second-stage block of a kept group costs SCATTER_COST of them (the
+ * groups are scattered: each is a cache miss), and each kept group ROW_COST more in the candidate
+ * scan and the host's bookkeeping.
+ */
+const SCATTER_COST = 6.4;
+const ROW_COST = 14;
+/**
+ * The kept groups are counted on the short built-in text, whose next tokens are easier than real
+ * text's (WikiText-2 prose kept 2–3× more groups on average): the cost uses their 90th percentile,
+ * and the widest first stage within WIDER_TOLERANCE of the least cost is taken.
+ */
+const WIDER_TOLERANCE = 0.1;
+
+/**
+ * The first stage's width for a one-stage screen S (columns in energy order), chosen on final
+ * states: for each width nb1 of the last few, the first stage's error factor kFirst (as
+ * screenErrors measures it), then the 4-row groups its margins keep (safety c) with the state's
+ * own exact winner of the first stage, and the cost groups·nb1 + kept·(SCATTER_COST·(nb − nb1) +
+ * ROW_COST) (kept: the 90th percentile over the states). Also the chosen width's second-stage
+ * norms t_i. `force`: that width, whatever it costs.
+ */
+export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, blocks: Float32Array, states: readonly Float32Array[], safety: number, force?: number):
+  { nb1: number; second: Float32Array; costs: Map<number, number>; factors: Map<number, number> } {
+  const { kernels, weights } = model;
+  const W = weights.output, V = W.rows, { nb, groups } = S;
+  const wasm = isWasm(kernels) ? kernels : null;
+  const s = wasm ? viewF32(kernels, 4 * groups) : new Float32Array(4 * groups);
+  const z = new Float32Array(V);
+  const widths: number[] = [];
+  if (force !== undefined) {
+    if (!(Number.isInteger(force) && force >= 1 && force <= nb)) throw new CtxError(`sparse head: a first stage of ${force} blocks (1..${nb})`);
+    if (force < nb) widths.push(force);
+  } else for (let w = nb - 1; w >= Math.max(1, Math.ceil(nb / 2), nb - 4); w--) widths.push(w);
+  const T = new Map(widths.map((w) => [w, secondNorms(blocks, nb, w, new Float32Array(V))]));
+  const k1 = new Map(widths.map((w) => [w, 0]));
+  const scores = (h: Float32Array, w: number): Float32Array => {
+    if (wasm) wasm.screenMatvec(S, h, s, V, w);
+    else screenMatvecRef(S, h, s, 64 * w);
+    return s;
+  };
+  const secondNorm = (h: Float32Array, w: number): number => {
+    let t = 0;
+    for (let j = 64 * w; j < S.cols; j++) t += (h[S.perm[j]!]! * S.colScale[j]!) ** 2;
+    return Math.sqrt(t);
+  };
+  for (const h of states) {
+    const norm = scaledNorms(S, h).norm;
+    if (norm === 0) continue;
+    kernels.matvec(W, h, z);
+    for (const w of widths) {
+      const s1 = scores(h, w), t = T.get(w)!, n2 = secondNorm(h, w);
+      let k = k1.get(w)!;
+      for (let i = 0; i < V; i++) {
+        const e = Math.abs(s1[i]! - z[i]!), u = rowErr[i]! * norm + t[i]! * n2;
+        if (e > k * u) k = e / u;
+      }
+      k1.set(w, k);
+    }
   }
+  // the groups each width's first stage keeps, per state
+  const kept = new Map(widths.map((w): [number, number[]] => [w, []]));
+  for (const h of states) {
+    const norm = scaledNorms(S, h).norm;
+    if (norm === 0) continue;
+    kernels.matvec(W, h, z);
+    for (const w of widths) {
+      const s1 = scores(h, w), t = T.get(w)!, n2 = secondNorm(h, w);
+      let b = 0;
+      for (let i = 1; i < V; i++) if (s1[i]! > s1[b]!) b = i;
+      const m = z[b]!, ka = safety * k1.get(w)! * norm, kb = safety * k1.get(w)! * n2;
+      let ng = 0, last = -1;
+      for (let i = 0; i < V; i++) {
+        if (s1[i]! + ka * rowErr[i]! + kb * t[i]! >= m && i >> 2 !== last) { ng++; last = i >> 2; }
+      }
+      kept.get(w)!.push(ng);
+    }
+  }
+  const costs = new Map<number, number>([[nb, groups * nb]]);
+  for (const w of widths) {
+    const k = kept.get(w)!.sort((x, y) => x - y);
+    const p90 = k.length ? k[Math.min(k.length - 1, Math.floor(0.9 * k.length))]! : groups;
+    costs.set(w, groups * w + p90 * (SCATTER_COST * (nb - w) + ROW_COST));
+  }
+  const least = Math.min(...costs.values());
+  // widths from the widest down: the first within the tolerance
+  let best = force ?? nb;
+  if (force === undefined) for (let w = nb; w >= 1 && costs.has(w); w--) if (costs.get(w)! <= least * (1 + WIDER_TOLERANCE)) { best = w; break; }
+  const second = best < nb ? T.get(best)! : new Float32Array(V);
+  return { nb1: best, second, costs, factors: k1 };
+}
+
+function isWasm(k: Kernels): k is WasmKernels {
+  return typeof (k as Partial<WasmKernels>).screenMatvec === 'function' && typeof (k as Partial<WasmKernels>).alloc === 'function';
+}
+function viewF32(k: Kernels, n: number): Float32Array {
+  const u = k.alloc!(4 * n);
+  return new Float32Array(u.buffer, u.byteOffset, n);
 }
 
 /** A head profile (`ctxsparse calibrate-head`): the screen error measured on calibration text for one model file. */
 export interface HeadProfile {
-  /** 2: the screen with one scale per row of the column-scaled matrix (1: per-block scales; refused) */
-  readonly ctxsparse_head_profile: 2;
+  /** 3: the two-stage screen in energy order (2: one stage in W's order; 1: per-block scales; both refused) */
+  readonly ctxsparse_head_profile: 3;
   readonly model: { readonly name: string; readonly sha256: string };
   /** largest |screened − exact| logit per unit ‖h ⊙ c‖ over all rows and positions */
   readonly e_unit: number;
   /** largest |screened − exact| / (‖Ŵ_i − W_i ⊘ c‖·‖h ⊙ c‖) over all rows and positions (the per-row margins' factor) */
   readonly k_row: number;
+  /** the first stage's: largest |first-stage score − exact| / (r_i·‖h ⊙ c‖ + t_i·‖(h ⊙ c)₂‖) (0: one stage) */
+  readonly k_first: number;
   /** the per-position worst errors' quantiles (per unit ‖h ⊙ c‖) */
   readonly quantiles: { readonly p50: number; readonly p99: number; readonly p999: number };
   readonly calibration: { readonly data: string; readonly skip_tokens: number; readonly tokens: number; readonly chunk: number };
-  readonly screen: { readonly bits: 4; readonly search: boolean; readonly format: string };
+  /** first_blocks: the first stage's 64-column blocks (k_first holds for that width only) */
+  readonly screen: { readonly bits: 4; readonly search: boolean; readonly format: string; readonly first_blocks: number };
 }
 
 export function loadHeadProfile(file: string, model: Model): HeadProfile {
@@ -172,8 +324,10 @@ export function loadHeadProfile(file: string, model: Model): HeadProfile {
   } catch (e) {
     throw new CtxError(`--head-profile ${file}: cannot read it as JSON: ${(e as Error).message}`);
   }
-  if ((j?.ctxsparse_head_profile as number) === 1) throw new CtxError(`--head-profile ${file}: made for the previous screen format; measure it again with \`ctxsparse calibrate-head\``);
-  if (j?.ctxsparse_head_profile !== 2 || !(typeof j.e_unit === 'number' && j.e_unit >= 0) || !(typeof j.k_row === 'number' && j.k_row >= 0)) throw new CtxError(`--head-profile ${file}: not a head profile (write one with \`ctxsparse calibrate-head\`)`);
+  const v = j?.ctxsparse_head_profile as number;
+  if (v === 1 || v === 2) throw new CtxError(`--head-profile ${file}: made for a previous screen format; measure it again with \`ctxsparse calibrate-head\``);
+  const num = (x: unknown): boolean => typeof x === 'number' && x >= 0 && Number.isFinite(x);
+  if (v !== 3 || !num(j.e_unit) || !num(j.k_row) || !num(j.k_first) || !Number.isInteger(j.screen?.first_blocks)) throw new CtxError(`--head-profile ${file}: not a head profile (write one with \`ctxsparse calibrate-head\`)`);
   const sha = modelSha256(model.path);
   if (j.model?.sha256 !== sha) throw new CtxError(`--head-profile ${file}: calibrated for ${j.model?.name ?? 'another model'} (sha256 ${String(j.model?.sha256).slice(0, 12)}…), not ${model.path}`);
   if (j.screen?.format !== SCREEN_FORMAT) throw new CtxError(`--head-profile ${file}: made for another screen (${String(j.screen?.format)}); measure it again with \`ctxsparse calibrate-head\``);
@@ -182,37 +336,59 @@ export function loadHeadProfile(file: string, model: Model): HeadProfile {
 
 /** The model's sparse output layer, ready to set as `forward.outputHead`. */
 export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): SparseHead {
-  const W = model.weights.output;
+  const W = model.weights.output, V = W.rows;
   const search = opts.search ?? true;
-  const bytes = screenBytes(W.rows, W.cols);
-  // the screen, then the per-row error norms (f32), one allocation (and one cache read)
-  const all = model.kernels.alloc ? model.kernels.alloc(bytes + 4 * W.rows) : new Uint8Array(bytes + 4 * W.rows);
+  const bytes = screenBytes(V, W.cols);
+  // the screen, then the per-row error norms and second-stage norms (f32), one allocation (and one cache read)
+  const all = model.kernels.alloc ? model.kernels.alloc(bytes + 8 * V) : new Uint8Array(bytes + 8 * V);
   const data = all.subarray(0, bytes);
-  const rowErr = new Float32Array(all.buffer, all.byteOffset + bytes, W.rows);
+  const rowErr = new Float32Array(all.buffer, all.byteOffset + bytes, V);
+  const second = new Float32Array(all.buffer, all.byteOffset + bytes + 4 * V, V);
   const text = opts.text ?? HEAD_CALIBRATION_TEXT;
   const useCache = (opts.cache ?? true) && model.format === 'gguf';
   let st: { size: number; mtimeMs: number } = { size: 0, mtimeMs: 0 };
   try {
     st = statSync(model.path);
   } catch { /* not a file: no cache */ }
-  const key = { size: st.size, mtimeMs: st.mtimeMs, rows: W.rows, cols: W.cols, search, screen: SCREEN_FORMAT, textChars: text.length };
+  const key = { size: st.size, mtimeMs: st.mtimeMs, rows: V, cols: W.cols, search, screen: SCREEN_FORMAT, textChars: text.length };
   let cached = useCache ? readCache(model, key, all) : null;
+  if (cached && opts.firstStage !== undefined && cached.nb1 !== opts.firstStage) cached = null;
   let screen: Screen;
-  if (cached !== null) screen = screenView(W.rows, W.cols, data);
+  let states: Float32Array[] = [];
+  if (cached !== null) screen = screenView(V, W.cols, data, cached.nb1);
   else {
-    screen = buildScreen(model.kernels, W, data, search);
-    rowErr.set(rowErrorNorms(model.kernels, W, screen));
+    // the columns in the order of the calibration states' energy, then the first stage's width
+    states = finalStates(model, model.tokenizer.encode(text));
+    const energy = new Float64Array(W.cols);
+    for (const h of states) for (let j = 0; j < W.cols; j++) energy[j] += h[j]! * h[j]!;
+    const one = buildScreen(model.kernels, W, data, search, energy);
+    const norms = rowNorms(model.kernels, W, one);
+    rowErr.set(norms.err);
+    const c = chooseFirstStage(model, one, rowErr, norms.blocks, states, opts.safety ?? DEFAULT_SAFETY, opts.firstStage);
+    second.set(c.second);
+    screen = splitScreen(one, c.nb1);
+  }
+  if (opts.firstBlocks !== undefined && opts.firstBlocks !== screen.nb1) {
+    throw new CtxError(`--head-profile: made for a first stage of ${opts.firstBlocks} blocks; this model's screen has ${screen.nb1} (measure it again with \`ctxsparse calibrate-head\`)`);
   }
   const perRow = opts.perRow ?? true;
-  const make = (eUnit: number, kRow: number): SparseHead => new SparseHead(model.kernels, W, screen, model.config.finalLogitSoftcap, {
-    eUnit, ...(perRow && { rowErr, kRow }),
+  const head = new SparseHead(model.kernels, W, screen, model.config.finalLogitSoftcap, {
+    eUnit: 0, ...(perRow && { rowErr, kRow: 0, second, kFirst: 0 }),
     ...(opts.safety !== undefined && { safety: opts.safety }), ...(opts.epsilon !== undefined && { epsilon: opts.epsilon }),
     ...(opts.denseAbove !== undefined && { denseAbove: opts.denseAbove }),
   });
   if (cached === null) {
-    const m = measureScreenError(model, make(0, 0), model.tokenizer.encode(text));
-    cached = { eUnit: m.eUnit, kRow: m.kRow };
-    if (useCache) writeCache(model, { ...key, ...cached }, all);
+    // the margins' factors on the screen as it runs (measured with per-row margins whatever perRow says)
+    const probe = perRow ? head : new SparseHead(model.kernels, W, screen, 0, { eUnit: 0, rowErr, kRow: 0, second, kFirst: 0 });
+    const e = screenErrors(model, probe, states);
+    cached = { nb1: screen.nb1, eUnit: e.eUnit, kRow: e.kRow, kFirst: e.kFirst };
+    // (a forced width is an experiment: the cache keeps the chosen one)
+    if (useCache && opts.firstStage === undefined) writeCache(model, { ...key, ...cached }, all);
   }
-  return make(opts.eUnit ?? cached.eUnit, opts.kRow ?? cached.kRow);
+  head.eUnit = opts.eUnit ?? cached.eUnit;
+  if (perRow) {
+    head.kRow = opts.kRow ?? cached.kRow;
+    if (head.second) head.kFirst = opts.kFirst ?? cached.kFirst;
+  }
+  return head;
 }

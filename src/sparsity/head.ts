@@ -25,7 +25,7 @@
 // threshold is mapped back through it.
 
 import { dequantize } from '../quant/dequant.js';
-import { SCREEN_BLOCK_BYTES, screenColScale, screenLayout, screenView, type ScreenView } from '../kernels/screen-layout.js';
+import { SCREEN_BLOCK_BYTES, screenColScale, screenLayout, screenOrder, screenView, type ScreenView } from '../kernels/screen-layout.js';
 import { CtxError } from '../errors.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { WasmKernels } from '../kernels/wasm/index.js';
@@ -76,11 +76,14 @@ export function rowScale(x: Float32Array, search: boolean): number {
   return Math.fround(best);
 }
 
-/** Build the screen of W into dst (screenBytes(W.rows, W.cols)): in the wasm kernels when they can, else quantizeScreen. */
-export function buildScreen(kernels: Kernels, W: QTensor, dst: Uint8Array, search = true): Screen {
+/**
+ * Build the one-stage screen of W into dst (screenBytes(W.rows, W.cols)), its columns ordered by
+ * energy (screenOrder): in the wasm kernels when they can, else quantizeScreen.
+ */
+export function buildScreen(kernels: Kernels, W: QTensor, dst: Uint8Array, search = true, energy?: ArrayLike<number>): Screen {
   if (W.cols % 64 !== 0) throw new CtxError(`sparse head: ${W.name} has ${W.cols} columns, not a multiple of 64`);
-  if (isWasm(kernels) && kernels.screenBuild(W, dst, search)) return screenView(W.rows, W.cols, dst);
-  return quantizeScreen(W, dst, search);
+  if (isWasm(kernels) && kernels.screenBuild(W, dst, search, energy)) return screenView(W.rows, W.cols, dst);
+  return quantizeScreen(W, dst, search, energy);
 }
 
 /** Row i of W, dequantized (f32). */
@@ -89,8 +92,11 @@ function wRow(W: QTensor, i: number, dst: Float32Array): void {
   dequantize(W.type.id, row.data, row.offset, dst, 0, W.cols);
 }
 
-/** Build the screen of W into dst (screenBytes(W.rows, W.cols) bytes), from W's dequantized rows (the reference). */
-export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true): Screen {
+/**
+ * Build the one-stage screen of W into dst (screenBytes(W.rows, W.cols) bytes), from W's
+ * dequantized rows, its columns ordered by energy (the reference).
+ */
+export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true, energy?: ArrayLike<number>): Screen {
   const { rows, cols } = W;
   if (cols % 64 !== 0) throw new CtxError(`sparse head: ${W.name} has ${cols} columns, not a multiple of 64`);
   const S = screenView(rows, cols, dst);
@@ -100,13 +106,16 @@ export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true): Scre
     wRow(W, i, x);
     for (let j = 0; j < cols; j++) colmax[j] = Math.max(colmax[j]!, Math.abs(x[j]!));
   }
-  for (let j = 0; j < cols; j++) S.colScale[j] = screenColScale(colmax[j]!);
+  const c = colmax.map(screenColScale);
+  S.perm.set(screenOrder(c, energy));
+  for (let j = 0; j < cols; j++) S.colScale[j] = c[S.perm[j]!]!;
+  const y = new Float32Array(cols);
   for (let i = 0; i < 4 * S.groups; i++) {
     if (i < rows) {
       wRow(W, i, x);
-      for (let j = 0; j < cols; j++) x[j] = x[j]! / S.colScale[j]!;
-    } else x.fill(0);
-    const d = rowScale(x, search);
+      for (let j = 0; j < cols; j++) y[j] = x[S.perm[j]!]! / S.colScale[j]!;
+    } else y.fill(0);
+    const d = rowScale(y, search);
     S.rowScale[i] = d;
     const id = d === 0 ? 0 : 1 / d;
     const g = i >> 2, r = i & 3;
@@ -114,21 +123,21 @@ export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true): Scre
       const o = (g * S.nb + b) * SCREEN_BLOCK_BYTES + 32 * r;
       for (let j = 0; j < 32; j++) {
         const col = 64 * b + 32 * (j >> 4) + (j & 15);
-        S.codes[o + j] = (code(x[col]!, id) + 8) | ((code(x[col + 16]!, id) + 8) << 4);
+        S.codes[o + j] = (code(y[col]!, id) + 8) | ((code(y[col + 16]!, id) + 8) << 4);
       }
     }
   }
   return S;
 }
 
-/** Row r of the screen, dequantized (in the scaled space: it approximates W_r ⊘ c). */
+/** Row r of the screen, dequantized, in the screen's column order (it approximates W_r,perm ⊘ c). */
 export function screenRow(S: Screen, r: number, dst: Float32Array): void {
   const g = r >> 2, k = r & 3;
   const d = S.rowScale[r]!;
   for (let b = 0; b < S.nb; b++) {
-    const o = (g * S.nb + b) * SCREEN_BLOCK_BYTES + 32 * k;
+    const o = b < S.nb1 ? (g * S.nb1 + b) * SCREEN_BLOCK_BYTES + 32 * k : S.codes2At + (g * S.nb2 + b - S.nb1) * SCREEN_BLOCK_BYTES + 32 * k;
     for (let j = 0; j < 32; j++) {
-      const byte = S.codes[o + j]!;
+      const byte = S.data[o + j]!;
       const col = 64 * b + 32 * (j >> 4) + (j & 15);
       dst[col] = d * ((byte & 15) - 8);
       dst[col + 16] = d * ((byte >> 4) - 8);
@@ -136,13 +145,13 @@ export function screenRow(S: Screen, r: number, dst: Float32Array): void {
   }
 }
 
-/** The screen's activation as asm/screen.ts screenAct makes it: codes of h ⊙ c with one scale d. */
+/** The screen's activation as asm/screen.ts screenAct makes it: codes of (h ⊙ c) in the screen's column order, one scale d. */
 export function screenActivation(S: Screen, x: Float32Array): { q: Int8Array; d: number } {
   const n = S.cols;
   const xs = new Float32Array(n);
   let amax = 0;
   for (let j = 0; j < n; j++) {
-    xs[j] = x[j]! * S.colScale[j]!;
+    xs[j] = x[S.perm[j]!]! * S.colScale[j]!;
     amax = Math.max(amax, Math.abs(xs[j]!));
   }
   const id = amax !== 0 ? Math.fround(127 / amax) : 0;
@@ -155,37 +164,47 @@ function roundEven(v: number): number {
   return r > 0.5 || (r === 0.5 && f % 2 !== 0) ? f + 1 : f;
 }
 
+/** ‖h ⊙ c‖ (the norm the margins scale with) and the norm of its second-stage part (the screen's columns from 64·nb1 on). */
+export function scaledNorms(S: Screen, h: Float32Array): { norm: number; second: number } {
+  let all = 0, second = 0;
+  const split = 64 * S.nb1;
+  for (let j = 0; j < S.cols; j++) {
+    const v = h[S.perm[j]!]! * S.colScale[j]!;
+    all += v * v;
+    if (j >= split) second += v * v;
+  }
+  return { norm: Math.sqrt(all), second: Math.sqrt(second) };
+}
+
 /** ‖h ⊙ c‖: the norm the margins scale with. */
 export function scaledNorm(S: Screen, h: Float32Array): number {
-  let nn = 0;
-  for (let j = 0; j < S.cols; j++) {
-    const v = h[j]! * S.colScale[j]!;
-    nn += v * v;
-  }
-  return Math.sqrt(nn);
+  return scaledNorms(S, h).norm;
 }
 
 /**
- * Reference for asm/screen.ts: the screen's rows times h ⊙ c quantized as the kernel quantizes it,
- * summed in float64. out[0..rows).
+ * Reference for asm/screen.ts: the screen's rows over its first `cols` columns (default all; the
+ * first stage: 64·nb1) times h ⊙ c quantized as the kernel quantizes it, summed in float64.
+ * out[0..rows).
  */
-export function screenMatvecRef(S: Screen, x: Float32Array, out: Float32Array | Float64Array): void {
+export function screenMatvecRef(S: Screen, x: Float32Array, out: Float32Array | Float64Array, cols = S.cols): void {
   const a = screenActivation(S, x);
   const row = new Float32Array(S.cols);
   for (let r = 0; r < S.rows; r++) {
     screenRow(S, r, row);
     let acc = 0;
-    for (let j = 0; j < S.cols; j++) acc += row[j]! * a.q[j]!;
+    for (let j = 0; j < cols; j++) acc += row[j]! * a.q[j]!;
     out[r] = acc * a.d;
   }
 }
 
 /**
- * r_i = ‖Ŵ_i − W_i ⊘ c‖ for every row, floored at 1% of the mean (a row the screen happens to hold
- * exactly still differs by summation order).
+ * Per row of the screen: r_i = ‖Ŵ_i − W_i,perm ⊘ c‖ (its quantization error), floored at 1% of the
+ * mean (a row the screen happens to hold exactly still differs by summation order), and the
+ * squared norms of Ŵ_i's 64-column blocks (blocks[i·nb + b]: the second stage's part of a row, for
+ * any split, from them: secondNorms).
  */
-export function rowErrorNorms(kernels: Kernels, W: QTensor, S: Screen): Float32Array {
-  const r = new Float32Array(W.rows);
+export function rowNorms(kernels: Kernels, W: QTensor, S: Screen): { err: Float32Array; blocks: Float32Array } {
+  const r = new Float32Array(W.rows), blocks = new Float32Array(W.rows * S.nb);
   const a = new Float32Array(W.cols), b = new Float32Array(W.cols);
   const wasm = isWasm(kernels) && kernels.supports(W.type.id);
   let sum = 0;
@@ -194,12 +213,30 @@ export function rowErrorNorms(kernels: Kernels, W: QTensor, S: Screen): Float32A
     else wRow(W, i, a);
     screenRow(S, i, b);
     let e = 0;
-    for (let j = 0; j < W.cols; j++) e += (a[j]! / S.colScale[j]! - b[j]!) ** 2;
+    for (let j = 0; j < W.cols; j++) {
+      e += (a[S.perm[j]!]! / S.colScale[j]! - b[j]!) ** 2;
+      blocks[i * S.nb + (j >> 6)] += b[j]! * b[j]!;
+    }
     sum += r[i] = Math.sqrt(e);
   }
   const floor = (0.01 * sum) / Math.max(1, W.rows);
   for (let i = 0; i < W.rows; i++) if (r[i]! < floor) r[i] = floor;
-  return r;
+  return { err: r, blocks };
+}
+
+/** r_i = ‖Ŵ_i − W_i,perm ⊘ c‖ for every row (rowNorms). */
+export function rowErrorNorms(kernels: Kernels, W: QTensor, S: Screen): Float32Array {
+  return rowNorms(kernels, W, S).err;
+}
+
+/** t_i = the norm of row i's blocks from nb1 on (of rowNorms' blocks, nb per row), into dst. */
+export function secondNorms(blocks: Float32Array, nb: number, nb1: number, dst: Float32Array): Float32Array {
+  for (let i = 0; i < dst.length; i++) {
+    let t = 0;
+    for (let b = nb1; b < nb; b++) t += blocks[i * nb + b]!;
+    dst[i] = Math.sqrt(t);
+  }
+  return dst;
 }
 
 function isWasm(k: Kernels): k is WasmKernels {
@@ -224,10 +261,18 @@ export interface SparseHeadOptions {
   readonly eUnit: number;
   /**
    * per-row margins instead: δ_i = c·kRow·r_i·‖h ⊙ c‖, r_i = rowErr[i] (‖Ŵ_i − W_i ⊘ c‖, floored), kRow the
-   * largest |s_i − W_i·h| / (r_i·‖h ⊙ c‖) seen in calibration
+   * largest |s_i − W_i·h| / (r_i·‖h ⊙ c‖) seen in calibration (s_i the full screened score)
    */
   readonly rowErr?: Float32Array;
   readonly kRow?: number;
+  /**
+   * with per-row margins and a screen of two stages: the first stage's margin is
+   * c·kFirst·(r_i·‖h ⊙ c‖ + t_i·‖(h ⊙ c)₂‖), t_i = second[i] (the norm of Ŵ_i's second-stage part),
+   * (h ⊙ c)₂ the state's second-stage part, kFirst the largest |s¹_i − W_i·h| over that sum seen in
+   * calibration (s¹_i the first stage's score)
+   */
+  readonly second?: Float32Array;
+  readonly kFirst?: number;
   /** safety factor on the margin (default DEFAULT_SAFETY) */
   readonly safety?: number;
   /** drawn probability mass that may be wrong when sampling (default 1e-4) */
@@ -243,6 +288,8 @@ export interface HeadStats {
   steps: number;
   /** rows computed exactly (incl. the best screened row), one entry per step */
   rescored: number[];
+  /** rows the first stage kept (two-stage screens), one entry per screened step */
+  first: number[];
   /** steps that fell back to the dense head (after screening, or without: `skipped`) */
   dense: number;
   /** of those, steps served by the dense head without screening (see SparseHead.skip) */
@@ -260,15 +307,19 @@ const SKIP_STEPS = 16;
 export class SparseHead {
   readonly V: number;
   readonly D: number;
-  readonly eUnit: number;
+  // the margins' error factors (buildSparseHead sets them after measuring them with the head)
+  eUnit: number;
   readonly rowErr: Float32Array | null;
-  readonly kRow: number;
+  kRow: number;
+  /** t_i and kFirst of a two-stage screen (null / 0 when the screen has one stage or margins are global) */
+  readonly second: Float32Array | null;
+  kFirst: number;
   safety: number;
   readonly epsilon: number;
   readonly denseAbove: number;
   /** set by the caller before a step (Session.generate) */
   sampling: HeadSampling = { temperature: 0 };
-  readonly stats: HeadStats = { steps: 0, rescored: [], dense: 0, skipped: 0 };
+  readonly stats: HeadStats = { steps: 0, rescored: [], first: [], dense: 0, skipped: 0 };
   private gapFallbacks = 0;
   private skip = 0;
   /** After logits(): the rows computed exactly (ascending; valid until the next call), or null when all were. */
@@ -279,11 +330,12 @@ export class SparseHead {
   private readonly s: Float32Array;     // screened scores [4·groups]
   private readonly exact: Float32Array; // exact logits of the selected rows [V]
   private idx: Int32Array;
+  private readonly groupIdx: Int32Array;   // the second stage's groups
   /** with the wasm kernels: the scans (best screened row, candidates) run there, on these views */
   private readonly wasm: WasmKernels | null;
   private readonly one = { idx: new Int32Array(1), n: 1 };
 
-  /** The margin of row i for a state h with ‖h ⊙ c‖ = norm (tests). */
+  /** The (full score's) margin of row i for a state h with ‖h ⊙ c‖ = norm (tests). */
   margin(i: number, norm: number): number {
     return this.rowErr ? this.safety * this.kRow * this.rowErr[i]! * norm : this.safety * this.eUnit * norm;
   }
@@ -296,6 +348,10 @@ export class SparseHead {
     this.rowErr = opts.rowErr && opts.kRow !== undefined ? opts.rowErr : null;
     this.kRow = opts.kRow ?? 0;
     if (this.rowErr && !(this.kRow >= 0 && Number.isFinite(this.kRow))) throw new CtxError(`sparse head: per-row error factor ${this.kRow} is not a finite number ≥ 0`);
+    let second = this.rowErr && screen.nb2 > 0 ? opts.second ?? null : null;
+    if (this.rowErr && screen.nb2 > 0 && (!second || opts.kFirst === undefined)) throw new CtxError('sparse head: a two-stage screen needs its rows\' second-stage norms and the first stage\'s error factor');
+    this.kFirst = second ? opts.kFirst! : 0;
+    if (second && !(this.kFirst >= 0 && Number.isFinite(this.kFirst))) throw new CtxError(`sparse head: first-stage error factor ${this.kFirst} is not a finite number ≥ 0`);
     this.safety = opts.safety ?? DEFAULT_SAFETY;
     this.epsilon = opts.epsilon ?? 1e-4;
     this.denseAbove = opts.denseAbove ?? 0.4;
@@ -303,15 +359,24 @@ export class SparseHead {
     this.exact = kernels.alloc ? viewF32(kernels, this.V) : new Float32Array(this.V);
     this.wasm = isWasm(kernels) ? kernels : null;
     if (this.wasm) {
-      // the candidate scan reads the row errors and writes the indices in the kernels' memory
-      if (this.rowErr && !this.wasm.owns(this.rowErr)) {
+      // the candidate scan reads the row norms and writes the indices in the kernels' memory
+      const inMemory = (a: Float32Array): Float32Array => {
+        if (this.wasm!.owns(a)) return a;
         const r = viewF32(kernels, this.V);
-        r.set(this.rowErr.subarray(0, this.V));
-        this.rowErr = r;
-      }
+        r.set(a.subarray(0, this.V));
+        return r;
+      };
+      if (this.rowErr) this.rowErr = inMemory(this.rowErr);
+      if (second) second = inMemory(second);
       const u = kernels.alloc!(4 * this.V);
       this.idx = new Int32Array(u.buffer, u.byteOffset, this.V);
-    } else this.idx = new Int32Array(1024);
+      const g = kernels.alloc!(4 * screen.groups);
+      this.groupIdx = new Int32Array(g.buffer, g.byteOffset, screen.groups);
+    } else {
+      this.idx = new Int32Array(1024);
+      this.groupIdx = new Int32Array(screen.groups);
+    }
+    this.second = second;
   }
 
   /** Bytes of the screen (the extra memory). */
@@ -319,11 +384,27 @@ export class SparseHead {
     return this.screen.bytes;
   }
 
-  /** Screened scores of all rows for h (s[0..V)). */
+  /** Screened scores (both stages: the full screen) of all rows for h (s[0..V)). */
   scores(h: Float32Array): Float32Array {
     const S = this.screen;
-    if (isWasm(this.kernels)) this.kernels.screenMatvec(S, h, this.s);
-    else screenMatvecRef(S, h, this.s);
+    if (this.wasm) {
+      this.wasm.screenMatvec(S, h, this.s);
+      if (S.nb2 > 0) {
+        for (let g = 0; g < S.groups; g++) this.groupIdx[g] = g;
+        this.wasm.screenGroups(S, this.groupIdx, S.groups, this.s);
+      }
+    } else screenMatvecRef(S, h, this.s);
+    return this.s;
+  }
+
+  /** the wasm kernel's best first-stage row of the last firstScores */
+  private firstBest = -1;
+
+  /** The first stage's scores of all rows for h (s[0..V); the full screen's for a one-stage screen). */
+  firstScores(h: Float32Array): Float32Array {
+    const S = this.screen;
+    if (this.wasm) this.firstBest = this.wasm.screenMatvec(S, h, this.s, this.V);
+    else screenMatvecRef(S, h, this.s, 64 * S.nb1);
     return this.s;
   }
 
@@ -414,51 +495,80 @@ export class SparseHead {
       return this.dense(h, out);
     }
     const S = this.screen;
-    const norm = scaledNorm(S, h);
-    const delta = this.safety * this.eUnit * norm;
-    const s = this.s;
+    const { norm, second: norm2 } = scaledNorms(S, h);
+    const R = this.rowErr, T = this.second;
+    // the global margin compares full scores; per-row margins screen with the first stage (the whole
+    // screen when it has one stage) and refine its candidates with the second
+    const s = R ? this.firstScores(h) : this.scores(h);
     let b = 0;
-    if (this.wasm) b = Math.max(0, this.wasm.screenMatvec(S, h, s, V));
-    else {
-      screenMatvecRef(S, h, s);
+    {
       let sb = -Infinity;
-      for (let i = 0; i < V; i++) if (s[i]! > sb) { sb = s[i]!; b = i; }
+      if (this.wasm && R) b = Math.max(0, this.firstBest);
+      else for (let i = 0; i < V; i++) if (s[i]! > sb) { sb = s[i]!; b = i; }
     }
     const pen = o.penalised && (o.repeatPenalty ?? 1) !== 1 ? o.penalised : null;
+    const final = (i: number, z: number): number => {
+      const c = this.cap(z);
+      return pen?.has(i) ? (c > 0 ? c / o.repeatPenalty! : c * o.repeatPenalty!) : c;
+    };
     // the best screened row exactly, as the sampler will see it (softcap, penalty)
-    this.one.idx[0] = b;
-    let fb: number;
-    if (this.wasm) {
-      this.wasm.rowDots(W, h, this.one, this.exact);
-      fb = this.cap(this.exact[0]!);
-    } else {
-      kernels.matvecs([W], h, [this.exact], null, [this.one]);
-      fb = this.cap(this.exact[b]!);
-    }
-    if (pen?.has(b)) fb = fb > 0 ? fb / o.repeatPenalty! : fb * o.repeatPenalty!;
-    let base = this.uncap(fb - this.gap());
+    const fb = final(b, this.exactOne(h, b));
+    const G = this.gap();
+    let base = this.uncap(fb - G);
     // with top-k sampling, a row whose bound is below the k-th largest exact logit of the
     // best-screened rows cannot be among the k the sampler keeps
     if (topK > 0) base = Math.max(base, this.topKFloor(topK, h, s, pen, o.repeatPenalty ?? 1));
-    // per-row margins: s_i + κ·r_i ≥ base; global: s_i ≥ base − δ
-    const R = this.rowErr;
-    const kappa = this.safety * this.kRow * norm;
-    const tau = base - delta;
-    // candidates: s_i ≥ τ, plus every penalised row
     let n = 0;
     let idx = this.idx;
-    if (this.wasm) n = this.wasm.screenSelect(s, R, V, R ? kappa : 0, R ? base : tau, b, idx);
-    else {
-      for (let i = 0; i < V; i++) {
-        if ((R ? s[i]! + kappa * R[i]! >= base : s[i]! >= tau) || i === b) {
-          if (n === idx.length) { const g = new Int32Array(2 * n); g.set(idx); idx = this.idx = g; }
-          idx[n++] = i;
+    const grow = (): void => { const g = new Int32Array(2 * idx.length); g.set(idx); idx = this.idx = g; };
+    if (!R) {
+      // global margin: s_i ≥ base − δ
+      const tau = base - this.safety * this.eUnit * norm;
+      if (this.wasm) n = this.wasm.screenSelect(s, null, V, 0, tau, b, idx);
+      else for (let i = 0; i < V; i++) if (s[i]! >= tau || i === b) { if (n === idx.length) grow(); idx[n++] = i; }
+    } else {
+      const kappa = this.safety * this.kRow * norm;
+      if (!T) {
+        // one stage: s_i + κ·r_i ≥ base
+        if (this.wasm) n = this.wasm.screenSelect(s, R, V, kappa, base, b, idx);
+        else for (let i = 0; i < V; i++) if (s[i]! + kappa * R[i]! >= base || i === b) { if (n === idx.length) grow(); idx[n++] = i; }
+      } else {
+        // first stage: s¹_i + κ1·r_i + κ1'·t_i ≥ base
+        const k1 = this.safety * this.kFirst * norm, k1t = this.safety * this.kFirst * norm2;
+        if (this.wasm) n = this.wasm.screenSelect(s, R, V, k1, base, b, idx, T, k1t);
+        else for (let i = 0; i < V; i++) if (s[i]! + k1 * R[i]! + k1t * T[i]! >= base || i === b) { if (n === idx.length) grow(); idx[n++] = i; }
+        if (this.record) this.stats.first.push(n);
+        // second stage on the kept rows' groups: their full scores
+        const gi = this.groupIdx;
+        let ng = 0;
+        for (let k = 0; k < n; k++) {
+          const g = idx[k]! >> 2;
+          if (ng === 0 || gi[ng - 1] !== g) gi[ng++] = g;
         }
+        if (this.wasm) this.wasm.screenGroups(S, gi, ng, s);
+        else {
+          const full = new Float64Array(V);
+          screenMatvecRef(S, h, full);
+          for (let k = 0; k < ng; k++) for (let i = 4 * gi[k]!; i < Math.min(V, 4 * gi[k]! + 4); i++) s[i] = full[i]!;
+        }
+        // the best full score among them, exactly: it may raise the threshold
+        let b2 = b;
+        for (let k = 0; k < n; k++) if (s[idx[k]!]! > s[b2]!) b2 = idx[k]!;
+        if (b2 !== b) base = Math.max(base, this.uncap(final(b2, this.exactOne(h, b2)) - G));
+        // keep s_i + κ·r_i ≥ base (and b, b2), in place
+        let m = 0;
+        for (let k = 0; k < n; k++) {
+          const i = idx[k]!;
+          if (s[i]! + kappa * R[i]! >= base || i === b || i === b2) idx[m++] = i;
+        }
+        n = m;
       }
     }
     if (pen) {
+      // every penalised row exactly
+      const have = new Set(idx.subarray(0, n));
       const extra: number[] = [];
-      for (const id of pen) if (id >= 0 && id < V && !(R ? s[id]! + kappa * R[id]! >= base : s[id]! >= tau) && id !== b) extra.push(id);
+      for (const id of pen) if (id >= 0 && id < V && !have.has(id)) extra.push(id);
       if (extra.length) {
         const all = Array.from(idx.subarray(0, n)).concat(extra).sort((x, y) => x - y);
         if (all.length > idx.length) idx = this.idx = new Int32Array(all.length * 2);
@@ -490,6 +600,17 @@ export class SparseHead {
     }
     if (this.record) this.stats.rescored.push(n);
     return n;
+  }
+
+  /** The exact raw logit of row i. */
+  private exactOne(h: Float32Array, i: number): number {
+    this.one.idx[0] = i;
+    if (this.wasm) {
+      this.wasm.rowDots(this.W, h, this.one, this.exact);
+      return this.exact[0]!;
+    }
+    this.kernels.matvecs([this.W], h, [this.exact], null, [this.one]);
+    return this.exact[i]!;
   }
 }
 

@@ -27,7 +27,7 @@ import type { QTensor } from '../../model/tensor.js';
 import { allQuantTypes } from '../../quant/types.js';
 import type { Selection } from '../../sparsity/policy.js';
 import type { Activation, AttentionArgs, Kernels, MatvecOptions } from '../kernels.js';
-import { screenColScale, screenView, type ScreenView } from '../screen-layout.js';
+import { screenColScale, screenOrder, screenView, type ScreenView } from '../screen-layout.js';
 import { refKernels } from '../ref/index.js';
 import { refOps } from '../ref/ops.js';
 import { Pool } from './pool.js';
@@ -56,23 +56,31 @@ export interface WasmKernels extends Kernels {
    */
   transposedCopy(W: QTensor): { kind: number; Rp: number; panelWidth: number; panelBytes: number; bytes: Uint8Array } | null;
   /**
-   * The sparse output layer's screen (asm/screen.ts; src/kernels/screen-layout.ts): out[0..4·groups)
-   * = screen · x; the screen and out in this memory. Returns the index of the best score among the
-   * first `rows` rows (default all; the first on ties).
+   * The sparse output layer's screen, first stage (asm/screen.ts; src/kernels/screen-layout.ts):
+   * out[0..4·groups) = the screen's first `blocks` 64-column blocks (default S.nb1, at most S.nb1)
+   * · x; the screen and out in this memory. Returns the index of the best score among the first
+   * `rows` rows (default all; the first on ties). Keeps the activation for screenGroups.
    */
-  screenMatvec(S: ScreenView, x: Float32Array, out: Float32Array, rows?: number): number;
+  screenMatvec(S: ScreenView, x: Float32Array, out: Float32Array, rows?: number, blocks?: number): number;
   /**
-   * The sparse head's candidate rows (asm/screen.ts screenSelect): i < n with s[i] + kappa·r[i] ≥ base
-   * (r null: s[i] ≥ base) and `always`, ascending, into idx; returns their number. s, r and idx
-   * (n entries) are views of this memory.
+   * The second stage: out[4g..4g+4) += the second-stage blocks of the groups gidx[0..ng) · the
+   * activation of the last screenMatvec (which must have been on S with its default blocks).
+   * gidx and out are views of this memory.
    */
-  screenSelect(s: Float32Array, r: Float32Array | null, n: number, kappa: number, base: number, always: number, idx: Int32Array): number;
+  screenGroups(S: ScreenView, gidx: Int32Array, ng: number, out: Float32Array): void;
   /**
-   * Build W's screen into dst (a view of this memory of screenLayout(W.rows, W.cols).bytes;
-   * head.ts quantizeScreen is the reference and gives the same bytes); false when W's type has no
-   * wasm decoder or W.cols is not a multiple of 64 (build it with the reference).
+   * The sparse head's candidate rows (asm/screen.ts screenSelect): i < n with
+   * s[i] + kappa·r[i] + kappa2·t[i] ≥ base (r or t null: that term absent) and `always`,
+   * ascending, into idx; returns their number. s, r, t and idx (n entries) are views of this memory.
    */
-  screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean;
+  screenSelect(s: Float32Array, r: Float32Array | null, n: number, kappa: number, base: number, always: number, idx: Int32Array, t?: Float32Array | null, kappa2?: number): number;
+  /**
+   * Build W's screen, one stage (nb1 = nb), into dst (a view of this memory of
+   * screenLayout(W.rows, W.cols).bytes; head.ts quantizeScreen is the reference and gives the same
+   * bytes), its columns ordered by screenOrder(colScale, energy) (energy absent: W's order); false
+   * when W's type has no wasm decoder or W.cols is not a multiple of 64 (build it with the reference).
+   */
+  screenBuild(W: QTensor, dst: Uint8Array, search: boolean, energy?: ArrayLike<number>): boolean;
   /** A row gather with compacted results: out[k] = W[sel.idx[k]]·x for k < sel.n (the sparse head's exact rows). */
   rowDots(W: QTensor, x: Float32Array, sel: Selection, out: Float32Array): void;
   /** Whether a typed array is a view of this instance's memory. */
@@ -118,8 +126,9 @@ interface Exports {
   actBytes(n: number): number;
   qmatmulScratch(cols: number, nTok: number): number;
   quantizeAct(kind: number, x: number, n: number, dst: number): void;
-  screenSelect(s: number, r: number, n: number, kappa: number, base: number, always: number, idx: number): number;
-  screenAct(x: number, c: number, n: number, dst: number): void;
+  screenSelect(s: number, r: number, t: number, lo: number, hi: number, kappa: number, kappa2: number, base: number, always: number, idx: number): number;
+  screenAct(x: number, c: number, perm: number, n: number, split: number, dst: number): void;
+  screenGroups(w2: number, nb2: number, gidx: number, ng: number, xa: number, split: number, rs: number, out: number): void;
   setF16Table(p: number, fill: number): void;
   run(table: number, nTasks: number, tid: number, nth: number): void;
   rmsnorm(out: number, x: number, w: number, n: number, eps: number): void;
@@ -154,6 +163,10 @@ const T_SCREEN = 7;
 const T_SCREEN_BUILD = 8;
 const T_TBUILD = 9;
 const T_R4MATVEC = 10;
+const T_SCREEN_GROUPS = 11;
+const T_SCREEN_SELECT = 12;
+/** rows per unit of the threaded candidate scan (asm/screen.ts SELECT_UNIT) */
+const SELECT_UNIT = 4096;
 /** task lists of at most this many units (rows, or groups of four) run on the calling thread alone */
 const TINY_UNITS = 8;
 const L_R4 = 1;
@@ -856,27 +869,37 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return { q, d, s32, s16 };
   }
 
-  function screenMatvec(S: ScreenView, x: Float32Array, out: Float32Array, rows = 4 * S.groups): number {
-    const { cols, nb, groups } = S;
+  /** below this many groups the second stage runs on the calling thread (waking the workers costs more) */
+  const SCREEN_GROUPS_ALONE = 256;
+  // the last screen activation (screenMatvec → screenGroups): its own region, outside the scratch
+  let screenActPtr = 0, screenActBytes = 0, screenActOf: ScreenView | null = null;
+  function screenMatvec(S: ScreenView, x: Float32Array, out: Float32Array, rows = 4 * S.groups, blocks = S.nb1): number {
+    const { cols, groups } = S;
     if (!ours.has(S.data.buffer) || !ours.has(out.buffer)) throw new Error('screenMatvec: the screen and the output must be views of this kernel instance\'s memory');
     if (out.length < 4 * groups) throw new RangeError(`screenMatvec: out has ${out.length} elements, need ${4 * groups}`);
     if (x.length < cols) throw new RangeError(`screenMatvec: x has ${x.length} elements, need ${cols}`);
+    if (!(Number.isInteger(blocks) && blocks >= 1 && blocks <= S.nb1)) throw new RangeError(`screenMatvec: ${blocks} blocks of a first stage of ${S.nb1}`);
     const aBytes = align(64 + cols * 2, 64);
-    beginScratch(aBytes + cols * 4 + TASK_WORDS * 4 + 32 * nth + 256);
+    if (aBytes > screenActBytes) {
+      screenActPtr = reserve(aBytes);
+      screenActBytes = aBytes;
+    }
+    beginScratch(cols * 4 + TASK_WORDS * 4 + 32 * nth + 256);
     let xp = x.byteOffset;
     if (!ours.has(x.buffer)) {
       xp = take(cols * 4);
       f32.set(x.subarray(0, cols), xp >>> 2);
     }
-    const xa = take(aBytes);
-    ex.screenAct(xp, S.colScale.byteOffset, cols, xa);
+    const xa = screenActPtr;
+    ex.screenAct(xp, S.colScale.byteOffset, S.perm.byteOffset, cols, 64 * blocks, xa);
+    screenActOf = blocks === S.nb1 ? S : null;
     table = take(TASK_WORDS * 4);
     nTasks = 0;
     // each thread's best row: (score, index), index −1 when its share holds none (32 bytes per
     // thread: the kernel passes its lanes through them)
     const best = take(32 * nth);
     for (let t = 0; t < nth; t++) i32[(best >>> 2) + 8 * t + 1] = -1;
-    task([T_SCREEN, 0, S.codes.byteOffset, S.rowScale.byteOffset, nb, groups, 0, xa, out.byteOffset, rows, best]);
+    task([T_SCREEN, S.nb1, S.codes.byteOffset, S.rowScale.byteOffset, blocks, groups, 0, xa, out.byteOffset, rows, best]);
     dispatch();
     let bi = -1, bv = -Infinity;
     for (let t = 0; t < nth; t++) {
@@ -887,19 +910,51 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return bi;
   }
 
-  function screenSelect(s: Float32Array, r: Float32Array | null, n: number, kappa: number, base: number, always: number, idx: Int32Array): number {
-    if (!ours.has(s.buffer) || (r && !ours.has(r.buffer)) || !ours.has(idx.buffer)) throw new Error('screenSelect: s, r and idx must be views of this kernel instance\'s memory');
-    if (s.length < n || (r && r.length < n) || idx.length < n) throw new RangeError(`screenSelect: s, r and idx need ${n} entries`);
-    return ex.screenSelect(s.byteOffset, r ? r.byteOffset : 0, n, kappa, base, always, idx.byteOffset);
+  function screenGroups(S: ScreenView, gidx: Int32Array, ng: number, out: Float32Array): void {
+    if (screenActOf !== S) throw new Error('screenGroups: no first stage of this screen before it');
+    if (!ours.has(gidx.buffer) || !ours.has(out.buffer)) throw new Error('screenGroups: gidx and out must be views of this kernel instance\'s memory');
+    if (gidx.length < ng || out.length < 4 * S.groups) throw new RangeError(`screenGroups: gidx has ${gidx.length} entries (need ${ng}), out ${out.length} (need ${4 * S.groups})`);
+    if (S.nb2 === 0 || ng === 0) return;
+    // a few groups here; more on all threads (each keeps its own misses in flight: the groups are scattered)
+    if (nth === 1 || ng < SCREEN_GROUPS_ALONE) ex.screenGroups(S.codes2.byteOffset, S.nb2, gidx.byteOffset, ng, screenActPtr, 64 * S.nb1, S.rowScale.byteOffset, out.byteOffset);
+    else {
+      beginScratch(TASK_WORDS * 4 + 64);
+      table = take(TASK_WORDS * 4);
+      nTasks = 0;
+      task([T_SCREEN_GROUPS, S.codes2.byteOffset, S.nb2, gidx.byteOffset, screenActPtr, ng, 64 * S.nb1, S.rowScale.byteOffset, out.byteOffset]);
+      dispatch();
+    }
   }
 
-  function screenBuild(W: QTensor, dst: Uint8Array, search: boolean): boolean {
+  function screenSelect(s: Float32Array, r: Float32Array | null, n: number, kappa: number, base: number, always: number, idx: Int32Array, t: Float32Array | null = null, kappa2 = 0): number {
+    if (!ours.has(s.buffer) || (r && !ours.has(r.buffer)) || (t && !ours.has(t.buffer)) || !ours.has(idx.buffer)) throw new Error('screenSelect: s, r, t and idx must be views of this kernel instance\'s memory');
+    if (s.length < n || (r && r.length < n) || (t && t.length < n) || idx.length < n) throw new RangeError(`screenSelect: s, r, t and idx need ${n} entries`);
+    const units = Math.ceil(n / SELECT_UNIT);
+    if (nth === 1 || units < 4) return ex.screenSelect(s.byteOffset, r ? r.byteOffset : 0, t ? t.byteOffset : 0, 0, n, kappa, kappa2, base, always, idx.byteOffset);
+    // on all threads, each unit's candidates in its own part of idx; then packed in order
+    beginScratch(TASK_WORDS * 4 + 24 + 4 * units + 192);
+    table = take(TASK_WORDS * 4);
+    const p = take(24), counts = take(4 * units);
+    new Float64Array(buf, p, 3).set([kappa, kappa2, base]);
+    nTasks = 0;
+    task([T_SCREEN_SELECT, s.byteOffset, r ? r.byteOffset : 0, t ? t.byteOffset : 0, n, units, p, always, idx.byteOffset, counts]);
+    dispatch();
+    let c = i32[counts >>> 2]!;
+    for (let u = 1; u < units; u++) {
+      const m = i32[(counts >>> 2) + u]!;
+      if (m) idx.copyWithin(c, u * SELECT_UNIT, u * SELECT_UNIT + m);
+      c += m;
+    }
+    return c;
+  }
+
+  function screenBuild(W: QTensor, dst: Uint8Array, search: boolean, energy?: ArrayLike<number>): boolean {
     if (!supported.has(W.type.id) || W.cols % 64 !== 0) return false;
     if (!ours.has(dst.buffer)) throw new RangeError(`screenBuild ${W.name}: dst must be a view of this memory`);
     const S = screenView(W.rows, W.cols, dst);
     const { cols, nb, groups } = S;
-    // four rows in f32, and for interleaved weights the group in ggml rows
-    const xBytes = align(4 * cols * 4 + (isR4(W) ? 4 * W.rowBytes : 0), 64);
+    // four rows in f32, a row to reorder them through, and for interleaved weights the group in ggml rows
+    const xBytes = align(5 * cols * 4 + (isR4(W) ? 4 * W.rowBytes : 0), 64);
     const cmBytes = align(4 * cols, 64);
     beginScratch(nth * (xBytes + cmBytes) + 2 * TASK_WORDS * 4 + 256);
     const xb = take(nth * xBytes);
@@ -911,15 +966,18 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     nTasks = 0;
     task([...words, 0, colmax, 0, 0]);
     dispatch();
+    const c = new Float32Array(cols);
     for (let j = 0; j < cols; j++) {
       let m = 0;
       for (let t = 0; t < nth; t++) m = Math.max(m, f32[((colmax + t * cmBytes) >>> 2) + j]!);
-      S.colScale[j] = screenColScale(m);
+      c[j] = screenColScale(m);
     }
+    S.perm.set(screenOrder(c, energy));
+    for (let j = 0; j < cols; j++) S.colScale[j] = c[S.perm[j]!]!;
     // phase 1: the codes and the row scales
     table = take(TASK_WORDS * 4);
     nTasks = 0;
-    task([...words, 1, 0, S.colScale.byteOffset, S.rowScale.byteOffset]);
+    task([...words, 1, S.perm.byteOffset, S.colScale.byteOffset, S.rowScale.byteOffset]);
     dispatch();
     return true;
   }
@@ -955,6 +1013,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     memoryBytes: () => buf.byteLength,
     quantizedActivation,
     screenMatvec,
+    screenGroups,
     screenSelect,
     rowDots,
     screenBuild,
