@@ -6,12 +6,16 @@
 // per-block scales the kernel's inner loop is nothing but nibbles and 8-bit dot products: every
 // row's sums stay integers until the row ends.
 //
-// Layout: row group g (rows 4g..4g+3; the last group zero-padded), 64-column block b of nb:
+// The screen's columns are W's reordered (perm: those holding most of the calibration states'
+// energy first) and its blocks split in two stages (src/kernels/screen-layout.ts): screenMatvec
+// scores every row over the first stage's nb1 blocks, screenGroups adds the rest for the groups
+// the first stage keeps. Layout of a stage with nb blocks per group: row group g (rows 4g..4g+3;
+// the last group zero-padded), 64-column block b:
 //   at w + (g·nb + b)·128: row r's 32 code bytes at 32r; code byte j of a row covers column
 //   16·(2·(j >> 4)) + (j & 15) in its low nibble and the column 16 further in its high nibble,
 //   value = d_row·(code − 8).
-// The row scales are f32, four per group, apart (rs). The activation (screenAct) is x_j·c_j in
-// 8-bit codes with one scale for the whole vector.
+// The row scales are f32, four per group, apart (rs). The activation (screenAct) is x_perm[j]·c_j
+// in 8-bit codes with one scale for the whole vector.
 
 import { QS, RELAXED, hi4, lo4, padd, pdx as pd, pwiden } from './q8';
 

@@ -7,13 +7,16 @@
 # largest error per unit of each margin's scale), rows are counted on WikiText-2 and HellaSwag
 # context states at safety C: first-stage rows, groups read, final rows, per-row screen rows
 # (median / p99 / mean), and whether the dense greedy token is always kept.
-# Usage: python3 scripts/screen-sim.py DUMP_DIR R [C]
+# With MODE `order` instead of the default `rotate`, the second screen is the engine's: W's columns
+# reordered by the calibration states' energy (no rotation), its first stage the top R of them.
+# Usage: python3 scripts/screen-sim.py DUMP_DIR R [C] [rotate|order]
 import json
 import sys
 import numpy as np
 
 d, R = sys.argv[1], int(sys.argv[2])
 C = float(sys.argv[3]) if len(sys.argv) > 3 else 1.25
+MODE = sys.argv[4] if len(sys.argv) > 4 else 'rotate'
 D = json.load(open(f'{d}/meta.json'))['dim']
 W = np.fromfile(f'{d}/W.f32', dtype=np.float32).reshape(-1, D)
 cal = np.fromfile(f'{d}/cal.f32', dtype=np.float32).reshape(-1, D)
@@ -36,10 +39,13 @@ c = np.abs(W).max(axis=0) ** 0.75
 c[c == 0] = 1
 Ws = W / c
 A = (cal * c).astype(np.float64)
-_, U = np.linalg.eigh(A.T @ A)
-U = U[:, ::-1].astype(np.float32)
+if MODE == 'rotate':
+    _, U = np.linalg.eigh(A.T @ A)
+    U = U[:, ::-1].astype(np.float32)
+else:
+    U = np.eye(D, dtype=np.float32)[:, np.argsort(-(A ** 2).sum(axis=0), kind='stable')]
 Wr = Ws @ U
-c2 = np.abs(Wr).max(axis=0) ** 0.75
+c2 = np.abs(Wr).max(axis=0) ** 0.75 if MODE == 'rotate' else np.ones(D, dtype=np.float32)
 Wn = Wr / c2
 Wq = q4row(Wn)
 rerr = np.linalg.norm(Wq - Wn, axis=1)
@@ -61,7 +67,7 @@ for i in range(0, len(cal), 128):
     k1 = max(k1, float((np.abs(p['s1'] - p['z']) / (rerr[None] * p['na'][:, None] + dres[None] * p['nres'][:, None])).max()))
     k2 = max(k2, float((np.abs(p['s'] - p['z']) / (rerr[None] * p['na'][:, None])).max()))
     ko = max(ko, float((np.abs(p['so'] - p['z']) / (rold[None] * p['nao'][:, None])).max()))
-print(f'{d}: D {D}, R {R}, calibration states {len(cal)}, k1 {k1:.3f} k2 {k2:.3f} per-row k {ko:.3f}, safety {C}')
+print(f'{d}: {MODE}, D {D}, R {R}, calibration states {len(cal)}, k1 {k1:.3f} k2 {k2:.3f} per-row k {ko:.3f}, safety {C}')
 
 
 def stats(x):

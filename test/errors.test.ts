@@ -145,3 +145,22 @@ test('llama2.c checkpoint of the wrong size', () => {
   writeFileSync(join(dir, 'tok512.bin'), readFileSync(sharedPath('models', 'stories260K', 'tok512.bin')));
   expectError(['generate', '-m', p, '--prompt', 'a'], p, 'size mismatch');
 });
+
+test('head profiles: calibrate-head writes version 3 with the first stage\'s width and factor; older or mismatched profiles are refused in one line', () => {
+  const gguf = sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf');
+  const out = join(dir, 'head.json');
+  const r = cli('calibrate-head', '-m', gguf, '--data', sharedPath('eval', 'tinystories', 'tinystories_val_prefix.txt'), '--tokens', '300', '-o', out, '--threads', '1');
+  assert.equal(r.code, 0, r.stderr);
+  const p = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown> & { screen: Record<string, unknown> };
+  assert.equal(p.ctxsparse_head_profile, 3);
+  assert.ok(typeof p.k_first === 'number' && typeof p.k_row === 'number' && (p.k_row as number) > 0);
+  assert.equal(p.screen.first_blocks, 1); // dim 64: one block, one stage
+  const gen = ['generate', '-m', gguf, '--prompt', 'Once upon a time', '--max-tokens', '4', '--temperature', '0', '--sparse-head', '--threads', '1'];
+  assert.equal(cli(...gen, '--head-profile', out).code, 0);
+  const old = join(dir, 'head-v2.json');
+  writeFileSync(old, JSON.stringify({ ...p, ctxsparse_head_profile: 2 }));
+  expectError([...gen, '--head-profile', old], old, 'previous screen format', 'calibrate-head');
+  const wide = join(dir, 'head-wide.json');
+  writeFileSync(wide, JSON.stringify({ ...p, screen: { ...p.screen, first_blocks: 2 } }));
+  expectError([...gen, '--head-profile', wide], 'first stage of 2 blocks', 'has 1');
+});

@@ -96,6 +96,7 @@ export function register(program: Command): void {
       const sparseHead = h && {
         screen_bytes: h.screenBytes, head_bytes: h.W.rows * h.W.rowBytes, e_unit: h.eUnit, safety: h.safety,
         rescored: percentiles(h.stats.rescored), steps: h.stats.steps, dense_steps: h.stats.dense,
+        ...(h.second && { first_stage: { blocks: h.screen.nb1, of: h.screen.nb, rows: percentiles(h.stats.first) } }),
       };
       const extra = { ...(sparsity && { sparsity }), ...(sparseHead && { sparse_head: sparseHead }) };
       if (o.json) process.stdout.write(JSON.stringify({ ...report, ...extra }) + '\n');

@@ -362,6 +362,7 @@ export class Evaluator {
       const ids = encodeEval(this.model.tokenizer, prompt);
       const dense = greedyRun(ref.forward, ref.kv, policy, ids, g.tokens);
       const rows: number[] = [];
+      const bytes0 = head.bytesRead;
       const sparse = greedyRun(this.forward, this.kv, policy, ids, g.tokens, { head, rows });
       let p = 0;
       while (p < g.tokens && dense[p] === sparse[p]) p++;
@@ -370,7 +371,7 @@ export class Evaluator {
       let eq = 0;
       for (let i = 0; i < g.tokens; i++) if (dense[i] === sparse[i]) eq++;
       same += eq;
-      meter.add(g.tokens, eq, rows);
+      meter.add(g.tokens, eq, rows, head.bytesRead - bytes0);
     }
     const total = g.prompts.length * g.tokens;
     return {

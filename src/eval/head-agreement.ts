@@ -17,8 +17,10 @@ export interface HeadAgreement {
   readonly rescored: { readonly median: number; readonly p99: number; readonly mean: number };
   /** steps where more than the head's limit of rows was needed and the dense head ran instead */
   readonly dense_steps: number;
-  /** bytes of the head read per step, on average (screen + rescored rows), over the dense head's */
+  /** bytes of the head read per step, on average (screen codes and scales of the stages run, rows computed exactly), over the dense head's */
   readonly head_bytes_ratio: number;
+  /** the screen's first stage (two-stage screens): 64-column blocks of all, rows it kept per step */
+  readonly first_stage?: { readonly blocks: number; readonly of: number; readonly rows: { readonly median: number; readonly p99: number; readonly mean: number } };
   /** the first few steps that differed (dense and sparse token ids), for inspection */
   readonly misses: readonly { readonly position: number; readonly dense: number; readonly sparse: number }[];
 }
@@ -26,6 +28,8 @@ export interface HeadAgreement {
 export class HeadAgreementMeter {
   private readonly out: Float32Array;
   private readonly rows: number[] = [];
+  private readonly first: number[] = [];
+  private bytes = 0;
   private positions = 0;
   private equal = 0;
   private denseSteps = 0;
@@ -40,6 +44,8 @@ export class HeadAgreementMeter {
     const { V, D } = this.head;
     const n = this.head.logits(hOffset === 0 && h.length === D ? h : h.subarray(hOffset, hOffset + D), this.out);
     this.rows.push(n);
+    this.bytes += this.head.lastBytes;
+    if (this.head.lastFirst >= 0) this.first.push(this.head.lastFirst);
     if (n >= V) this.denseSteps++;
     const d = argmax(dense.subarray(offset, offset + V));
     const s = argmax(this.out);
@@ -50,10 +56,11 @@ export class HeadAgreementMeter {
     return same;
   }
 
-  /** Counts from a run compared elsewhere (greedy continuations): steps, equal steps, rows per step. */
-  add(positions: number, equal: number, rows: readonly number[]): void {
+  /** Counts from a run compared elsewhere (greedy continuations): steps, equal steps, rows per step, head bytes read over them. */
+  add(positions: number, equal: number, rows: readonly number[], bytes: number): void {
     this.positions += positions;
     this.equal += equal;
+    this.bytes += bytes;
     for (const n of rows) {
       this.rows.push(n);
       if (n >= this.head.V) this.denseSteps++;
@@ -67,7 +74,8 @@ export class HeadAgreementMeter {
     return {
       positions: this.positions, equal: this.equal, share: this.positions > 0 ? this.equal / this.positions : NaN,
       rescored: r, dense_steps: this.denseSteps,
-      head_bytes_ratio: this.rows.length > 0 ? (this.head.screenBytes + r.mean * W.rowBytes) / headBytes : NaN,
+      head_bytes_ratio: this.rows.length > 0 ? this.bytes / this.rows.length / headBytes : NaN,
+      ...(this.head.second && { first_stage: { blocks: this.head.screen.nb1, of: this.head.screen.nb, rows: percentiles(this.first) } }),
       misses: this.misses,
     };
   }
@@ -77,5 +85,6 @@ export class HeadAgreementMeter {
 export function headAgreementLine(a: HeadAgreement, what = 'scored positions'): string {
   return `sparse head: greedy token equal to dense at ${a.equal} of ${a.positions} ${what} (${(100 * a.share).toFixed(3)}%), `
     + `rows computed exactly per step median ${a.rescored.median}, p99 ${a.rescored.p99}, dense fallbacks ${a.dense_steps}, `
-    + `head bytes read ${(100 * a.head_bytes_ratio).toFixed(1)}% of dense`;
+    + `head bytes read ${(100 * a.head_bytes_ratio).toFixed(1)}% of dense`
+    + (a.first_stage ? `; first stage ${a.first_stage.blocks} of ${a.first_stage.of} column blocks, rows kept median ${a.first_stage.rows.median}, p99 ${a.first_stage.rows.p99}` : '');
 }

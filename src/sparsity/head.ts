@@ -387,6 +387,7 @@ export class SparseHead {
   /** Screened scores (both stages: the full screen) of all rows for h (s[0..V)). */
   scores(h: Float32Array): Float32Array {
     const S = this.screen;
+    this.bytesStep += S.rowScaleAt + 16 * S.groups;
     if (this.wasm) {
       this.wasm.screenMatvec(S, h, this.s);
       if (S.nb2 > 0) {
@@ -403,6 +404,7 @@ export class SparseHead {
   /** The first stage's scores of all rows for h (s[0..V); the full screen's for a one-stage screen). */
   firstScores(h: Float32Array): Float32Array {
     const S = this.screen;
+    this.bytesStep += S.codes2At + 16 * S.groups;
     if (this.wasm) this.firstBest = this.wasm.screenMatvec(S, h, this.s, this.V);
     else screenMatvecRef(S, h, this.s, 64 * S.nb1);
     return this.s;
@@ -449,6 +451,7 @@ export class SparseHead {
 
   /** The dense head (softcapped): all V rows exact. */
   private dense(h: Float32Array, out: Float32Array): number {
+    this.bytesStep += this.V * this.W.rowBytes;
     this.kernels.matvec(this.W, h, out);
     for (let i = 0; i < this.V; i++) out[i] = this.cap(out[i]!);
     this.stats.dense++;
@@ -458,6 +461,7 @@ export class SparseHead {
 
   /** Exact raw logits of the rows idx (ascending), in order. */
   private exactRows(h: Float32Array, idx: Int32Array): Float32Array {
+    this.bytesStep += idx.length * this.W.rowBytes;
     if (this.wasm) {
       const u = this.idx.subarray(0, idx.length);
       u.set(idx);
@@ -477,11 +481,28 @@ export class SparseHead {
     return G;
   }
 
+  /** bytes of the screen and of W the last logits() read (weights only: codes, row scales, exact rows) */
+  lastBytes = 0;
+  /** rows the first stage of a two-stage screen kept in the last logits() (−1: it did not run) */
+  lastFirst = -1;
+  /** their sum over every logits() call */
+  bytesRead = 0;
+  private bytesStep = 0;
+
   /**
    * Logits for h into out[0..V): exact (softcapped) on the candidate rows, −∞ elsewhere.
    * Returns the number of rows computed exactly.
    */
   logits(h: Float32Array, out: Float32Array): number {
+    this.bytesStep = 0;
+    this.lastFirst = -1;
+    const n = this.step(h, out);
+    this.lastBytes = this.bytesStep;
+    this.bytesRead += this.bytesStep;
+    return n;
+  }
+
+  private step(h: Float32Array, out: Float32Array): number {
     const { V, kernels, W } = this;
     this.support = null;
     const o = this.sampling;
@@ -537,6 +558,7 @@ export class SparseHead {
         const k1 = this.safety * this.kFirst * norm, k1t = this.safety * this.kFirst * norm2;
         if (this.wasm) n = this.wasm.screenSelect(s, R, V, k1, base, b, idx, T, k1t);
         else for (let i = 0; i < V; i++) if (s[i]! + k1 * R[i]! + k1t * T[i]! >= base || i === b) { if (n === idx.length) grow(); idx[n++] = i; }
+        this.lastFirst = n;
         if (this.record) this.stats.first.push(n);
         // second stage on the kept rows' groups: their full scores
         const gi = this.groupIdx;
@@ -545,6 +567,7 @@ export class SparseHead {
           const g = idx[k]! >> 2;
           if (ng === 0 || gi[ng - 1] !== g) gi[ng++] = g;
         }
+        this.bytesStep += ng * S.nb2 * SCREEN_BLOCK_BYTES;
         if (this.wasm) this.wasm.screenGroups(S, gi, ng, s);
         else {
           const full = new Float64Array(V);
@@ -587,6 +610,7 @@ export class SparseHead {
     if (gapOnly) this.gapFallbacks = 0;
     const sel: Selection = { idx, n };
     this.support = sel;
+    this.bytesStep += n * W.rowBytes;
     out.fill(-Infinity, 0, V);
     if (this.wasm) {
       this.wasm.rowDots(W, h, sel, this.exact);
@@ -604,6 +628,7 @@ export class SparseHead {
 
   /** The exact raw logit of row i. */
   private exactOne(h: Float32Array, i: number): number {
+    this.bytesStep += this.W.rowBytes;
     this.one.idx[0] = i;
     if (this.wasm) {
       this.wasm.rowDots(this.W, h, this.one, this.exact);
