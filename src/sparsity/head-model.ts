@@ -12,17 +12,9 @@ import { SCREEN_FORMAT, screenView, splitScreen } from '../kernels/screen-layout
 import type { Kernels } from '../kernels/kernels.js';
 import type { WasmKernels } from '../kernels/wasm/index.js';
 
-/** Mixed text (prose, dialogue, code, numbers) the default screen error is measured on. */
-export const HEAD_CALIBRATION_TEXT = `The old lighthouse keeper climbed the stairs every evening, counting all one hundred and twelve steps. "Do you ever get tired of it?" his granddaughter asked. He laughed and said that the sea was never the same twice.
-Question: What is the capital of France? Answer: The capital of France is Paris, which is also its largest city.
-def fibonacci(n):
-    a, b = 0, 1
-    for _ in range(n):
-        a, b = b, a + b
-    return a
-In 1969, Apollo 11 landed on the Moon; the mission lasted 8 days, 3 hours and 18 minutes. Photosynthesis converts light energy into chemical energy stored in glucose.
-User: Can you write a short poem about autumn leaves?
-Assistant: Golden leaves drift slowly down, painting paths in red and brown.`;
+import { HEAD_CALIBRATION_TEXT } from './head-calibration.js';
+
+export { HEAD_CALIBRATION_TEXT };
 
 export interface HeadBuildOptions extends Partial<SparseHeadOptions> {
   /** read / write the screen and its measured error in `<model>.ctxhead` (default true) */
@@ -206,22 +198,18 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
  */
 const SCATTER_COST = 6.4;
 const ROW_COST = 14;
-/**
- * The kept groups are counted on the short built-in text, whose next tokens are easier than real
- * text's (WikiText-2 prose kept 2–3× more groups on average): the cost uses their 90th percentile,
- * and the widest first stage within WIDER_TOLERANCE of the least cost is taken.
- */
-const WIDER_TOLERANCE = 0.1;
+/** calibration states the width is chosen on */
+const SAMPLE_STATES = 320;
 
 /**
  * The first stage's width for a one-stage screen S (columns in energy order), chosen on final
  * states: for each width nb1 of the last few, the first stage's error factor kFirst (as
  * screenErrors measures it), then the 4-row groups its margins keep (safety c) with the state's
  * own exact winner of the first stage, and the cost groups·nb1 + kept·(SCATTER_COST·(nb − nb1) +
- * ROW_COST) (kept: the 90th percentile over the states). Also the chosen width's second-stage
+ * ROW_COST) (kept: the mean over the states). Also the chosen width's second-stage
  * norms t_i. `force`: that width, whatever it costs.
  */
-export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, blocks: Float32Array, states: readonly Float32Array[], safety: number, force?: number):
+export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, blocks: Float32Array, allStates: readonly Float32Array[], safety: number, force?: number):
   { nb1: number; second: Float32Array; costs: Map<number, number>; factors: Map<number, number> } {
   const { kernels, weights } = model;
   const W = weights.output, V = W.rows, { nb, groups } = S;
@@ -234,6 +222,10 @@ export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, 
     if (force < nb) widths.push(force);
   } else for (let w = nb - 1; w >= Math.max(1, Math.ceil(nb / 2), nb - 4); w--) widths.push(w);
   const T = new Map(widths.map((w) => [w, secondNorms(blocks, nb, w, new Float32Array(V))]));
+  // every state's factors are measured once the width is chosen (screenErrors); the choice itself
+  // looks at SAMPLE_STATES of them, evenly spaced
+  const every = Math.max(1, Math.ceil(allStates.length / SAMPLE_STATES));
+  const states = allStates.filter((_, i) => i % every === 0);
   const k1 = new Map(widths.map((w) => [w, 0]));
   const scores = (h: Float32Array, w: number): Float32Array => {
     if (wasm) wasm.screenMatvec(S, h, s, V, w);
@@ -278,15 +270,13 @@ export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, 
     }
   }
   const costs = new Map<number, number>([[nb, groups * nb]]);
-  for (const w of widths) {
-    const k = kept.get(w)!.sort((x, y) => x - y);
-    const p90 = k.length ? k[Math.min(k.length - 1, Math.floor(0.9 * k.length))]! : groups;
-    costs.set(w, groups * w + p90 * (SCATTER_COST * (nb - w) + ROW_COST));
-  }
-  const least = Math.min(...costs.values());
-  // widths from the widest down: the first within the tolerance
   let best = force ?? nb;
-  if (force === undefined) for (let w = nb; w >= 1 && costs.has(w); w--) if (costs.get(w)! <= least * (1 + WIDER_TOLERANCE)) { best = w; break; }
+  for (const w of widths) {
+    const k = kept.get(w)!;
+    const mean = k.length ? k.reduce((x, y) => x + y, 0) / k.length : groups;
+    costs.set(w, groups * w + mean * (SCATTER_COST * (nb - w) + ROW_COST));
+    if (force === undefined && costs.get(w)! < costs.get(best)!) best = w;
+  }
   const second = best < nb ? T.get(best)! : new Float32Array(V);
   return { nb1: best, second, costs, factors: k1 };
 }
