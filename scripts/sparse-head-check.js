@@ -33,12 +33,12 @@ head.record = true;
 const W = model.weights.output;
 const headBytes = W.rows * W.rowBytes;
 const out = { model: name, e_unit: head.eUnit, k_row: head.kRow, safety: head.safety, screen_bytes: head.screenBytes, head_bytes: headBytes, build_seconds: buildSeconds };
-const bytesPerStep = (rows) => head.screenBytes + rows * W.rowBytes;
 
 if (args.includes('--golden')) {
   const golden = readGolden(join(shared, 'golden', name, 'greedy.json'));
   const cases = [];
   head.stats.rescored.length = 0;
+  const bytes0 = head.bytesRead;
   for (const [i, c] of golden.cases.entries()) {
     const ids = model.tokenizer.encode(c.prompt);
     const n = c.greedy_ids.length;
@@ -50,7 +50,7 @@ if (args.includes('--golden')) {
     if (!json) console.log(`${name} golden #${i}: ${first < 0 ? `identical (${dense.length} tokens)` : `DIFFERS at step ${first}`}`);
   }
   const r = percentiles(head.stats.rescored);
-  out.golden = { cases, identical: cases.filter((c) => c.identical).length, of: cases.length, rescored: r, head_bytes_ratio: bytesPerStep(r.mean) / headBytes };
+  out.golden = { cases, identical: cases.filter((c) => c.identical).length, of: cases.length, rescored: r, head_bytes_ratio: (head.bytesRead - bytes0) / Math.max(1, head.stats.rescored.length) / headBytes };
 }
 
 const chunks = Number(flag('--wikitext', '0'));
