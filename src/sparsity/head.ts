@@ -483,10 +483,10 @@ export class SparseHead {
 
   /** bytes of the screen and of W the last logits() read (weights only: codes, row scales, exact rows) */
   lastBytes = 0;
-  /** rows the first stage of a two-stage screen kept in the last logits() (−1: it did not run) */
-  lastFirst = -1;
   /** their sum over every logits() call */
   bytesRead = 0;
+  /** rows the first stage of a two-stage screen kept in the last logits() (−1: it did not run) */
+  lastFirst = -1;
   private bytesStep = 0;
 
   /**
