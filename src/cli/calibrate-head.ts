@@ -1,6 +1,6 @@
 // `ctxsparse calibrate-head`: measure the sparse output layer's screen error on calibration text
 // and write the head profile that `--head-profile` loads (its margin then uses this error instead
-// of the one measured at load on a short built-in text).
+// of the ones measured at load on the built-in calibration text).
 
 import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';

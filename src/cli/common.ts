@@ -109,10 +109,10 @@ export function peakRssMB(): number {
 /** `--sparse-head` / `--exact`: the sparse output layer (src/sparsity/head.ts). */
 export function addSparseHeadOptions(cmd: Command, exact = true): Command {
   cmd.option('--sparse-head', 'sparse output layer: a 4-bit screen of the output matrix, read in two stages, picks the rows computed exactly. '
-    + 'The greedy token equals the dense one only as far as the calibrated screen error holds (empirical: 0 differing steps in the 25,500 scored positions of the WikiText-2 eval text per model, in 20 × 64-token continuations and in all 14 golden prompts of the three models so far; '
+    + 'The greedy token equals the dense one only as far as the calibrated screen error holds (empirical: 0 differing steps in the 25,500 scored positions of the WikiText-2 eval text per model, in 20 × 64-token continuations and in all 14 golden prompts of the three models so far with this calibration; 1 of 25,500 on Qwen with an earlier, shorter calibration text; '
     + 'README "Sparse output layer"); sampling: at most 1e-4 of the probability mass can differ')
     .option('--head-safety <c>', 'with --sparse-head: safety factor c on the per-row screening margins, the full screen\'s δ_i = c·k·r_i·‖h ⊙ s‖ and the first stage\'s c·k₁·(r_i·‖h ⊙ s‖ + t_i·‖(h ⊙ s)₂‖) (s: the screen\'s column scales, r_i = ‖Ŵ_i − W_i ⊘ s‖, t_i and (h ⊙ s)₂ the parts the first stage leaves out; default 1.25)', num('--head-safety', (v) => v > 0, 'a number > 0'))
-    .option('--head-profile <file>', 'with --sparse-head: the screen error factors (k, k₁, e) from `ctxsparse calibrate-head` (default: measured at load on a short built-in text, cached beside the model)');
+    .option('--head-profile <file>', 'with --sparse-head: the screen error factors (k, k₁, e) from `ctxsparse calibrate-head` (default: measured at load on a ~1,700-token built-in text, cached beside the model)');
   if (exact) cmd.option('--exact', 'use the dense output layer even with --sparse-head');
   return cmd;
 }
