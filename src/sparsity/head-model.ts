@@ -7,10 +7,8 @@ import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from
 import { CtxError } from '../errors.js';
 import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
-import { buildScreen, DEFAULT_SAFETY, rowNorms, scaledNorms, screenBytes, screenMatvecRef, secondNorms, SparseHead, type Screen, type SparseHeadOptions } from './head.js';
+import { buildScreen, DEFAULT_SAFETY, isWasm, rowNorms, scaledNorms, screenBytes, screenMatvecRef, secondNorms, SparseHead, viewF32, type Screen, type SparseHeadOptions } from './head.js';
 import { SCREEN_FORMAT, screenView, splitScreen } from '../kernels/screen-layout.js';
-import type { Kernels } from '../kernels/kernels.js';
-import type { WasmKernels } from '../kernels/wasm/index.js';
 
 import { HEAD_CALIBRATION_TEXT } from './head-calibration.js';
 
@@ -279,14 +277,6 @@ export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, 
   }
   const second = best < nb ? T.get(best)! : new Float32Array(V);
   return { nb1: best, second, costs, factors: k1 };
-}
-
-function isWasm(k: Kernels): k is WasmKernels {
-  return typeof (k as Partial<WasmKernels>).screenMatvec === 'function' && typeof (k as Partial<WasmKernels>).alloc === 'function';
-}
-function viewF32(k: Kernels, n: number): Float32Array {
-  const u = k.alloc!(4 * n);
-  return new Float32Array(u.buffer, u.byteOffset, n);
 }
 
 /** A head profile (`ctxsparse calibrate-head`): the screen error measured on calibration text for one model file. */

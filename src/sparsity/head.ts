@@ -239,7 +239,8 @@ export function secondNorms(blocks: Float32Array, nb: number, nb1: number, dst: 
   return dst;
 }
 
-function isWasm(k: Kernels): k is WasmKernels {
+/** Whether the kernels are the wasm ones (the screen's kernels run there). */
+export function isWasm(k: Kernels): k is WasmKernels {
   return typeof (k as Partial<WasmKernels>).screenMatvec === 'function' && typeof (k as Partial<WasmKernels>).alloc === 'function';
 }
 
@@ -639,7 +640,8 @@ export class SparseHead {
   }
 }
 
-function viewF32(k: Kernels, n: number): Float32Array {
+/** A Float32Array of n in the kernels' memory. */
+export function viewF32(k: Kernels, n: number): Float32Array {
   const u = k.alloc!(4 * n);
   return new Float32Array(u.buffer, u.byteOffset, n);
 }
