@@ -43,6 +43,15 @@ export function screenOrder(c: Float32Array, energy?: ArrayLike<number>): Int32A
   return perm.sort((a, b) => e[b]! - e[a]! || a - b);
 }
 
+/**
+ * Set S's column order and its column scales in that order from W's column scales c (W's order):
+ * perm = screenOrder(c, energy), colScale[j] = c[perm[j]]. Both screen builders call this.
+ */
+export function orderColumns(S: ScreenView, c: Float32Array, energy?: ArrayLike<number>): void {
+  S.perm.set(screenOrder(c, energy));
+  for (let j = 0; j < S.cols; j++) S.colScale[j] = c[S.perm[j]!]!;
+}
+
 export interface ScreenLayout {
   readonly rows: number;
   readonly cols: number;

@@ -7,7 +7,7 @@ import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from
 import { CtxError } from '../errors.js';
 import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
-import { buildScreen, DEFAULT_SAFETY, isWasm, rowNorms, scaledNorms, screenBytes, screenMatvecRef, secondNorms, SparseHead, viewF32, type Screen, type SparseHeadOptions } from './head.js';
+import { buildScreen, DEFAULT_SAFETY, firstStageFactor, isWasm, rowNorms, scaledNorms, screenBytes, screenMatvecRef, secondNorms, SparseHead, viewF32, type Screen, type SparseHeadOptions } from './head.js';
 import { SCREEN_FORMAT, screenView, splitScreen } from '../kernels/screen-layout.js';
 
 import { HEAD_CALIBRATION_TEXT } from './head-calibration.js';
@@ -147,13 +147,7 @@ export function screenErrors(model: Model, head: SparseHead, states: readonly Fl
     if (norm === 0) continue;
     model.kernels.matvec(model.weights.output, h, z);
     if (R && T) {
-      const s1 = head.firstScores(h);
-      let k1 = 0;
-      for (let i = 0; i < head.V; i++) {
-        const e = Math.abs(s1[i]! - z[i]!), u = R[i]! * norm + T[i]! * second;
-        if (e > k1 * u) k1 = e / u;
-      }
-      acc.kFirst = Math.max(acc.kFirst, k1);
+      acc.kFirst = firstStageFactor(head.firstScores(h), z, R, T, norm, second, acc.kFirst);
     }
     const s = head.scores(h);
     let worst = 0, cos = 0;
@@ -225,48 +219,32 @@ export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, 
   const every = Math.max(1, Math.ceil(allStates.length / SAMPLE_STATES));
   const states = allStates.filter((_, i) => i % every === 0);
   const k1 = new Map(widths.map((w) => [w, 0]));
-  const scores = (h: Float32Array, w: number): Float32Array => {
-    if (wasm) wasm.screenMatvec(S, h, s, V, w);
-    else screenMatvecRef(S, h, s, 64 * w);
-    return s;
-  };
-  const secondNorm = (h: Float32Array, w: number): number => {
-    let t = 0;
-    for (let j = 64 * w; j < S.cols; j++) t += (h[S.perm[j]!]! * S.colScale[j]!) ** 2;
-    return Math.sqrt(t);
-  };
-  for (const h of states) {
-    const norm = scaledNorms(S, h).norm;
-    if (norm === 0) continue;
-    kernels.matvec(W, h, z);
-    for (const w of widths) {
-      const s1 = scores(h, w), t = T.get(w)!, n2 = secondNorm(h, w);
-      let k = k1.get(w)!;
-      for (let i = 0; i < V; i++) {
-        const e = Math.abs(s1[i]! - z[i]!), u = rowErr[i]! * norm + t[i]! * n2;
-        if (e > k * u) k = e / u;
+  /** f(w, s¹, t, ‖h ⊙ c‖, its part from 64·w on) for each sampled state and width, with z its exact logits */
+  const eachWidth = (f: (w: number, s1: Float32Array, t: Float32Array, norm: number, n2: number) => void): void => {
+    for (const h of states) {
+      const norm = scaledNorms(S, h).norm;
+      if (norm === 0) continue;
+      kernels.matvec(W, h, z);
+      for (const w of widths) {
+        if (wasm) wasm.screenMatvec(S, h, s, V, w);
+        else screenMatvecRef(S, h, s, 64 * w);
+        f(w, s, T.get(w)!, norm, scaledNorms(S, h, 64 * w).second);
       }
-      k1.set(w, k);
     }
-  }
+  };
+  eachWidth((w, s1, t, norm, n2) => k1.set(w, firstStageFactor(s1, z, rowErr, t, norm, n2, k1.get(w)!)));
   // the groups each width's first stage keeps, per state
   const kept = new Map(widths.map((w): [number, number[]] => [w, []]));
-  for (const h of states) {
-    const norm = scaledNorms(S, h).norm;
-    if (norm === 0) continue;
-    kernels.matvec(W, h, z);
-    for (const w of widths) {
-      const s1 = scores(h, w), t = T.get(w)!, n2 = secondNorm(h, w);
-      let b = 0;
-      for (let i = 1; i < V; i++) if (s1[i]! > s1[b]!) b = i;
-      const m = z[b]!, ka = safety * k1.get(w)! * norm, kb = safety * k1.get(w)! * n2;
-      let ng = 0, last = -1;
-      for (let i = 0; i < V; i++) {
-        if (s1[i]! + ka * rowErr[i]! + kb * t[i]! >= m && i >> 2 !== last) { ng++; last = i >> 2; }
-      }
-      kept.get(w)!.push(ng);
+  eachWidth((w, s1, t, norm, n2) => {
+    let b = 0;
+    for (let i = 1; i < V; i++) if (s1[i]! > s1[b]!) b = i;
+    const m = z[b]!, ka = safety * k1.get(w)! * norm, kb = safety * k1.get(w)! * n2;
+    let ng = 0, last = -1;
+    for (let i = 0; i < V; i++) {
+      if (s1[i]! + ka * rowErr[i]! + kb * t[i]! >= m && i >> 2 !== last) { ng++; last = i >> 2; }
     }
-  }
+    kept.get(w)!.push(ng);
+  });
   const costs = new Map<number, number>([[nb, groups * nb]]);
   let best = force ?? nb;
   for (const w of widths) {

@@ -25,7 +25,7 @@
 // threshold is mapped back through it.
 
 import { dequantize } from '../quant/dequant.js';
-import { SCREEN_BLOCK_BYTES, screenColScale, screenLayout, screenOrder, screenView, type ScreenView } from '../kernels/screen-layout.js';
+import { orderColumns, SCREEN_BLOCK_BYTES, screenColScale, screenLayout, screenView, type ScreenView } from '../kernels/screen-layout.js';
 import { CtxError } from '../errors.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { WasmKernels } from '../kernels/wasm/index.js';
@@ -106,9 +106,7 @@ export function quantizeScreen(W: QTensor, dst: Uint8Array, search = true, energ
     wRow(W, i, x);
     for (let j = 0; j < cols; j++) colmax[j] = Math.max(colmax[j]!, Math.abs(x[j]!));
   }
-  const c = colmax.map(screenColScale);
-  S.perm.set(screenOrder(c, energy));
-  for (let j = 0; j < cols; j++) S.colScale[j] = c[S.perm[j]!]!;
+  orderColumns(S, colmax.map(screenColScale), energy);
   const y = new Float32Array(cols);
   for (let i = 0; i < 4 * S.groups; i++) {
     if (i < rows) {
@@ -164,10 +162,12 @@ function roundEven(v: number): number {
   return r > 0.5 || (r === 0.5 && f % 2 !== 0) ? f + 1 : f;
 }
 
-/** ‖h ⊙ c‖ (the norm the margins scale with) and the norm of its second-stage part (the screen's columns from 64·nb1 on). */
-export function scaledNorms(S: Screen, h: Float32Array): { norm: number; second: number } {
+/**
+ * ‖h ⊙ c‖ (the norm the margins scale with) and the norm of its part the first stage leaves out
+ * (the screen's columns from `split` on; default 64·nb1).
+ */
+export function scaledNorms(S: Screen, h: Float32Array, split = 64 * S.nb1): { norm: number; second: number } {
   let all = 0, second = 0;
-  const split = 64 * S.nb1;
   for (let j = 0; j < S.cols; j++) {
     const v = h[S.perm[j]!]! * S.colScale[j]!;
     all += v * v;
@@ -242,6 +242,18 @@ export function secondNorms(blocks: Float32Array, nb: number, nb1: number, dst: 
 /** Whether the kernels are the wasm ones (the screen's kernels run there). */
 export function isWasm(k: Kernels): k is WasmKernels {
   return typeof (k as Partial<WasmKernels>).screenMatvec === 'function' && typeof (k as Partial<WasmKernels>).alloc === 'function';
+}
+
+/**
+ * The largest |s¹_i − z_i| / (r_i·norm + t_i·second) over the rows, at least k: the first stage's
+ * error factor on one state (s¹ its scores, z the exact logits, norm and second scaledNorms').
+ */
+export function firstStageFactor(s1: Float32Array, z: Float32Array, r: Float32Array, t: Float32Array, norm: number, second: number, k = 0): number {
+  for (let i = 0; i < z.length; i++) {
+    const e = Math.abs(s1[i]! - z[i]!), u = r[i]! * norm + t[i]! * second;
+    if (e > k * u) k = e / u;
+  }
+  return k;
 }
 
 /** What the sampler will do with the logits: decides how many rows need exact logits. */

@@ -27,7 +27,7 @@ import type { QTensor } from '../../model/tensor.js';
 import { allQuantTypes } from '../../quant/types.js';
 import type { Selection } from '../../sparsity/policy.js';
 import type { Activation, AttentionArgs, Kernels, MatvecOptions } from '../kernels.js';
-import { screenColScale, screenOrder, screenView, type ScreenView } from '../screen-layout.js';
+import { orderColumns, screenColScale, screenView, type ScreenView } from '../screen-layout.js';
 import { refKernels } from '../ref/index.js';
 import { refOps } from '../ref/ops.js';
 import { Pool } from './pool.js';
@@ -972,8 +972,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       for (let t = 0; t < nth; t++) m = Math.max(m, f32[((colmax + t * cmBytes) >>> 2) + j]!);
       c[j] = screenColScale(m);
     }
-    S.perm.set(screenOrder(c, energy));
-    for (let j = 0; j < cols; j++) S.colScale[j] = c[S.perm[j]!]!;
+    orderColumns(S, c, energy);
     // phase 1: the codes and the row scales
     table = take(TASK_WORDS * 4);
     nTasks = 0;
