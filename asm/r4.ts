@@ -254,15 +254,39 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
   return acc;
 }
 
+/**
+ * Q8_0: row k of the group at p · the activation, reading only that row's scale and codes (34 of
+ * each superblock's 136 bytes; a quarter of the products). Its lane does what r4groupQ8's lane k
+ * does — the same exact integer sum, the same scale product and fused add per block — so a
+ * gathered row (the sparse output layer's exact logits) has the bits the full mat-vec gives it.
+ */
+// @ts-ignore: decorator
+@inline function r4rowQ8(p: usize, rowBytes: usize, k: usize, qa: usize): f32 {
+  const nb = <i32>(rowBytes / 34);
+  let q = qa;
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++, p += 136, q += BLK32) {
+    const c = p + 8 + (k << 5);
+    let a0: v128, a1: v128, b0: v128, b1: v128;
+    if (RELAXED) {
+      const x = v128.load(q), y = v128.load(q, 16), zero = i8x16.splat(0);
+      a0 = i8x16.abs(x); a1 = i8x16.lt_s(x, zero);
+      b0 = i8x16.abs(y); b1 = i8x16.lt_s(y, zero);
+    } else {
+      a0 = v128.load(q); a1 = v128.load(q, 16);
+      b0 = v128.load(q + 16 * QS); b1 = v128.load(q + 16 * QS, 16);
+    }
+    const s = i32x4.add(sd(a0, a1, v128.load(c)), sd(b0, b1, v128.load(c, 16)));
+    const t = i32x4.add(s, i32x4.shuffle(s, s, 2, 3, 0, 1));
+    const S = i32x4.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2));
+    acc = blockTerm(Q8_0, acc, S, q + 32 * QS, h4raw(i32x4.splat(<i32>load<i16>(p + (k << 1)))));
+  }
+  return f32x4.extract_lane(acc, 0);
+}
+
 /** One row r of an interleaved matrix · the activation (a row gather: CATS's up rows). */
 export function r4dotRow(type: i32, w: usize, rowBytes: usize, r: i32, qa: usize): f32 {
-  if (type == Q8_0) {
-    // the whole group in r4matvec's order (the group's bytes are read either way), so a gathered
-    // row — the sparse output layer's exact logits — has the bits the full mat-vec gives it
-    const y = r4groupQ8(w + <usize>(r >> 2) * 4 * rowBytes, rowBytes, qa);
-    const k = r & 3;
-    return k == 0 ? f32x4.extract_lane(y, 0) : k == 1 ? f32x4.extract_lane(y, 1) : k == 2 ? f32x4.extract_lane(y, 2) : f32x4.extract_lane(y, 3);
-  }
+  if (type == Q8_0) return r4rowQ8(w + <usize>(r >> 2) * 4 * rowBytes, rowBytes, <usize>(r & 3), qa);
   const nb = <i32>(rowBytes / blockBytes(type));
   const sbBytes = 4 * blockBytes(type);
   const k = <usize>(r & 3);
@@ -306,8 +330,13 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
   for (let i = i0; i < i1; i++) {
     const r = load<i32>(rowIdx + (<usize>i << 2));
     if (i + 2 < i1) {
-      const g = <usize>(load<i32>(rowIdx + (<usize>(i + 2) << 2)) >> 2);
-      if (g != touched) {
+      const r2 = load<i32>(rowIdx + (<usize>(i + 2) << 2));
+      const g = <usize>(r2 >> 2);
+      if (type == Q8_0) {
+        // only the row's own lines: its scale and its 32 codes in each superblock
+        const end = w + (g + 1) * gb;
+        for (let p = w + g * gb, c = p + 8 + (<usize>(r2 & 3) << 5); p < end; p += 136, c += 136) sink += load<u8>(p) + load<u8>(c) + load<u8>(c, 31);
+      } else if (g != touched) {
         touched = g;
         for (let p = w + g * gb; p < w + (g + 1) * gb; p += 64) sink += load<u8>(p);
       }

@@ -410,10 +410,12 @@ test('real: ctxsparse pull smollm2-135m-instruct end to end', { skip: process.en
     const p = join(dir, 'smollm2-135m-instruct.gguf');
     assert.equal(statSync(p).size, entry.size);
     assert.equal(JSON.parse(readFileSync(`${p}.sha256`, 'utf8')).sha256, entry.sha256);
-    assert.deepEqual(readdirSync(dir).sort(), ['smollm2-135m-instruct.gguf', 'smollm2-135m-instruct.gguf.sha256']);
+    assert.deepEqual(readdirSync(dir).sort(), ['smollm2-135m-instruct.gguf', 'smollm2-135m-instruct.gguf.ctxhead', 'smollm2-135m-instruct.gguf.sha256']);
+    assert.match(r.stdout, /sparse head built and calibrated/);
     const again = spawnSync(process.execPath, [CLI, 'pull', 'smollm2-135m-instruct'], { env, encoding: 'utf8' });
     assert.equal(again.status, 0, again.stderr);
     assert.match(again.stdout, /already pulled/);
+    assert.match(again.stdout, /sparse head ready \(cached/);
     console.log(`real pull: ${secs.toFixed(1)}s; ${r.stdout.trim()}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

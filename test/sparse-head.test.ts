@@ -446,7 +446,9 @@ test('stories260K: sparse-head greedy tokens equal dense, wasm and reference ker
   for (const file of ['stories260K-Q8_0.gguf', 'stories260K-F32.gguf']) {
     const model = loadModel(sharedPath('models', 'stories260K', 'gguf', file), { threads: 1 });
     instances.push(model.kernels as WasmKernels);
-    const head = buildSparseHead(model, { cache: false });
+    // the cost model would serve most steps of this 512-row head densely: the sparse path is what is tested
+    const head = buildSparseHead(model, { cache: false, denseAbove: 0.4 });
+    head.adaptive = false;
     assert.ok(head.eUnit > 0);
     head.record = true;
     const ids = model.tokenizer.encode('Once upon a time, there was a little');
@@ -455,7 +457,7 @@ test('stories260K: sparse-head greedy tokens equal dense, wasm and reference ker
     assert.ok(head.stats.rescored.every((n) => n < model.config.vocabSize), 'some rows were skipped');
   }
   const ref = loadModel(sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf'), { kernels: refKernels });
-  const head = buildSparseHead(ref, { cache: false });
+  const head = buildSparseHead(ref, { cache: false, denseAbove: 0.4 });
   const ids = ref.tokenizer.encode('Lily liked to');
   assert.deepEqual(greedy(ref, ids, 24, head), greedy(ref, ids, 24, null));
 });
@@ -479,7 +481,8 @@ test('SmolLM2-135M: sparse-head greedy tokens equal dense over a few dozen steps
 test('agreement meter: perplexity stays dense; every scored position compared; a differing argmax is counted and kept', () => {
   const model = loadModel(sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf'), { threads: 1 });
   instances.push(model.kernels as WasmKernels);
-  const head = buildSparseHead(model, { cache: false });
+  const head = buildSparseHead(model, { cache: false, denseAbove: 0.4 });
+  head.adaptive = false;
   const text = readFileSync(sharedPath('eval', 'tinystories', 'tinystories_val_prefix.txt'), 'utf8');
   const dense = perplexity(model, text, { ctx: 64, chunks: 4 });
   const meter = new HeadAgreementMeter(head);
@@ -503,28 +506,37 @@ test('agreement meter: perplexity stays dense; every scored position compared; a
   assert.deepEqual(b.misses.at(-1), { position: a.positions, dense: worst, sparse: best });
 });
 
-test('sampling bounded by the gap alone: after a run of dense fallbacks the screen is skipped for a while, logits still exact', () => {
+test('after a run of dense fallbacks the screen is skipped for a while (any sampling), logits still exact; not when adaptive is off', () => {
   const rows = 257, cols = 128;
   const { head, k } = syntheticHead(rows, cols, 0, 8);
   const rnd = mulberry32(14);
   const z = new Float32Array(rows);
   const out = new Float32Array(rows);
+  const run = (hd: SparseHead, steps: number): void => {
+    for (let step = 0; step < steps; step++) {
+      const h = randVec(cols, rnd);
+      k.matvec(head.W, h, z);
+      assert.equal(hd.logits(h, out), rows);
+      for (let i = 0; i < rows; i++) assert.equal(out[i], z[i], `step ${step} row ${i}`);
+    }
+  };
   const hd = new SparseHead(k, head.W, head.screen, 0, { eUnit: 10, safety: 1 });
-  // top-k off and a huge gap: every screened step needs more than 40% of the rows
+  // top-k off and a huge gap: every screened step needs more rows than the dense fallback allows
   hd.sampling = { temperature: 100, topK: 0, topP: 0.95 };
-  for (let step = 0; step < 30; step++) {
-    const h = randVec(cols, rnd);
-    k.matvec(head.W, h, z);
-    assert.equal(hd.logits(h, out), rows);
-    for (let i = 0; i < rows; i++) assert.equal(out[i], z[i], `step ${step} row ${i}`);
-  }
-  // 4 screened fallbacks, 16 skipped, 4 screened, 6 skipped
+  run(hd, 30);
+  // 4 screened fallbacks, 16 skipped, then one screened (still costly: skip again), 9 skipped
   assert.equal(hd.stats.steps, 30);
   assert.equal(hd.stats.dense, 30);
-  assert.equal(hd.stats.skipped, 22);
-  // greedy steps always screen
+  assert.equal(hd.stats.skipped, 25);
+  // a greedy step during the skip is served by the dense head too
   hd.sampling = { temperature: 0 };
-  const h = randVec(cols, rnd);
-  hd.logits(h, out);
-  assert.equal(hd.stats.skipped, 22);
+  run(hd, 1);
+  assert.equal(hd.stats.skipped, 26);
+  // the agreement checks screen every step
+  const every = new SparseHead(k, head.W, head.screen, 0, { eUnit: 10, safety: 1 });
+  every.adaptive = false;
+  every.sampling = { temperature: 100, topK: 0, topP: 0.95 };
+  run(every, 30);
+  assert.equal(every.stats.dense, 30);
+  assert.equal(every.stats.skipped, 0);
 });

@@ -58,6 +58,8 @@ export function register(program: Command): void {
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
     const head = sparseHeadFor(o, model);
+    // agreement is measured on every position: none served by the dense head without screening
+    if (head) head.adaptive = false;
     const name = looksLikePath(o.model) ? modelName(model.path) : o.model;
     const ev = new Evaluator(model, name, { cacheCtx: Math.max(EVAL_DEFAULTS.cacheCtx, o.ctx) });
     const greedy = (sparse || head) && o.greedyPrompts > 0 ? { ...greedyPrompts(o.greedyPrompts), tokens: o.greedyTokens } : undefined;

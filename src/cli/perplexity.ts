@@ -36,6 +36,8 @@ export function register(program: Command): void {
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
     const head = sparseHeadFor(o, model);
+    // agreement is measured on every position: none served by the dense head without screening
+    if (head) head.adaptive = false;
     const meter = head ? new HeadAgreementMeter(head) : undefined;
     const loadSeconds = (performance.now() - t0) / 1000;
     let bar: ReturnType<typeof progressBar> | undefined;

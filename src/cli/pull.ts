@@ -1,14 +1,19 @@
-// `ctxsparse pull [NAME...] [--all] [--force]`: download catalog models into the model cache.
+// `ctxsparse pull [NAME...] [--all] [--force] [--no-head]`: download catalog models into the model cache, then
+// prepare each one's sparse output layer (its screen, built and calibrated once, cached beside it).
 // Progress goes to stderr (a byte bar on a TTY, plain lines otherwise); one result line per model to stdout.
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { CtxError } from '../errors.js';
 import { CATALOG, DEFAULT_MODEL, getModel, type CatalogEntry } from '../models/catalog.js';
 import { fmtBytes, pull, type PullProgress } from '../models/pull.js';
+import { loadModel } from '../model/load.js';
+import { buildSparseHead } from '../sparsity/head-model.js';
 
 interface PullCliOptions {
   all?: boolean;
   force?: boolean;
+  /** commander's --no-head */
+  head?: boolean;
 }
 
 export function register(program: Command): void {
@@ -18,14 +23,41 @@ export function register(program: Command): void {
     .argument('[names...]', `catalog model names (default: ${DEFAULT_MODEL}); see \`ctxsparse models\``)
     .option('--all', 'pull every model in the catalog')
     .option('-f, --force', 'download again even if a verified copy is already there')
+    .option('--no-head', 'do not prepare the sparse output layer\'s screen (`--sparse-head`; otherwise built and calibrated once here, cached beside the model)')
     .action(async (names: string[], opts: PullCliOptions) => {
       if (opts.all && names.length > 0) throw new CtxError('pull: give model names or --all, not both');
       const entries: CatalogEntry[] = opts.all ? [...CATALOG] : (names.length > 0 ? names : [DEFAULT_MODEL]).map(getModel);
-      for (const entry of entries) await pullOne(entry, opts.force === true);
+      for (const entry of entries) {
+        const path = await pullOne(entry, opts.force === true);
+        if (opts.head !== false) prepareHead(entry.name, path);
+      }
     });
 }
 
-async function pullOne(entry: CatalogEntry, force: boolean): Promise<void> {
+/**
+ * Build the model's sparse head cache (`<model>.gguf.ctxhead`) unless a valid one is there: the
+ * screen's one-time build and calibration (tens of seconds) happens here, so that a later
+ * `--sparse-head` load only reads it.
+ */
+function prepareHead(name: string, path: string): void {
+  const t0 = performance.now();
+  const model = loadModel(path);
+  let built = false;
+  try {
+    buildSparseHead(model, {
+      onBuild: () => {
+        built = true;
+        process.stderr.write(`pull ${name}: preparing the sparse output layer (once per model file)\n`);
+      },
+    });
+  } finally {
+    model.kernels.close?.();
+  }
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  process.stdout.write(`${name}: sparse head ${built ? `built and calibrated in ${secs}s` : `ready (cached, checked in ${secs}s)`} (${path}.ctxhead)\n`);
+}
+
+async function pullOne(entry: CatalogEntry, force: boolean): Promise<string> {
   const t0 = performance.now();
   const reporter = process.stderr.isTTY ? new BarReporter() : new LineReporter();
   let result;
@@ -37,6 +69,7 @@ async function pullOne(entry: CatalogEntry, force: boolean): Promise<void> {
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   const what = result.downloaded ? `pulled in ${secs}s` : `already pulled (checked in ${secs}s)`;
   process.stdout.write(`${entry.name}: ${result.path} (${fmtBytes(entry.size)}, sha256 ${result.sha256.slice(0, 12)}…, ${what})\n`);
+  return result.path;
 }
 
 const PHASE_LABEL: Record<PullProgress['phase'], string> = {

@@ -7,7 +7,7 @@ import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from
 import { CtxError } from '../errors.js';
 import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
-import { buildScreen, DEFAULT_SAFETY, firstStageFactor, isWasm, rowNorms, scaledNorms, screenBytes, screenMatvecRef, secondNorms, SparseHead, viewF32, type Screen, type SparseHeadOptions } from './head.js';
+import { buildScreen, DEFAULT_SAFETY, ROW_COST, SCATTER_COST, firstStageFactor, isWasm, rowNorms, scaledNorms, screenBytes, screenMatvecRef, secondNorms, SparseHead, viewF32, type Screen, type SparseHeadOptions } from './head.js';
 import { SCREEN_FORMAT, screenView, splitScreen } from '../kernels/screen-layout.js';
 
 import { HEAD_CALIBRATION_TEXT } from './head-calibration.js';
@@ -27,6 +27,8 @@ export interface HeadBuildOptions extends Partial<SparseHeadOptions> {
   readonly firstStage?: number;
   /** a profile's first-stage width: the screen must have it */
   readonly firstBlocks?: number;
+  /** called when there is no usable cache and the screen is built and calibrated (tens of seconds) */
+  readonly onBuild?: () => void;
 }
 
 // 4: columns in energy order, two stages (3: one stage in W's order; 2: a bf16 scale per 32-block)
@@ -138,27 +140,49 @@ export interface ScreenErrors {
   perPosition: number[];
 }
 
+/** states calibration computes the dense logits of at once (the mat-mat kernel reads each weight block once for all) */
+const LOGIT_BATCH = 8;
+
+/**
+ * The exact logits (the dense head, before any softcap) of states[i0 .. i0 + n) into Z (n rows of
+ * V), in one batched product: the kernels give each row of a batch the bits its own mat-vec gives.
+ */
+function denseLogits(model: Model, states: readonly Float32Array[], i0: number, n: number, Z: Float32Array): void {
+  const D = model.config.dim;
+  const X = new Float32Array(n * D);
+  for (let j = 0; j < n; j++) X.set(states[i0 + j]!.subarray(0, D), j * D);
+  if (n === 1) model.kernels.matvec(model.weights.output, X, Z);
+  else model.kernels.matmul(model.weights.output, X, n, Z);
+}
+
 /** Fold the errors of `states` into acc: the largest ratios over every row (exact = the dense mat-vec, before any softcap). */
 export function screenErrors(model: Model, head: SparseHead, states: readonly Float32Array[], acc: ScreenErrors = { eUnit: 0, kRow: 0, kFirst: 0, perPosition: [] }): ScreenErrors {
-  const z = new Float32Array(head.V);
+  const V = head.V;
+  const Z = new Float32Array(Math.min(LOGIT_BATCH, states.length) * V);
   const R = head.rowErr, T = head.second;
-  for (const h of states) {
-    const { norm, second } = scaledNorms(head.screen, h);
-    if (norm === 0) continue;
-    model.kernels.matvec(model.weights.output, h, z);
-    if (R && T) {
-      acc.kFirst = firstStageFactor(head.firstScores(h), z, R, T, norm, second, acc.kFirst);
+  for (let i0 = 0; i0 < states.length; i0 += LOGIT_BATCH) {
+    const nb = Math.min(LOGIT_BATCH, states.length - i0);
+    denseLogits(model, states, i0, nb, Z);
+    for (let j = 0; j < nb; j++) {
+      const h = states[i0 + j]!, z = Z.subarray(j * V, (j + 1) * V);
+      const { norm, second } = scaledNorms(head.screen, h);
+      if (norm === 0) continue;
+      let s: Float32Array;
+      if (R && T) {
+        // the first stage's factor, then its scores completed by the second stage
+        acc.kFirst = firstStageFactor(head.firstScores(h), z, R, T, norm, second, acc.kFirst);
+        s = head.completeScores(h);
+      } else s = head.scores(h);
+      let worst = 0, cos = 0;
+      for (let i = 0; i < V; i++) {
+        const e = Math.abs(s[i]! - z[i]!);
+        if (e > worst) worst = e;
+        if (R && e > cos * R[i]!) cos = e / R[i]!;
+      }
+      acc.kRow = Math.max(acc.kRow, cos / norm);
+      acc.perPosition.push(worst / norm);
+      acc.eUnit = Math.max(acc.eUnit, worst / norm);
     }
-    const s = head.scores(h);
-    let worst = 0, cos = 0;
-    for (let i = 0; i < head.V; i++) {
-      const e = Math.abs(s[i]! - z[i]!);
-      if (e > worst) worst = e;
-      if (R && e > cos * R[i]!) cos = e / R[i]!;
-    }
-    acc.kRow = Math.max(acc.kRow, cos / norm);
-    acc.perPosition.push(worst / norm);
-    acc.eUnit = Math.max(acc.eUnit, worst / norm);
   }
   return acc;
 }
@@ -181,33 +205,24 @@ export function measureScreenError(model: Model, head: SparseHead, tokens: reado
   return { ...acc, positions: acc.perPosition.length };
 }
 
-/**
- * The first stage's width is chosen with a cost model in units of one 4-row group's 64-column
- * block streamed by the first stage (all threads). Measured on Gemma-3-270M's screen at two
- * threads (WikiText-2 states): a second-stage block of a kept group costs SCATTER_COST of them (the
- * groups are scattered: each is a cache miss), and each kept group ROW_COST more in the candidate
- * scan and the host's bookkeeping.
- */
-const SCATTER_COST = 6.4;
-const ROW_COST = 14;
+// The first stage's width is chosen with the sparse head's cost model (SCATTER_COST in head.ts).
 /** calibration states the width is chosen on */
 const SAMPLE_STATES = 320;
 
 /**
  * The first stage's width for a one-stage screen S (columns in energy order), chosen on final
- * states: for each width nb1 of the last few, the first stage's error factor kFirst (as
- * screenErrors measures it), then the 4-row groups its margins keep (safety c) with the state's
- * own exact winner of the first stage, and the cost groups·nb1 + kept·(SCATTER_COST·(nb − nb1) +
- * ROW_COST) (kept: the mean over the states). Also the chosen width's second-stage
- * norms t_i. `force`: that width, whatever it costs.
+ * states in one pass: for each width nb1 of the last few, the first stage's error factor kFirst (as
+ * screenErrors measures it), the 4-row groups its margins keep (safety c) against the exact logit
+ * of the state's best first-stage row, and the cost groups·nb1 + kept·(SCATTER_COST·(nb − nb1) +
+ * ROW_COST) (kept: the mean over the states). Also the chosen width's second-stage norms t_i.
+ * `force`: that width, whatever it costs.
  */
 export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, blocks: Float32Array, allStates: readonly Float32Array[], safety: number, force?: number):
   { nb1: number; second: Float32Array; costs: Map<number, number>; factors: Map<number, number> } {
-  const { kernels, weights } = model;
-  const W = weights.output, V = W.rows, { nb, groups } = S;
+  const { kernels } = model;
+  const V = model.weights.output.rows, { nb, groups } = S;
   const wasm = isWasm(kernels) ? kernels : null;
   const s = wasm ? viewF32(kernels, 4 * groups) : new Float32Array(4 * groups);
-  const z = new Float32Array(V);
   const widths: number[] = [];
   if (force !== undefined) {
     if (!(Number.isInteger(force) && force >= 1 && force <= nb)) throw new CtxError(`sparse head: a first stage of ${force} blocks (1..${nb})`);
@@ -219,42 +234,69 @@ export function chooseFirstStage(model: Model, S: Screen, rowErr: Float32Array, 
   const every = Math.max(1, Math.ceil(allStates.length / SAMPLE_STATES));
   const states = allStates.filter((_, i) => i % every === 0);
   const k1 = new Map(widths.map((w) => [w, 0]));
-  /** f(w, s¹, t, ‖h ⊙ c‖, its part from 64·w on) for each sampled state and width, with z its exact logits */
-  const eachWidth = (f: (w: number, s1: Float32Array, t: Float32Array, norm: number, n2: number) => void): void => {
-    for (const h of states) {
+  // k₁ is known only after the last state, so each state's groups are counted for every k at once:
+  // a histogram, per width, of the smallest factor at which the first stage keeps a group (one of
+  // its rows has s¹_i + c·k·(r_i·‖h ⊙ c‖ + t_i·‖(h ⊙ c)₂‖) ≥ m, m the exact logit of the state's
+  // best first-stage row), summed over the states
+  const hist = new Map(widths.map((w) => [w, new Float64Array(FACTOR_BINS)]));
+  let counted = 0;
+  const Z = new Float32Array(Math.min(LOGIT_BATCH, states.length) * V);
+  for (let i0 = 0; i0 < states.length; i0 += LOGIT_BATCH) {
+    const n = Math.min(LOGIT_BATCH, states.length - i0);
+    denseLogits(model, states, i0, n, Z);
+    for (let j = 0; j < n; j++) {
+      const h = states[i0 + j]!, z = Z.subarray(j * V, (j + 1) * V);
       const norm = scaledNorms(S, h).norm;
       if (norm === 0) continue;
-      kernels.matvec(W, h, z);
+      counted++;
       for (const w of widths) {
-        if (wasm) wasm.screenMatvec(S, h, s, V, w);
-        else screenMatvecRef(S, h, s, 64 * w);
-        f(w, s, T.get(w)!, norm, scaledNorms(S, h, 64 * w).second);
+        let b = 0;
+        if (wasm) b = wasm.screenMatvec(S, h, s, V, w);
+        else {
+          screenMatvecRef(S, h, s, 64 * w);
+          for (let i = 1; i < V; i++) if (s[i]! > s[b]!) b = i;
+        }
+        const t = T.get(w)!, n2 = scaledNorms(S, h, 64 * w).second;
+        k1.set(w, firstStageFactor(s, z, rowErr, t, norm, n2, k1.get(w)!));
+        groupFactors(s, z[b]!, rowErr, t, safety * norm, safety * n2, V, hist.get(w)!);
       }
     }
-  };
-  eachWidth((w, s1, t, norm, n2) => k1.set(w, firstStageFactor(s1, z, rowErr, t, norm, n2, k1.get(w)!)));
-  // the groups each width's first stage keeps, per state
-  const kept = new Map(widths.map((w): [number, number[]] => [w, []]));
-  eachWidth((w, s1, t, norm, n2) => {
-    let b = 0;
-    for (let i = 1; i < V; i++) if (s1[i]! > s1[b]!) b = i;
-    const m = z[b]!, ka = safety * k1.get(w)! * norm, kb = safety * k1.get(w)! * n2;
-    let ng = 0, last = -1;
-    for (let i = 0; i < V; i++) {
-      if (s1[i]! + ka * rowErr[i]! + kb * t[i]! >= m && i >> 2 !== last) { ng++; last = i >> 2; }
-    }
-    kept.get(w)!.push(ng);
-  });
+  }
   const costs = new Map<number, number>([[nb, groups * nb]]);
   let best = force ?? nb;
   for (const w of widths) {
-    const k = kept.get(w)!;
-    const mean = k.length ? k.reduce((x, y) => x + y, 0) / k.length : groups;
+    const H = hist.get(w)!, top = Math.min(FACTOR_BINS - 1, Math.floor(k1.get(w)! * FACTOR_BINS / FACTOR_MAX));
+    let kept = 0;
+    for (let i = 0; i <= top; i++) kept += H[i]!;
+    const mean = counted ? kept / counted : groups;
     costs.set(w, groups * w + mean * (SCATTER_COST * (nb - w) + ROW_COST));
     if (force === undefined && costs.get(w)! < costs.get(best)!) best = w;
   }
   const second = best < nb ? T.get(best)! : new Float32Array(V);
   return { nb1: best, second, costs, factors: k1 };
+}
+
+/** the factor histogram's range [0, FACTOR_MAX) and bins (the factors are ~0.3; a group beyond is never kept) */
+const FACTOR_MAX = 4;
+const FACTOR_BINS = 1 << 16;
+
+/**
+ * Add to H, for each 4-row group of rows < V, one count in the bin of the smallest k at which one of
+ * its rows has s_i + k·(a·r_i + b·t_i) ≥ m (bin 0 when a row is there at k = 0; none when that k is
+ * FACTOR_MAX or more).
+ */
+function groupFactors(s: Float32Array, m: number, r: Float32Array, t: Float32Array, a: number, b: number, V: number, H: Float64Array): void {
+  const scale = FACTOR_BINS / FACTOR_MAX;
+  for (let g0 = 0; g0 < V; g0 += 4) {
+    let k = Infinity;
+    for (let i = g0; i < Math.min(V, g0 + 4); i++) {
+      const gap = m - s[i]!;
+      if (gap <= 0) { k = 0; break; }
+      const u = a * r[i]! + b * t[i]!;
+      if (gap < FACTOR_MAX * u) k = Math.min(k, gap / u);
+    }
+    if (k < FACTOR_MAX) H[Math.floor(k * scale)]!++;
+  }
 }
 
 /** A head profile (`ctxsparse calibrate-head`): the screen error measured on calibration text for one model file. */
@@ -315,6 +357,7 @@ export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): Spar
   let states: Float32Array[] = [];
   if (cached !== null) screen = screenView(V, W.cols, data, cached.nb1);
   else {
+    opts.onBuild?.();
     // the columns in the order of the calibration states' energy, then the first stage's width
     states = finalStates(model, model.tokenizer.encode(text));
     const energy = new Float64Array(W.cols);

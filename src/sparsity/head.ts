@@ -290,7 +290,7 @@ export interface SparseHeadOptions {
   readonly safety?: number;
   /** drawn probability mass that may be wrong when sampling (default 1e-4) */
   readonly epsilon?: number;
-  /** above this share of the vocabulary, compute the dense head instead (default 0.4) */
+  /** above this share of the vocabulary, compute the dense head instead (default: where the exact rows' GATHER_COST reaches the dense head's) */
   readonly denseAbove?: number;
 }
 
@@ -310,11 +310,27 @@ export interface HeadStats {
 }
 
 /**
- * Sampling with only the gap to bound the rows (temperature > 0, top-k off) can need nearly the
- * whole vocabulary on every step: then the screen is paid for nothing. After this many such steps
- * in a row fell back to the dense head, the next SKIP_STEPS of them use it without screening.
+ * A step's cost is counted in units of one 128-byte screen block of a 4-row group streamed by the
+ * first stage (all threads), as the width chooser counts (head-model.ts): measured on Gemma-3-270M's
+ * screen at two threads (WikiText-2 states), a second-stage block of a kept group costs
+ * SCATTER_COST units (the groups are scattered: each is a cache miss), each kept group ROW_COST
+ * more in the candidate scan and the host's bookkeeping, and an exact row GATHER_COST (~0.2 µs:
+ * random rows at two threads took 0.16–0.52 µs each on the three models). The dense head streams
+ * its bytes at about the screen's rate: V·rowBytes/128 units.
  */
-const FALLBACKS_BEFORE_SKIP = 4;
+export const SCATTER_COST = 6.4;
+export const ROW_COST = 14;
+const GATHER_COST = 50;
+/**
+ * Some stretches need a large share of the vocabulary on every step — sampling with only the gap to
+ * bound the rows (temperature > 0, top-k off), or flat next-token distributions (random token ids,
+ * as `bench` feeds) — and then the screen is paid for little or nothing. After COSTLY_BEFORE_SKIP
+ * steps in a row cost more than COSTLY of the dense head, the next SKIP_STEPS use the dense head
+ * without screening (it is exact: the tokens do not change, only the time); then one screened step
+ * decides whether to skip again.
+ */
+const COSTLY = 0.8;
+const COSTLY_BEFORE_SKIP = 4;
 const SKIP_STEPS = 16;
 
 export class SparseHead {
@@ -333,7 +349,13 @@ export class SparseHead {
   /** set by the caller before a step (Session.generate) */
   sampling: HeadSampling = { temperature: 0 };
   readonly stats: HeadStats = { steps: 0, rescored: [], first: [], dense: 0, skipped: 0 };
-  private gapFallbacks = 0;
+  private costly = 0;
+  /** after a skip: one costly screened step starts the next */
+  private probation = false;
+  /** the dense head's cost (see SCATTER_COST) */
+  private readonly denseUnits: number;
+  /** skip the screen for a while after costly steps in a row (false: screen every step, as the agreement checks need) */
+  adaptive = true;
   private skip = 0;
   /** After logits(): the rows computed exactly (ascending; valid until the next call), or null when all were. */
   support: Selection | null = null;
@@ -367,7 +389,8 @@ export class SparseHead {
     if (second && !(this.kFirst >= 0 && Number.isFinite(this.kFirst))) throw new CtxError(`sparse head: first-stage error factor ${this.kFirst} is not a finite number ≥ 0`);
     this.safety = opts.safety ?? DEFAULT_SAFETY;
     this.epsilon = opts.epsilon ?? 1e-4;
-    this.denseAbove = opts.denseAbove ?? 0.4;
+    this.denseAbove = opts.denseAbove ?? W.rowBytes / (SCREEN_BLOCK_BYTES * GATHER_COST);
+    this.denseUnits = (this.V * W.rowBytes) / SCREEN_BLOCK_BYTES;
     this.s = kernels.alloc ? viewF32(kernels, 4 * screen.groups) : new Float32Array(4 * screen.groups);
     this.exact = kernels.alloc ? viewF32(kernels, this.V) : new Float32Array(this.V);
     this.wasm = isWasm(kernels) ? kernels : null;
@@ -420,6 +443,21 @@ export class SparseHead {
     this.bytesStep += S.codes2At + 16 * S.groups;
     if (this.wasm) this.firstBest = this.wasm.screenMatvec(S, h, this.s, this.V);
     else screenMatvecRef(S, h, this.s, 64 * S.nb1);
+    return this.s;
+  }
+
+  /**
+   * The full screen's scores from the last firstScores(h) (its array, completed in place): the
+   * second stage over every group — what scores(h) gives, without streaming the first stage again.
+   */
+  completeScores(h: Float32Array): Float32Array {
+    const S = this.screen;
+    if (S.nb2 === 0) return this.s;
+    this.bytesStep += S.rowScaleAt - S.codes2At;
+    if (this.wasm) {
+      for (let g = 0; g < S.groups; g++) this.groupIdx[g] = g;
+      this.wasm.screenGroups(S, this.groupIdx, S.groups, this.s);
+    } else screenMatvecRef(S, h, this.s);
     return this.s;
   }
 
@@ -521,8 +559,7 @@ export class SparseHead {
     const o = this.sampling;
     // top-k when it bounds the rows (sampling, 0 < k < V); sampling without it has only the gap
     const topK = o.temperature > 0 && (o.topK ?? 0) > 0 && o.topK! < V ? o.topK! : 0;
-    const gapOnly = o.temperature > 0 && topK === 0;
-    if (gapOnly && this.skip > 0) {
+    if (this.skip > 0) {
       this.skip--;
       this.stats.steps++;
       this.stats.skipped++;
@@ -531,6 +568,8 @@ export class SparseHead {
     const S = this.screen;
     const { norm, second: norm2 } = scaledNorms(S, h);
     const R = this.rowErr, T = this.second;
+    // this step's cost so far (see SCATTER_COST)
+    let work = S.groups * (R ? S.nb1 : S.nb);
     // the global margin compares full scores; per-row margins screen with the first stage (the whole
     // screen when it has one stage) and refine its candidates with the second
     const s = R ? this.firstScores(h) : this.scores(h);
@@ -581,6 +620,7 @@ export class SparseHead {
           if (ng === 0 || gi[ng - 1] !== g) gi[ng++] = g;
         }
         this.bytesStep += ng * S.nb2 * SCREEN_BLOCK_BYTES;
+        work += ng * (SCATTER_COST * S.nb2 + ROW_COST);
         if (this.wasm) this.wasm.screenGroups(S, gi, ng, s);
         else {
           const full = new Float64Array(V);
@@ -613,14 +653,16 @@ export class SparseHead {
       }
     }
     this.stats.steps++;
-    if (n > this.denseAbove * V) {
-      if (gapOnly && ++this.gapFallbacks >= FALLBACKS_BEFORE_SKIP) {
+    const fallback = n > this.denseAbove * V;
+    work += fallback ? this.denseUnits : n * GATHER_COST;
+    if (work > COSTLY * this.denseUnits) {
+      if (this.adaptive && (this.probation || ++this.costly >= COSTLY_BEFORE_SKIP)) {
         this.skip = SKIP_STEPS;
-        this.gapFallbacks = 0;
+        this.costly = 0;
+        this.probation = true;
       }
-      return this.dense(h, out);
-    }
-    if (gapOnly) this.gapFallbacks = 0;
+    } else this.costly = 0, this.probation = false;
+    if (fallback) return this.dense(h, out);
     const sel: Selection = { idx, n };
     this.support = sel;
     this.bytesStep += n * W.rowBytes;
