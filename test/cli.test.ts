@@ -93,6 +93,23 @@ test('chat: multi-turn over a pipe, /reset, ends at the end of input', () => {
   assert.equal(answers[2]!.replace(/^(> )+/, ''), answers[0]!.replace(/^(> )+/, ''));
 });
 
+test('generate: the sparse head is the default where the output layer is a large share of the file; --exact, --top-logits and tiny heads stay dense', () => {
+  const m = catalogModel('smollm2-135m-instruct');
+  const args = ['generate', '-m', m, '--prompt', 'The capital of France is', '--max-tokens', '16', '--temperature', '0', '--json', '--threads', '1'];
+  const sparse = JSON.parse(run(...args));
+  assert.equal(sparse.sparse_head.steps, 16);
+  assert.ok(sparse.sparse_head.rows.median < 49152 / 10, JSON.stringify(sparse.sparse_head));
+  const dense = JSON.parse(run(...args, '--exact'));
+  assert.equal(dense.sparse_head, undefined);
+  assert.deepEqual(sparse.tokens, dense.tokens);
+  assert.equal(JSON.parse(run(...args, '--top-logits', '2')).sparse_head, undefined);
+  const r = spawnSync(process.execPath, [CLI, ...args, '--top-logits', '2', '--sparse-head'], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--top-logits needs every logit exact/);
+  // stories260K's output layer is 13% of its file: dense unless asked
+  assert.equal(JSON.parse(run('generate', '-m', GGUF, '--prompt', 'Once', '--max-tokens', '2', '--temperature', '0', '--json')).sparse_head, undefined);
+});
+
 test('chat on a model without a chat template fails with one clear line', () => {
   const r = spawnSync(process.execPath, [CLI, 'chat', '-m', BIN], { encoding: 'utf8', input: 'hello\n' });
   assert.equal(r.status, 1, r.stderr);

@@ -1,7 +1,7 @@
 // Bad input: one clear line naming the file and the problem, exit code 1, no stack trace.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -147,7 +147,9 @@ test('llama2.c checkpoint of the wrong size', () => {
 });
 
 test('head profiles: calibrate-head writes version 3 with the first stage\'s width and factor; older or mismatched profiles are refused in one line', () => {
-  const gguf = sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf');
+  // a copy: the sparse head caches its screen beside the model file
+  const gguf = join(dir, 'stories260K-Q8_0.gguf');
+  copyFileSync(sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf'), gguf);
   const out = join(dir, 'head.json');
   const r = cli('calibrate-head', '-m', gguf, '--data', sharedPath('eval', 'tinystories', 'tinystories_val_prefix.txt'), '--tokens', '300', '-o', out, '--threads', '1');
   assert.equal(r.code, 0, r.stderr);

@@ -57,7 +57,7 @@ export function register(program: Command): void {
       + 'peak_rss_bytes is the process RSS high-water mark (maxRSS), not one test\'s own use')
     .addHelpText('after', '\nTokens/s are the mean ± sample standard deviation of the per-run rates (llama-bench\'s avg_ts, stddev_ts).\n'
       + 'Peak RSS is the process high-water mark (process.resourceUsage().maxRSS): after several thread counts it covers all of them.');
-  addSparseHeadOptions(cmd, false);
+  addSparseHeadOptions(cmd, 'opt-in');
   cmd.action(async (o: BenchFlags) => {
       if (o.nPrompt === 0 && o.nGen === 0) throw new CtxError('-p and -n are both 0: nothing to measure');
       const path = resolveModel(o.model);

@@ -25,11 +25,11 @@ export function register(program: Command): void {
   addModelOptions(cmd);
   addSamplingOptions(cmd);
   addSparsityOption(cmd);
-  addSparseHeadOptions(cmd);
+  addSparseHeadOptions(cmd, 'auto');
   cmd.action(async (o: ChatFlags) => {
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
-    const head = sparseHeadFor(o, model);
+    const head = sparseHeadFor(o, model, true);
     const session = new Session(model, { ...(o.ctx !== undefined && { ctx: o.ctx }), ...(sparse && { policy: sparse.policy }), sparseHead: head });
     const start: ChatMessage[] = o.system !== undefined ? [{ role: 'system', content: o.system }] : [];
     let messages: ChatMessage[] = [...start];

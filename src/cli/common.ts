@@ -1,6 +1,6 @@
 // Options and helpers shared by the commands: model resolution, number flags, prompt input.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { CtxError } from '../errors.js';
@@ -106,22 +106,54 @@ export function peakRssMB(): number {
   return Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10;
 }
 
-/** `--sparse-head` / `--exact`: the sparse output layer (src/sparsity/head.ts). */
-export function addSparseHeadOptions(cmd: Command, exact = true): Command {
-  cmd.option('--sparse-head', 'sparse output layer: a 4-bit screen of the output matrix, read in two stages, picks the rows computed exactly. '
+/**
+ * generate, chat and serve use the sparse output layer unless told otherwise (`--exact`) when the
+ * output matrix holds at least this share of the model file's bytes (SmolLM2-135M 31%,
+ * Qwen2.5-0.5B 37%, Gemma-3-270M 72%; a 7B Llama ~2%, where the screen could save little).
+ */
+export const AUTO_HEAD_SHARE = 0.25;
+
+/**
+ * `--sparse-head` / `--exact`: the sparse output layer (src/sparsity/head.ts). 'auto': on by default
+ * where it pays (AUTO_HEAD_SHARE), `--exact` turns it off; 'opt-in': only with `--sparse-head`.
+ */
+export function addSparseHeadOptions(cmd: Command, mode: 'auto' | 'opt-in'): Command {
+  const auto = mode === 'auto';
+  cmd.option('--sparse-head', 'sparse output layer: a 4-bit screen of the output matrix, read in two stages, picks the rows computed exactly'
+    + (auto ? ` (the default when the output matrix is ≥ ${100 * AUTO_HEAD_SHARE}% of the model file's bytes: SmolLM2, Qwen2.5 and Gemma 3 of the catalog; --exact turns it off)` : '') + '. '
     + 'The greedy token equals the dense one only as far as the calibrated screen error holds (empirical: 0 differing steps in the 25,500 scored positions of the WikiText-2 eval text per model, in 20 × 64-token continuations and in all 14 golden prompts of the three models so far with this calibration; 1 of 25,500 on Qwen with an earlier, shorter calibration text; '
-    + 'README "Sparse output layer"); sampling: at most 1e-4 of the probability mass can differ')
+    + 'README "Sparse output layer"); sampling: at most 1e-4 of the probability mass can differ. Its screen is built and calibrated once per model file (tens of seconds; `pull` does it for catalog models) and cached beside it')
     .option('--head-safety <c>', 'with --sparse-head: safety factor c on the per-row screening margins, the full screen\'s δ_i = c·k·r_i·‖h ⊙ s‖ and the first stage\'s c·k₁·(r_i·‖h ⊙ s‖ + t_i·‖(h ⊙ s)₂‖) (s: the screen\'s column scales, r_i = ‖Ŵ_i − W_i ⊘ s‖, t_i and (h ⊙ s)₂ the parts the first stage leaves out; default 1.25)', num('--head-safety', (v) => v > 0, 'a number > 0'))
     .option('--head-profile <file>', 'with --sparse-head: the screen error factors (k, k₁, e) from `ctxsparse calibrate-head` (default: measured at load on a ~1,700-token built-in text, cached beside the model)');
-  if (exact) cmd.option('--exact', 'use the dense output layer even with --sparse-head');
+  if (auto) cmd.option('--exact', 'the dense output layer (every logit exact), even where the sparse one is the default');
   return cmd;
 }
 
 export interface SparseHeadFlags { sparseHead?: boolean; headSafety?: number; headProfile?: string; exact?: boolean }
 
-/** The sparse head for `--sparse-head` (its screen error from --head-profile when given), or null (dense). */
-export function sparseHeadFor(o: SparseHeadFlags, model: Model): SparseHead | null {
-  if (!o.sparseHead || o.exact) return null;
+/** Whether the output matrix is a large enough share of the model file for the sparse head to be the default. */
+export function sparseHeadPays(model: Model): boolean {
+  if (model.format !== 'gguf') return false;
+  const W = model.weights.output;
+  let size = 0;
+  try {
+    size = statSync(model.path).size;
+  } catch {
+    return false;
+  }
+  return W.rows * W.rowBytes >= AUTO_HEAD_SHARE * size;
+}
+
+/**
+ * The sparse head for `--sparse-head` (its screen error from --head-profile when given), or, with
+ * `auto`, where it pays unless `--exact`; null: the dense head.
+ */
+export function sparseHeadFor(o: SparseHeadFlags, model: Model, auto = false): SparseHead | null {
+  if (o.exact) return null;
+  if (!o.sparseHead && !(auto && sparseHeadPays(model))) return null;
   const hp = o.headProfile !== undefined ? loadHeadProfile(o.headProfile, model) : undefined;
-  return buildSparseHead(model, { ...(o.headSafety !== undefined && { safety: o.headSafety }), ...(hp && { eUnit: hp.e_unit, kRow: hp.k_row, kFirst: hp.k_first, firstBlocks: hp.screen.first_blocks }) });
+  const onBuild = (): void => {
+    process.stderr.write(`ctxsparse: building the sparse output layer's screen for ${model.path} (once per model file, cached beside it${o.sparseHead ? '' : '; --exact skips it'})\n`);
+  };
+  return buildSparseHead(model, { onBuild, ...(o.headSafety !== undefined && { safety: o.headSafety }), ...(hp && { eUnit: hp.e_unit, kRow: hp.k_row, kFirst: hp.k_first, firstBlocks: hp.screen.first_blocks }) });
 }

@@ -49,7 +49,7 @@ export function register(program: Command): void {
   addEvalOptions(cmd, true);
   addModelOptions(cmd);
   addSparsityOption(cmd);
-  addSparseHeadOptions(cmd, false);
+  addSparseHeadOptions(cmd, 'opt-in');
   cmd.addHelpText('after', '\nWith --sparse-head every score stays the dense output layer\'s; the sparse head is compared with it at every\n'
     + 'scored position of the perplexity tasks (same final state) and on the greedy prompts (free-running continuations).\n'
     + 'Its guarantee is empirical: the screen error bound k is measured, not proved (see the README for the disagreement measured).');

@@ -27,7 +27,7 @@ export function register(program: Command): void {
     .option('--json', 'print {"ppl", "chunks", "ctx", "tokens", ...}');
   addModelOptions(cmd);
   addSparsityOption(cmd);
-  addSparseHeadOptions(cmd, false);
+  addSparseHeadOptions(cmd, 'opt-in');
   cmd.addHelpText('after', '\nWith --sparse-head the perplexity stays the dense output layer\'s; the sparse head runs beside it on every\n'
     + 'scored position and its agreement is reported (greedy token equal to dense, rows computed exactly, bytes read).');
   cmd.action((o: PerplexityFlags) => {

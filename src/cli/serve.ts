@@ -32,11 +32,11 @@ export function register(program: Command): void {
     .option('--ctx <n>', "context per sequence in tokens (default: the model's, at most 2048)", int('--ctx', 2));
   addModelOptions(cmd);
   addSparsityOption(cmd);
-  addSparseHeadOptions(cmd, false);
+  addSparseHeadOptions(cmd, 'auto');
   cmd.action(async (o: ServeFlags) => {
     const model = openModel(o);
     const sparse = sparsityPolicy(o.sparsity, model);
-    const head = sparseHeadFor(o, model);
+    const head = sparseHeadFor(o, model, true);
     const ctx = o.ctx ?? Math.min(model.config.ctxTrain, 2048);
     if (o.apiKey !== undefined && o.apiKey === '') throw new CtxError('--api-key: the key must not be empty');
     const modelId = findModel(o.model) ? o.model : basename(model.path).replace(/\.(gguf|bin)$/, '');
