@@ -1,6 +1,7 @@
 // `ctxsparse pull [NAME...] [--all] [--force] [--no-head]`: download catalog models into the model cache, then
 // prepare each one's sparse output layer (its screen, built and calibrated once, cached beside it).
 // Progress goes to stderr (a byte bar on a TTY, plain lines otherwise); one result line per model to stdout.
+import { existsSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { CtxError } from '../errors.js';
@@ -54,7 +55,13 @@ function prepareHead(name: string, path: string): void {
     model.kernels.close?.();
   }
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  process.stdout.write(`${name}: sparse head ${built ? `built and calibrated in ${secs}s` : `ready (cached, checked in ${secs}s)`} (${path}.ctxhead)\n`);
+  const cache = `${path}.ctxhead`;
+  if (!existsSync(cache)) {
+    // a read-only model directory: every load with the sparse head will build it again
+    process.stdout.write(`${name}: sparse head built in ${secs}s, but ${cache} could not be written\n`);
+    return;
+  }
+  process.stdout.write(`${name}: sparse head ${built ? `built and calibrated in ${secs}s` : `ready (cached, checked in ${secs}s)`} (${cache})\n`);
 }
 
 async function pullOne(entry: CatalogEntry, force: boolean): Promise<string> {

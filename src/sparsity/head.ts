@@ -661,7 +661,10 @@ export class SparseHead {
         this.costly = 0;
         this.probation = true;
       }
-    } else this.costly = 0, this.probation = false;
+    } else {
+      this.costly = 0;
+      this.probation = false;
+    }
     if (fallback) return this.dense(h, out);
     const sel: Selection = { idx, n };
     this.support = sel;
