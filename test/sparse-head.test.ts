@@ -4,7 +4,9 @@
 // to the dense head's on stories260K and on a real model; the agreement meter that `perplexity`
 // and `eval --sparse-head` report.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { createWasmKernels, relaxedSimdAvailable, type WasmKernels } from '../src/kernels/wasm/index.js';
 import { refKernels } from '../src/kernels/ref/index.js';
@@ -539,4 +541,37 @@ test('after a run of dense fallbacks the screen is skipped for a while (any samp
   run(every, 30);
   assert.equal(every.stats.dense, 30);
   assert.equal(every.stats.skipped, 0);
+});
+
+test('the screen cache: beside the model, else (not writable there) in the model cache\'s heads/; read back from where it went', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ctxsparse-head-cache-'));
+  const saved = process.env.CTXSPARSE_MODELS;
+  try {
+    process.env.CTXSPARSE_MODELS = join(dir, 'models');
+    const text = 'Once upon a time, there was a little girl. She liked to play in the park with her dog.';
+    const open = (file: string): Model => {
+      const m = loadModel(file, { threads: 1 });
+      instances.push(m.kernels as WasmKernels);
+      return m;
+    };
+    const beside = join(dir, 'a.gguf');
+    copyFileSync(sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf'), beside);
+    const a = buildSparseHead(open(beside), { text });
+    assert.equal(a.cacheFile, `${beside}.ctxhead`);
+    assert.equal(buildSparseHead(open(beside), { text, onBuild: () => assert.fail('built again') }).cacheFile, a.cacheFile);
+    // a directory where the file would go: the cache goes to heads/, and is found there
+    const blocked = join(dir, 'b.gguf');
+    copyFileSync(sharedPath('models', 'stories260K', 'gguf', 'stories260K-Q8_0.gguf'), blocked);
+    mkdirSync(`${blocked}.ctxhead`);
+    const b = buildSparseHead(open(blocked), { text });
+    assert.ok(b.cacheFile?.startsWith(join(dir, 'models', 'heads', 'b.gguf-')), String(b.cacheFile));
+    const again = buildSparseHead(open(blocked), { text, onBuild: () => assert.fail('built again') });
+    assert.equal(again.cacheFile, b.cacheFile);
+    assert.equal(again.kRow, b.kRow);
+    assert.equal(again.eUnit, b.eUnit);
+  } finally {
+    if (saved === undefined) delete process.env.CTXSPARSE_MODELS;
+    else process.env.CTXSPARSE_MODELS = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

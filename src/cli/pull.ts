@@ -1,11 +1,10 @@
 // `ctxsparse pull [NAME...] [--all] [--force] [--no-head]`: download catalog models into the model cache, then
 // prepare each one's sparse output layer (its screen, built and calibrated once, cached beside it).
 // Progress goes to stderr (a byte bar on a TTY, plain lines otherwise); one result line per model to stdout.
-import { existsSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { CtxError } from '../errors.js';
-import { CATALOG, DEFAULT_MODEL, getModel, type CatalogEntry } from '../models/catalog.js';
+import { CATALOG, DEFAULT_MODEL, getModel, modelsDir, type CatalogEntry } from '../models/catalog.js';
 import { fmtBytes, pull, type PullProgress } from '../models/pull.js';
 import { loadModel } from '../model/load.js';
 import { buildSparseHead } from '../sparsity/head-model.js';
@@ -44,24 +43,21 @@ function prepareHead(name: string, path: string): void {
   const t0 = performance.now();
   const model = loadModel(path);
   let built = false;
+  let cache: string | null;
   try {
-    buildSparseHead(model, {
+    cache = buildSparseHead(model, {
       onBuild: () => {
         built = true;
         process.stderr.write(`pull ${name}: preparing the sparse output layer (once per model file)\n`);
       },
-    });
+    }).cacheFile;
   } finally {
     model.kernels.close?.();
   }
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  const cache = `${path}.ctxhead`;
-  if (!existsSync(cache)) {
-    // a read-only model directory: every load with the sparse head will build it again
-    process.stdout.write(`${name}: sparse head built in ${secs}s, but ${cache} could not be written\n`);
-    return;
-  }
-  process.stdout.write(`${name}: sparse head ${built ? `built and calibrated in ${secs}s` : `ready (cached, checked in ${secs}s)`} (${cache})\n`);
+  // nowhere to write it: every load with the sparse head builds it again
+  if (cache === null) process.stdout.write(`${name}: sparse head built in ${secs}s, but its cache could not be written beside the model or in ${modelsDir()}/heads\n`);
+  else process.stdout.write(`${name}: sparse head ${built ? `built and calibrated in ${secs}s` : `ready (cached, checked in ${secs}s)`} (${cache})\n`);
 }
 
 async function pullOne(entry: CatalogEntry, force: boolean): Promise<string> {

@@ -3,7 +3,10 @@
 // final states of a short built-in text, its first stage's width chosen on those states, and the
 // margins' error factors measured on them unless a profile gives them (`ctxsparse calibrate-head`).
 
-import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { modelsDir } from '../models/catalog.js';
 import { CtxError } from '../errors.js';
 import { modelSha256 } from './profile.js';
 import type { Model } from '../model/load.js';
@@ -52,14 +55,30 @@ interface CacheHeader {
 
 type Measured = Pick<CacheHeader, 'nb1' | 'eUnit' | 'kRow' | 'kFirst'>;
 
-function cachePath(model: Model): string {
-  return `${model.path}.ctxhead`;
+/**
+ * Where the cache may live: beside the model, else (a read-only model directory) in the model
+ * cache's `heads/`, named by the file and a hash of its full path. Either is checked against the
+ * model file's size and mtime (the header's key).
+ */
+function cachePaths(model: Model): string[] {
+  const full = resolve(model.path);
+  const id = createHash('sha256').update(full).digest('hex').slice(0, 16);
+  return [`${model.path}.ctxhead`, join(modelsDir(), 'heads', `${basename(full)}-${id}.ctxhead`)];
 }
 
-function readCache(model: Model, want: Omit<CacheHeader, keyof Measured>, dst: Uint8Array): Measured | null {
+/** The first valid cache (its measured factors and its path), read into dst; null when there is none. */
+function readCache(model: Model, want: Omit<CacheHeader, keyof Measured>, dst: Uint8Array): { m: Measured; path: string } | null {
+  for (const path of cachePaths(model)) {
+    const m = readCacheFile(path, want, dst);
+    if (m) return { m, path };
+  }
+  return null;
+}
+
+function readCacheFile(path: string, want: Omit<CacheHeader, keyof Measured>, dst: Uint8Array): Measured | null {
   let fd: number;
   try {
-    fd = openSync(cachePath(model), 'r');
+    fd = openSync(path, 'r');
   } catch {
     return null;
   }
@@ -84,21 +103,27 @@ function readCache(model: Model, want: Omit<CacheHeader, keyof Measured>, dst: U
   }
 }
 
-function writeCache(model: Model, h: CacheHeader, data: Uint8Array): void {
-  try {
-    const head = new Uint8Array(HEADER_BYTES);
-    head.set(new TextEncoder().encode(`${MAGIC}${JSON.stringify(h)}\n`));
-    const fd = openSync(cachePath(model), 'w');
+/** Write the cache to the first place that takes it; returns that path, or null when none did. */
+function writeCache(model: Model, h: CacheHeader, data: Uint8Array): string | null {
+  const head = new Uint8Array(HEADER_BYTES);
+  head.set(new TextEncoder().encode(`${MAGIC}${JSON.stringify(h)}\n`));
+  for (const path of cachePaths(model)) {
     try {
-      writeSync(fd, head);
-      let off = 0;
-      while (off < data.length) off += writeSync(fd, data, off, Math.min(data.length - off, 1 << 26));
-    } finally {
-      closeSync(fd);
+      mkdirSync(dirname(path), { recursive: true });
+      const fd = openSync(path, 'w');
+      try {
+        writeSync(fd, head);
+        let off = 0;
+        while (off < data.length) off += writeSync(fd, data, off, Math.min(data.length - off, 1 << 26));
+      } finally {
+        closeSync(fd);
+      }
+      return path;
+    } catch {
+      // not writable (or full): a partial file fails the read's length check; try the next place
     }
-  } catch {
-    // a read-only model directory: build the screen at every load
   }
+  return null;
 }
 
 /** The final states (after the output norm) of every position of `tokens`, run in chunks from an empty cache. */
@@ -351,8 +376,9 @@ export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): Spar
     st = statSync(model.path);
   } catch { /* not a file: no cache */ }
   const key = { size: st.size, mtimeMs: st.mtimeMs, rows: V, cols: W.cols, search, screen: SCREEN_FORMAT, textChars: text.length };
-  let cached = useCache ? readCache(model, key, all) : null;
-  if (cached && opts.firstStage !== undefined && cached.nb1 !== opts.firstStage) cached = null;
+  const found = useCache ? readCache(model, key, all) : null;
+  let cached = found && !(opts.firstStage !== undefined && found.m.nb1 !== opts.firstStage) ? found.m : null;
+  let cacheFile = cached ? found!.path : null;
   let screen: Screen;
   let states: Float32Array[] = [];
   if (cached !== null) screen = screenView(V, W.cols, data, cached.nb1);
@@ -384,8 +410,9 @@ export function buildSparseHead(model: Model, opts: HeadBuildOptions = {}): Spar
     const e = screenErrors(model, probe, states);
     cached = { nb1: screen.nb1, eUnit: e.eUnit, kRow: e.kRow, kFirst: e.kFirst };
     // (a forced width is an experiment: the cache keeps the chosen one)
-    if (useCache && opts.firstStage === undefined) writeCache(model, { ...key, ...cached }, all);
+    if (useCache && opts.firstStage === undefined) cacheFile = writeCache(model, { ...key, ...cached }, all);
   }
+  head.cacheFile = cacheFile;
   head.eUnit = opts.eUnit ?? cached.eUnit;
   if (perRow) {
     head.kRow = opts.kRow ?? cached.kRow;

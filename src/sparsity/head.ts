@@ -356,6 +356,8 @@ export class SparseHead {
   private readonly denseUnits: number;
   /** skip the screen for a while after costly steps in a row (false: screen every step, as the agreement checks need) */
   adaptive = true;
+  /** the file its screen was read from or written to (buildSparseHead; null: none) */
+  cacheFile: string | null = null;
   private skip = 0;
   /** After logits(): the rows computed exactly (ascending; valid until the next call), or null when all were. */
   support: Selection | null = null;
