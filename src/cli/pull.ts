@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .argument('[names...]', `catalog model names (default: ${DEFAULT_MODEL}); see \`ctxsparse models\``)
     .option('--all', 'pull every model in the catalog')
     .option('-f, --force', 'download again even if a verified copy is already there')
-    .option('--no-head', 'do not prepare the sparse output layer\'s screen (`--sparse-head`; otherwise built and calibrated once here, cached beside the model)')
+    .option('--no-head', 'do not prepare the sparse output layer\'s screen (otherwise built and calibrated here once per model file and cached, so that generate, chat and serve load it as fast as the dense head)')
     .action(async (names: string[], opts: PullCliOptions) => {
       if (opts.all && names.length > 0) throw new CtxError('pull: give model names or --all, not both');
       const entries: CatalogEntry[] = opts.all ? [...CATALOG] : (names.length > 0 ? names : [DEFAULT_MODEL]).map(getModel);
