@@ -8,6 +8,7 @@ import { CATALOG, DEFAULT_MODEL, getModel, modelsDir, type CatalogEntry } from '
 import { fmtBytes, pull, type PullProgress } from '../models/pull.js';
 import { loadModel } from '../model/load.js';
 import { buildSparseHead } from '../sparsity/head-model.js';
+import { sparseHeadPays } from './common.js';
 
 interface PullCliOptions {
   all?: boolean;
@@ -35,15 +36,20 @@ export function register(program: Command): void {
 }
 
 /**
- * Build the model's sparse head cache (`<model>.gguf.ctxhead`) unless a valid one is there: the
- * screen's one-time build and calibration (tens of seconds) happens here, so that a later
- * `--sparse-head` load only reads it.
+ * Build the model's sparse head cache (`<model>.gguf.ctxhead`) unless a valid one is there, for a
+ * model whose generate / chat / serve use the sparse head by default: the screen's one-time build
+ * and calibration (tens of seconds) happens here, so that their loads only read it.
  */
 function prepareHead(name: string, path: string): void {
   const t0 = performance.now();
   const model = loadModel(path);
   let built = false;
   let cache: string | null;
+  if (!sparseHeadPays(model)) {
+    // generate, chat and serve keep the dense head on it unless asked (--sparse-head builds it then)
+    model.kernels.close?.();
+    return;
+  }
   try {
     cache = buildSparseHead(model, {
       onBuild: () => {
