@@ -1,5 +1,6 @@
-// `ctxsparse pull [NAME...] [--all] [--force] [--no-head]`: download catalog models into the model cache, then
-// prepare each one's sparse output layer (its screen, built and calibrated once, cached beside it).
+// `ctxsparse pull [NAME...] [--all] [--force] [--no-head]`: download catalog models into the model
+// cache, then prepare the sparse output layer of those that use it by default (its screen, built
+// and calibrated once, cached).
 // Progress goes to stderr (a byte bar on a TTY, plain lines otherwise); one result line per model to stdout.
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
