@@ -267,15 +267,8 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++, p += 136, q += BLK32) {
     const c = p + 8 + (k << 5);
-    let a0: v128, a1: v128, b0: v128, b1: v128;
-    if (RELAXED) {
-      const x = v128.load(q), y = v128.load(q, 16), zero = i8x16.splat(0);
-      a0 = i8x16.abs(x); a1 = i8x16.lt_s(x, zero);
-      b0 = i8x16.abs(y); b1 = i8x16.lt_s(y, zero);
-    } else {
-      a0 = v128.load(q); a1 = v128.load(q, 16);
-      b0 = v128.load(q + 16 * QS); b1 = v128.load(q + 16 * QS, 16);
-    }
+    const x0 = v128.load(q), x1 = v128.load(q + 16 * QS);
+    const a0 = xu(x0), a1 = xm(x0, q), b0 = xu(x1), b1 = xm(x1, q + 16 * QS);
     const s = i32x4.add(sd(a0, a1, v128.load(c)), sd(b0, b1, v128.load(c, 16)));
     const t = i32x4.add(s, i32x4.shuffle(s, s, 2, 3, 0, 1));
     const S = i32x4.add(t, i32x4.shuffle(t, t, 1, 0, 3, 2));
@@ -371,18 +364,21 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
   return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), xu), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), xm));
 }
 
+/**
+ * sd's activation operands for the 16 codes of a Q8_0 activation at p, x = v128.load(p): with
+ * relaxed SIMD |x| and its sign mask (the weights take the signs), else the codes widened to i16
+ * (low eight, then high eight at p + 16).
+ */
+// @ts-ignore: decorator
+@inline function xu(x: v128): v128 { return RELAXED ? i8x16.abs(x) : x; }
+// @ts-ignore: decorator
+@inline function xm(x: v128, p: usize): v128 { return RELAXED ? i8x16.lt_s(x, i8x16.splat(0)) : v128.load(p, 16); }
+
 /** Q8_0: the four rows' integer sums for one token (activation codes at q; row r's codes in wr0, wr1). */
 // @ts-ignore: decorator
 @inline function sums4q8(q: usize, w00: v128, w01: v128, w10: v128, w11: v128, w20: v128, w21: v128, w30: v128, w31: v128): v128 {
-  let a0: v128, a1: v128, b0: v128, b1: v128;
-  if (RELAXED) {
-    const x = v128.load(q), y = v128.load(q, 16), zero = i8x16.splat(0);
-    a0 = i8x16.abs(x); a1 = i8x16.lt_s(x, zero);
-    b0 = i8x16.abs(y); b1 = i8x16.lt_s(y, zero);
-  } else {
-    a0 = v128.load(q); a1 = v128.load(q, 16);
-    b0 = v128.load(q + 16 * QS); b1 = v128.load(q + 16 * QS, 16);
-  }
+  const x0 = v128.load(q), x1 = v128.load(q + 16 * QS);
+  const a0 = xu(x0), a1 = xm(x0, q), b0 = xu(x1), b1 = xm(x1, q + 16 * QS);
   return tsum4(i32x4.add(sd(a0, a1, w00), sd(b0, b1, w01)), i32x4.add(sd(a0, a1, w10), sd(b0, b1, w11)),
     i32x4.add(sd(a0, a1, w20), sd(b0, b1, w21)), i32x4.add(sd(a0, a1, w30), sd(b0, b1, w31)));
 }

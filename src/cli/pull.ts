@@ -44,13 +44,13 @@ export function register(program: Command): void {
 function prepareHead(name: string, path: string): void {
   const t0 = performance.now();
   const model = loadModel(path);
-  let built = false;
-  let cache: string | null;
   if (!sparseHeadPays(model)) {
     // generate, chat and serve keep the dense head on it unless asked (--sparse-head builds it then)
     model.kernels.close?.();
     return;
   }
+  let built = false;
+  let cache: string | null;
   try {
     cache = buildSparseHead(model, {
       onBuild: () => {
