@@ -648,107 +648,158 @@ export function fmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
   return s;
 }
 
-/** out[0..d) = inv · Σ_{j<n} p[j]·v_j, v_j = v + j·vStride (p = the unnormalised softmax weights). */
-function weightedSum(p: usize, v: usize, vStride: usize, n: i32, d: i32, inv: f32, out: usize): void {
+// The weighted sum in strips of columns (16, then 4, then 1): out[c] = inv · Σ_{j<n} p[j]·v_j[c]
+// for the strip's columns c. A strip of V (n positions × 64 bytes) is small enough to stay in L1,
+// so the heads of one group (one kv head) take their strips one after the other and V is read
+// from L2 once per group, not once per head; each head's sums are the same either way.
+
+/** 16 columns at v (rows vStride apart), two positions per step (8 independent sums). */
+// @ts-ignore: decorator
+@inline function strip16(p: usize, v: usize, vStride: usize, n: i32, sv: v128, out: usize): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let r = v;
+  let j = 0;
+  for (; j + 2 <= n; j += 2, r += vStride << 1) {
+    const x = v128.load32_splat(p + (<usize>j << 2)), y = v128.load32_splat(p + (<usize>j << 2), 4);
+    const r1 = r + vStride;
+    a0 = f32x4.add(a0, f32x4.mul(x, v128.load(r, 0))); b0 = f32x4.add(b0, f32x4.mul(y, v128.load(r1, 0)));
+    a1 = f32x4.add(a1, f32x4.mul(x, v128.load(r, 16))); b1 = f32x4.add(b1, f32x4.mul(y, v128.load(r1, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(x, v128.load(r, 32))); b2 = f32x4.add(b2, f32x4.mul(y, v128.load(r1, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(x, v128.load(r, 48))); b3 = f32x4.add(b3, f32x4.mul(y, v128.load(r1, 48)));
+  }
+  if (j < n) {
+    const x = v128.load32_splat(p + (<usize>j << 2));
+    a0 = f32x4.add(a0, f32x4.mul(x, v128.load(r, 0)));
+    a1 = f32x4.add(a1, f32x4.mul(x, v128.load(r, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(x, v128.load(r, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(x, v128.load(r, 48)));
+  }
+  v128.store(out, f32x4.mul(f32x4.add(a0, b0), sv), 0);
+  v128.store(out, f32x4.mul(f32x4.add(a1, b1), sv), 16);
+  v128.store(out, f32x4.mul(f32x4.add(a2, b2), sv), 32);
+  v128.store(out, f32x4.mul(f32x4.add(a3, b3), sv), 48);
+}
+/** 4 columns. */
+// @ts-ignore: decorator
+@inline function strip4(p: usize, v: usize, vStride: usize, n: i32, sv: v128, out: usize): void {
+  let a = f32x4.splat(0), b = f32x4.splat(0);
+  let r = v;
+  let j = 0;
+  for (; j + 2 <= n; j += 2, r += vStride << 1) {
+    a = f32x4.add(a, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(r)));
+    b = f32x4.add(b, f32x4.mul(v128.load32_splat(p + (<usize>j << 2), 4), v128.load(r + vStride)));
+  }
+  if (j < n) a = f32x4.add(a, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(r)));
+  v128.store(out, f32x4.mul(f32x4.add(a, b), sv));
+}
+/** 1 column. */
+// @ts-ignore: decorator
+@inline function strip1(p: usize, v: usize, vStride: usize, n: i32, inv: f32, out: usize): void {
+  let s: f32 = 0;
+  let r = v;
+  for (let j = 0; j < n; j++, r += vStride) s += load<f32>(p + (<usize>j << 2)) * load<f32>(r);
+  store<f32>(out, s * inv);
+}
+
+/**
+ * out_h[0..d) = inv_h · Σ_{j<n} p_h[j]·v_j for gs heads h < gs sharing v (v_j = v + j·vStride):
+ * p_h = p + h·pStride, inv_h at invs + 4h, out_h = out + h·oStride.
+ */
+function weightedSums(p: usize, pStride: usize, invs: usize, gs: i32, v: usize, vStride: usize, n: i32, d: i32, out: usize, oStride: usize): void {
   const db = <usize>d << 2;
-  const sv = f32x4.splat(inv);
   let i: usize = 0;
-  // 16 columns at a time, two positions per step (8 independent sums)
   for (; i + 64 <= db; i += 64) {
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-    let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-    let r = v + i;
-    let j = 0;
-    for (; j + 2 <= n; j += 2, r += vStride << 1) {
-      const x = v128.load32_splat(p + (<usize>j << 2)), y = v128.load32_splat(p + (<usize>j << 2), 4);
-      const r1 = r + vStride;
-      a0 = f32x4.add(a0, f32x4.mul(x, v128.load(r, 0))); b0 = f32x4.add(b0, f32x4.mul(y, v128.load(r1, 0)));
-      a1 = f32x4.add(a1, f32x4.mul(x, v128.load(r, 16))); b1 = f32x4.add(b1, f32x4.mul(y, v128.load(r1, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(x, v128.load(r, 32))); b2 = f32x4.add(b2, f32x4.mul(y, v128.load(r1, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(x, v128.load(r, 48))); b3 = f32x4.add(b3, f32x4.mul(y, v128.load(r1, 48)));
+    for (let h = 0; h < gs; h++) {
+      const hu = <usize>h;
+      strip16(p + hu * pStride, v + i, vStride, n, v128.load32_splat(invs + (hu << 2)), out + hu * oStride + i);
     }
-    if (j < n) {
-      const x = v128.load32_splat(p + (<usize>j << 2));
-      a0 = f32x4.add(a0, f32x4.mul(x, v128.load(r, 0)));
-      a1 = f32x4.add(a1, f32x4.mul(x, v128.load(r, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(x, v128.load(r, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(x, v128.load(r, 48)));
-    }
-    v128.store(out + i, f32x4.mul(f32x4.add(a0, b0), sv), 0);
-    v128.store(out + i, f32x4.mul(f32x4.add(a1, b1), sv), 16);
-    v128.store(out + i, f32x4.mul(f32x4.add(a2, b2), sv), 32);
-    v128.store(out + i, f32x4.mul(f32x4.add(a3, b3), sv), 48);
   }
-  // 4 columns at a time
   for (; i + 16 <= db; i += 16) {
-    let a = f32x4.splat(0), b = f32x4.splat(0);
-    let r = v + i;
-    let j = 0;
-    for (; j + 2 <= n; j += 2, r += vStride << 1) {
-      a = f32x4.add(a, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(r)));
-      b = f32x4.add(b, f32x4.mul(v128.load32_splat(p + (<usize>j << 2), 4), v128.load(r + vStride)));
+    for (let h = 0; h < gs; h++) {
+      const hu = <usize>h;
+      strip4(p + hu * pStride, v + i, vStride, n, v128.load32_splat(invs + (hu << 2)), out + hu * oStride + i);
     }
-    if (j < n) a = f32x4.add(a, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(r)));
-    v128.store(out + i, f32x4.mul(f32x4.add(a, b), sv));
   }
-  // the last d % 4 columns
   for (; i < db; i += 4) {
-    let s: f32 = 0;
-    let r = v + i;
-    for (let j = 0; j < n; j++, r += vStride) s += load<f32>(p + (<usize>j << 2)) * load<f32>(r);
-    store<f32>(out + i, s * inv);
+    for (let h = 0; h < gs; h++) {
+      const hu = <usize>h;
+      strip1(p + hu * pStride, v + i, vStride, n, load<f32>(invs + (hu << 2)), out + hu * oStride + i);
+    }
   }
 }
 
 /**
- * out_h (headDimV f32 at out + h·headDimV·4) for the listed heads hi in [h0, h1) (heads: i32 head
- * numbers; 0 = heads 0..). q: nHeads × headDim f32; k / v: position `start` of the cache,
- * kStride / vStride bytes per position; n >= 1 positions; group = nHeads / nKvHeads; scores: room
- * for n rounded up to 4 f32. The other heads' out is left as it is (the host zeroes it).
+ * Attention of gs consecutive query heads that share one kv head: q the first head's query (the
+ * others follow, headDim f32 apart), k / v that kv head's first position, out the first head's
+ * output (the others follow, headDimV f32 apart). The keys are taken four at a time and every
+ * head of the group scores them while they are in L1 (a block of four keys is 4·headDim·4 bytes),
+ * so the cache is read from L2 once per group instead of once per head, and each head's sums are
+ * those of a head attended alone. scores: room for gs · (n rounded up to 4, plus 1) f32.
  */
-export function attentionHeads(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
-  headDim: i32, headDimV: i32, group: i32, scale: f32, out: usize, heads: usize, h0: i32, h1: i32, scores: usize): void {
+function attendGroup(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
+  headDim: i32, headDimV: i32, gs: i32, scale: f32, out: usize, scores: usize): void {
   const n4 = (n + 3) & ~3;
+  const pStride = <usize>n4 << 2;
+  const qStride = <usize>headDim << 2;
+  const invs = scores + <usize>gs * pStride;
   const sc = f32x4.splat(scale);
   const ninf = f32x4.splat(-Infinity);
-  for (let hi = h0; hi < h1; hi++) {
-    const h = heads ? load<i32>(heads + (<usize>hi << 2)) : hi;
-    const kh = <usize>(h / group);
-    const qh = q + (<usize>(h * headDim) << 2);
-    const kb = k + kh * (<usize>headDim << 2);
-    const vb = v + kh * (<usize>headDimV << 2);
 
-    // scores and their maximum
-    let mx = ninf;
-    let j = 0;
-    let kj = kb;
-    for (; j + 4 <= n; j += 4, kj += kStride << 2) {
-      const s = f32x4.mul(dot4(qh, kj, kj + kStride, kj + 2 * kStride, kj + 3 * kStride, headDim), sc);
-      v128.store(scores + (<usize>j << 2), s);
-      mx = f32x4.pmax(mx, s);
+  // scores
+  let j = 0;
+  let kj = k;
+  for (; j + 4 <= n; j += 4, kj += kStride << 2) {
+    for (let h = 0; h < gs; h++) {
+      const s = f32x4.mul(dot4(q + <usize>h * qStride, kj, kj + kStride, kj + 2 * kStride, kj + 3 * kStride, headDim), sc);
+      v128.store(scores + <usize>h * pStride + (<usize>j << 2), s);
     }
-    if (j < n) {
-      // the last 1..3 positions; the rest of the vector is -inf, which exp turns into 0
+  }
+  if (j < n) {
+    // the last 1..3 positions; the rest of the vector is -inf, which exp turns into 0
+    for (let h = 0; h < gs; h++) {
+      const qh = q + <usize>h * qStride;
       let s = ninf;
       s = f32x4.replace_lane(s, 0, dot1(qh, kj, headDim) * scale);
       if (j + 1 < n) s = f32x4.replace_lane(s, 1, dot1(qh, kj + kStride, headDim) * scale);
       if (j + 2 < n) s = f32x4.replace_lane(s, 2, dot1(qh, kj + 2 * kStride, headDim) * scale);
-      v128.store(scores + (<usize>j << 2), s);
-      mx = f32x4.pmax(mx, s);
+      v128.store(scores + <usize>h * pStride + (<usize>j << 2), s);
     }
+  }
+
+  // per head: e_j = exp(s_j - max), Σ e_j in f64
+  for (let h = 0; h < gs; h++) {
+    const ph = scores + <usize>h * pStride;
+    let mx = ninf;
+    for (let b: usize = 0; b < pStride; b += 16) mx = f32x4.pmax(mx, v128.load(ph + b));
     mx = f32x4.pmax(mx, i32x4.shuffle(mx, mx, 2, 3, 0, 1));
     mx = f32x4.pmax(mx, i32x4.shuffle(mx, mx, 1, 0, 3, 2));
-
-    // e_j = exp(s_j - max), Σ e_j in f64
     let sum = f64x2.splat(0);
-    for (let b: usize = 0; b < (<usize>n4 << 2); b += 16) {
-      const e = expx4(f32x4.sub(v128.load(scores + b), mx));
-      v128.store(scores + b, e);
+    for (let b: usize = 0; b < pStride; b += 16) {
+      const e = expx4(f32x4.sub(v128.load(ph + b), mx));
+      v128.store(ph + b, e);
       sum = f64x2.add(sum, f64x2.add(f64x2.promote_low_f32x4(e), f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1))));
     }
-    const inv = <f32>(1.0 / (f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1)));
+    store<f32>(invs + (<usize>h << 2), <f32>(1.0 / (f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1))));
+  }
 
-    weightedSum(scores, vb, vStride, n, headDimV, inv, out + (<usize>(h * headDimV) << 2));
+  weightedSums(scores, pStride, invs, gs, v, vStride, n, headDimV, out, <usize>headDimV << 2);
+}
+
+/**
+ * Units [u0, u1) of one query position's attention. With a head list (heads: i32 head numbers)
+ * a unit is one listed head; without (heads = 0) a unit is gs consecutive heads of one kv head
+ * (gs divides group = nHeads / nKvHeads). q: nHeads × headDim f32; k / v: position `start` of the
+ * cache, kStride / vStride bytes per position; n >= 1 positions; scores: attendGroup's room for
+ * gs heads. The other heads' out is left as it is (the host zeroes it).
+ */
+export function attentionHeads(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
+  headDim: i32, headDimV: i32, group: i32, scale: f32, out: usize, heads: usize, u0: i32, u1: i32, scores: usize, gs: i32): void {
+  for (let u = u0; u < u1; u++) {
+    const h = heads ? load<i32>(heads + (<usize>u << 2)) : u * gs;
+    const kh = <usize>(h / group);
+    attendGroup(q + (<usize>(h * headDim) << 2), k + kh * (<usize>headDim << 2), v + kh * (<usize>headDimV << 2), kStride, vStride, n,
+      headDim, headDimV, heads ? 1 : gs, scale, out + (<usize>(h * headDimV) << 2), scores);
   }
 }
 
@@ -762,7 +813,7 @@ export function attentionHeads(q: usize, k: usize, v: usize, kStride: usize, vSt
 // for the worker (7% slower on the same work, and woken later), 9% of a SmolLM2 decode step.
 // Every unit is computed whole by one thread, so results do not depend on who took it.
 
-export const TASK_WORDS: i32 = 17;
+export const TASK_WORDS: i32 = 18;
 /** the claim counter: this word of the list's first task */
 const CLAIM: i32 = 16;
 /** quarters of the units split evenly up front; the rest is claimed */
@@ -773,7 +824,7 @@ export const T_QMATVEC: i32 = 1;  // type w rowBytes cols units rowIdx qa out
 export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
 export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride scratch scratchBytes(per thread)
 export const T_FMATMUL: i32 = 4;  // type w rowBytes cols units X nPad Out outStride wbuf wbufBytes(per thread)
-export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread)
+export const T_ATTN: i32 = 5;     // q k v kStride vStride n headDim headDimV group scale out heads units scores scoresBytes(per thread) - gs(heads per unit without a list)
 export const T_TMATVEC: i32 = 6;  // kind plan copy panels units(tiles of 32 rows) 0 0 out   (transposed copy, kept input channels: asm/sparse.ts)
 export const T_SCREEN: i32 = 7;   // gBlocks(64-blocks per group in memory) w rs nb(64-blocks read) units(groups) - xa out rows best(32 bytes per thread: score, index)   (asm/screen.ts)
 export const T_SCREEN_BUILD: i32 = 8; // type w rowBytes nb(64-blocks) units(groups) rows dst search xbuf xbufBytes(per thread) layout phase(0: column maxima into colmax + tid·cols·4; 1: quantize) colmax(phase 0) / perm(phase 1: the columns' order, 0 none) c rs
@@ -852,7 +903,7 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
       case T_ATTN:
         attentionHeads(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 5), word(t, 6), word(t, 7), word(t, 8),
           word(t, 9), reinterpret<f32>(word(t, 10)), word(t, 11), word(t, 12), a, b,
-          <usize>word(t, 14) + <usize>tid * <usize>word(t, 15));
+          <usize>word(t, 14) + <usize>tid * <usize>word(t, 15), word(t, 17));
         break;
       case T_SCREEN:
         screenMatvec(word(t, 2), word(t, 4), word(t, 1), a, b, word(t, 7), word(t, 3), word(t, 8), word(t, 9), <usize>word(t, 10) + (<usize>tid << 5));

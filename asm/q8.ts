@@ -13,7 +13,9 @@
 //                           f32 lanes and (Q8_1) s·2^112 in four f32 lanes or (Q8_0) Σq in four i32 lanes:
 //                           made once here, they are one vector load per block there instead of a
 //                           scalar load, a multiply and a splat per block, row group and token
-//   256-blocks (Q8_K):      codes, d f32, 12 bytes padding, Σq of each 16 (16 × i32)
+//   256-blocks (Q8_K):      codes, d f32, 12 bytes padding, Σq of each 16 (16 × i32), the same sums
+//                           as i16 (|Σq| ≤ 16·127): two vectors that the K-quants' scale and min terms
+//                           multiply with their sixteen (eight) scales in two pmaddwd
 // Codes are i8 with relaxed SIMD, i16 without (widened once here, not per row).
 //
 // Two builds: with relaxed SIMD, 16 weight codes (unsigned, < 128) times 16 signed activation
@@ -46,7 +48,7 @@ export const TWO112: f32 = reinterpret<f32>(0x77800000);
 
 /** bytes of a 32-block and of a 256-block of activation */
 export const BLK32: usize = 32 * QS + 48;
-export const BLK256: usize = 256 * QS + 80;
+export const BLK256: usize = 256 * QS + 112;
 
 /** Bytes of a quantized activation of n elements (either kind). */
 export function actBytes(n: i32): usize {
@@ -125,7 +127,9 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
       // |iscale·x| <= 127, so llama.cpp's clamp of the codes at 127 never applies
       for (let g = 0; g < 16; g++) {
         const sums = codes16(x + (<usize>g << 6), id, dst + (<usize>g << 4) * QS);
-        store<i32>(meta + 16 + (<usize>g << 2), hsumi(sums));
+        const t = hsumi(sums);
+        store<i32>(meta + 16 + (<usize>g << 2), t);
+        store<i16>(meta + 80 + (<usize>g << 1), <i16>t);
       }
       store<f32>(meta, 1 / iscale);
     }
@@ -284,7 +288,7 @@ function dotQ8_0(w: usize, end: usize, q: usize): f32 {
 
 function dotQ4_K(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
-  let corr: f32 = 0;
+  let corr = f32x4.splat(0);
   for (; w < end; w += 144, q += BLK256) {
     const M = q + 256 * QS;
     const S = q4kScales(w + 4);
@@ -300,17 +304,17 @@ function dotQ4_K(w: usize, end: usize, q: usize): f32 {
       isum = q4kpartV(isum, xq, lo4(v0), lo4(v1), hi4(v0), hi4(v1), sa, scaleV(S, ix));
       ix = i8x16.add(ix, one);
     }
-    const mins = q4kminsV(q4kMinsLo(S), q4kMinsHi(S), M + 16);
+    const mins = q4kminsV(q4kMins2Lo(S), q4kMins2Hi(S), M + 80);
     const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
-    corr += h2f(w + 2) * dx * <f32>mins;
+    corr = f32x4.add(corr, f32x4.mul(f32x4.convert_i32x4_s(mins), f32x4.splat(h2f(w + 2) * dx)));
   }
-  return hsum(acc) - corr;
+  return hsum(acc) - hsum(corr);
 }
 
 function dotQ5_K(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
-  let corr: f32 = 0;
+  let corr = f32x4.splat(0);
   const b10 = i8x16.splat(0x10);
   for (; w < end; w += 176, q += BLK256) {
     const M = q + 256 * QS;
@@ -334,12 +338,12 @@ function dotQ5_K(w: usize, end: usize, q: usize): f32 {
       isum = q4kpartV(isum, xq, l0, l1, u0, u1, sa, scaleV(S, ix));
       ix = i8x16.add(ix, one);
     }
-    const mins = q4kminsV(q4kMinsLo(S), q4kMinsHi(S), M + 16);
+    const mins = q4kminsV(q4kMins2Lo(S), q4kMins2Hi(S), M + 80);
     const dx = load<f32>(M);
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
-    corr += h2f(w + 2) * dx * <f32>mins;
+    corr = f32x4.add(corr, f32x4.mul(f32x4.convert_i32x4_s(mins), f32x4.splat(h2f(w + 2) * dx)));
   }
-  return hsum(acc) - corr;
+  return hsum(acc) - hsum(corr);
 }
 
 function dotQ6_K(w: usize, end: usize, q: usize): f32 {
@@ -364,8 +368,8 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
         isum = q6part4(isum, xh + l * QS, q1, q2, q3, q4, q6sc(sp, half), q6sc(sp, half + 2), q6sc(sp, half + 4), q6sc(sp, half + 6));
       }
     }
-    // − 32·Σ sc·Σx, 4 lanes × 8
-    isum = i32x4.sub(isum, i32x4.splat(q6offsV(q6lo(w + 192), q6hi(w + 192), M + 16) << 3));
+    // − 32·Σ sc·Σx, lane by lane (q6offsV)
+    isum = i32x4.sub(isum, i32x4.shl(q6offsV(q6lo(w + 192), q6hi(w + 192), M + 80), 5));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w + 208) * load<f32>(M))));
   }
   return hsum(acc);
@@ -442,13 +446,13 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
 // where the scalar code took a load and a multiply per scale and step.
 /**
  * Σ_k sc_k · (Σq of the activation's 16-group k) over a Q6_K block: s0, s1 its sixteen scales as
- * i16 (q6scales, once per block), sums at g (16 × i32).
+ * i16 (q6lo / q6hi, once per block), g16 the activation's i16 sums.
  */
 // @ts-ignore: decorator
-@inline function q6offsV(s0: v128, s1: v128, g: usize): i32 {
-  const n0 = i16x8.narrow_i32x4_s(v128.load(g), v128.load(g, 16)), n1 = i16x8.narrow_i32x4_s(v128.load(g, 32), v128.load(g, 48));
-  const t = i32x4.add(i32x4.dot_i16x8_s(s0, n0), i32x4.dot_i16x8_s(s1, n1));
-  return i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1) + i32x4.extract_lane(t, 2) + i32x4.extract_lane(t, 3);
+@inline function q6offsV(s0: v128, s1: v128, g16: usize): v128 {
+  // in the lanes of an i32x4 (their sum is the value): subtracted lane by lane from the integer sums,
+  // which are summed over the lanes at the end anyway
+  return i32x4.add(i32x4.dot_i16x8_s(s0, v128.load(g16)), i32x4.dot_i16x8_s(s1, v128.load(g16, 16)));
 }
 /** A Q6_K block's sixteen int8 scales at sp as two i16x8 (scales 0–7, 8–15). */
 // @ts-ignore: decorator
@@ -468,8 +472,8 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
     i32x4.add(pscale(pdot(xl + 64 * QS, q3), S2), pscale(pdot(xl + 96 * QS, q4), S3))));
 }
 // @ts-ignore: decorator
-@inline function q6acc(acc: v128, isum: v128, offs: i32, dw: f32, M: usize): v128 {
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.splat(offs << 3))), f32x4.splat(dw * load<f32>(M))));
+@inline function q6acc(acc: v128, isum: v128, offs: v128, dw: f32, M: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.shl(offs, 5))), f32x4.splat(dw * load<f32>(M))));
 }
 
 function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): void {
@@ -496,7 +500,7 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
         i3 = q6part4(i3, xl + 3 * S, q1, q2, q3, q4, S0, S1, S2, S3);
       }
     }
-    const dw = h2f(w + 208), M = q + 256 * QS, g = M + 16, s0 = q6lo(w + 192), s1 = q6hi(w + 192);
+    const dw = h2f(w + 208), M = q + 256 * QS, g = M + 80, s0 = q6lo(w + 192), s1 = q6hi(w + 192);
     a0 = q6acc(a0, i0, q6offsV(s0, s1, g), dw, M); a1 = q6acc(a1, i1, q6offsV(s0, s1, g + S), dw, M + S);
     a2 = q6acc(a2, i2, q6offsV(s0, s1, g + 2 * S), dw, M + 2 * S); a3 = q6acc(a3, i3, q6offsV(s0, s1, g + 3 * S), dw, M + 3 * S);
   }
@@ -538,24 +542,27 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
   const ph = padd(pdot(xq + 32 * QS, h0), pdot(xq + 48 * QS, h1));
   return i32x4.add(isum, i32x4.add(pscale(pl, sa), pscale(ph, sb)));
 }
-/** The mins of q4kScales as two i32x4 (m0–3, m4–7). */
+/**
+ * The mins of q4kScales, each twice, as i16 lanes: [m0, m0, m1, m1, m2, m2, m3, m3] (lo) and m4–7 (hi),
+ * the operands that pmaddwd multiplies with the activation's sixteen i16 sums of 16.
+ */
 // @ts-ignore: decorator
-@inline function q4kMinsLo(S: v128): v128 { return i32x4.extend_low_i16x8_u(i16x8.extend_high_i8x16_u(S)); }
+@inline function q4kMins2Lo(S: v128): v128 { return i8x16.swizzle(S, i8x16(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1)); }
 // @ts-ignore: decorator
-@inline function q4kMinsHi(S: v128): v128 { return i32x4.extend_high_i16x8_u(i16x8.extend_high_i8x16_u(S)); }
-/** Σ_j m_j · (Σq of the activation's 32-block j) for a Q4_K block: m03, m47 its mins (q4kMinsLo / Hi), g = the activation's 16 sums (i32). */
+@inline function q4kMins2Hi(S: v128): v128 { return i8x16.swizzle(S, i8x16(12, -1, 12, -1, 13, -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1)); }
+/**
+ * Σ_j m_j · (Σq of the activation's 32-block j) for a Q4_K block, in the four lanes of an i32x4
+ * (their sum is the value): M0, M1 its mins (q4kMins2Lo / Hi), g16 the activation's i16 sums.
+ * Two pmaddwd; the scalar form took a horizontal sum per block and token.
+ */
 // @ts-ignore: decorator
-@inline function q4kminsV(m03: v128, m47: v128, g: usize): i32 {
-  const L0 = v128.load(g), L1 = v128.load(g, 16), L2 = v128.load(g, 32), L3 = v128.load(g, 48);
-  const b03 = i32x4.add(i32x4.shuffle(L0, L1, 0, 2, 4, 6), i32x4.shuffle(L0, L1, 1, 3, 5, 7));
-  const b47 = i32x4.add(i32x4.shuffle(L2, L3, 0, 2, 4, 6), i32x4.shuffle(L2, L3, 1, 3, 5, 7));
-  const t = i32x4.add(i32x4.mul(m03, b03), i32x4.mul(m47, b47));
-  return i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1) + i32x4.extract_lane(t, 2) + i32x4.extract_lane(t, 3);
+@inline function q4kminsV(M0: v128, M1: v128, g16: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(M0, v128.load(g16)), i32x4.dot_i16x8_s(M1, v128.load(g16, 16)));
 }
 
 function dot4tokQ4_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let c0: f32 = 0, c1: f32 = 0, c2: f32 = 0, c3: f32 = 0;
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
   for (; w < end; w += 144, q += BLK256) {
     const M = q + 256 * QS;
     const SC = q4kScales(w + 4);
@@ -576,19 +583,22 @@ function dot4tokQ4_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
       i2 = q4kpartV(i2, xq + 2 * S, l0, l1, h0, h1, sa, sb);
       i3 = q4kpartV(i3, xq + 3 * S, l0, l1, h0, h1, sa, sb);
     }
-    const m03 = q4kMinsLo(SC), m47 = q4kMinsHi(SC);
-    const n0 = q4kminsV(m03, m47, M + 16), n1 = q4kminsV(m03, m47, M + S + 16), n2 = q4kminsV(m03, m47, M + 2 * S + 16), n3 = q4kminsV(m03, m47, M + 3 * S + 16);
+    const m0 = q4kMins2Lo(SC), m1 = q4kMins2Hi(SC);
     const d = h2f(w), dmin = h2f(w + 2);
     const x0 = load<f32>(M), x1 = load<f32>(M + S), x2 = load<f32>(M + 2 * S), x3 = load<f32>(M + 3 * S);
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(d * x0))); c0 += dmin * x0 * <f32>n0;
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(d * x1))); c1 += dmin * x1 * <f32>n1;
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i2), f32x4.splat(d * x2))); c2 += dmin * x2 * <f32>n2;
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i3), f32x4.splat(d * x3))); c3 += dmin * x3 * <f32>n3;
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(d * x0)));
+    c0 = f32x4.add(c0, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(m0, m1, M + 80)), f32x4.splat(dmin * x0)));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(d * x1)));
+    c1 = f32x4.add(c1, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(m0, m1, M + S + 80)), f32x4.splat(dmin * x1)));
+    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i2), f32x4.splat(d * x2)));
+    c2 = f32x4.add(c2, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(m0, m1, M + 2 * S + 80)), f32x4.splat(dmin * x2)));
+    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i3), f32x4.splat(d * x3)));
+    c3 = f32x4.add(c3, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(m0, m1, M + 3 * S + 80)), f32x4.splat(dmin * x3)));
   }
-  store<f32>(out, hsum(a0) - c0);
-  store<f32>(out + ostride, hsum(a1) - c1);
-  store<f32>(out + 2 * ostride, hsum(a2) - c2);
-  store<f32>(out + 3 * ostride, hsum(a3) - c3);
+  store<f32>(out, hsum(a0) - hsum(c0));
+  store<f32>(out + ostride, hsum(a1) - hsum(c1));
+  store<f32>(out + 2 * ostride, hsum(a2) - hsum(c2));
+  store<f32>(out + 3 * ostride, hsum(a3) - hsum(c3));
 }
 
 /**

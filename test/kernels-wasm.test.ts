@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import { closeSync, openSync, readSync } from 'node:fs';
 import assert from 'node:assert/strict';
-import { createWasmKernels, type WasmKernels } from '../src/kernels/wasm/index.js';
+import { createWasmKernels, headsPerUnit, type WasmKernels } from '../src/kernels/wasm/index.js';
 import { refKernels } from '../src/kernels/ref/index.js';
 import type { QTensor } from '../src/model/tensor.js';
 import { allQuantTypes, GGMLType, quantInfo, type QuantInfo } from '../src/quant/types.js';
@@ -341,6 +341,42 @@ test('attention: ragged head sizes (scalar tails), headDimV != headDim, empty an
   checkAttention(k, { nHeads: 6, nKvHeads: 2, headDim: 64, headDimV: 64, n: 40, start: 3, heads: { idx: new Int32Array(4), n: 0 }, qScale: 1 }, rnd);
   // extreme scores: a softmax that is one-hot to f32 precision, exp of scores far below the max
   checkAttention(k, { nHeads: 4, nKvHeads: 2, headDim: 64, headDimV: 64, n: 50, start: 0, heads: null, qScale: 40 }, rnd);
+});
+
+test('attention: the heads of a kv head attended together give each head its lone sums, bit for bit, on 1 and 2 threads', () => {
+  const rnd = mulberry32(33);
+  for (const threads of [1, 2]) {
+    const k = createWasmKernels({ ...EXACT, threads });
+    try {
+      for (const [nHeads, nKvHeads, headDim, n] of [[4, 1, 256, 37], [14, 2, 64, 130], [9, 3, 64, 5], [8, 8, 32, 9], [6, 2, 20, 3]] as const) {
+        const K = memF32(k, (n + 1) * nKvHeads * headDim, rnd), V = memF32(k, (n + 1) * nKvHeads * headDim, rnd);
+        // a batch of query positions (whole groups per unit) and one position (sub-groups)
+        for (const T of [1, 5]) {
+          const q = uniform(T * nHeads * headDim, 2, rnd);
+          const base = { q, k: K, v: V, start: 1, nHeads, nKvHeads, headDim, headDimV: headDim, scale: 1 / Math.sqrt(headDim) };
+          const all: Selection = { idx: Int32Array.from({ length: nHeads }, (_, h) => h), n: nHeads };
+          const grouped = new Float32Array(T * nHeads * headDim), alone = new Float32Array(T * nHeads * headDim);
+          const list = (out: Float32Array, heads: Selection | null): AttentionArgs[] => Array.from({ length: T }, (_, t) =>
+            ({ ...base, qOffset: t * nHeads * headDim, n: n - t, out, outOffset: t * nHeads * headDim, heads }));
+          k.attentions(list(grouped, null));
+          k.attentions(list(alone, all));
+          assert.deepEqual(grouped, alone, `${nHeads}/${nKvHeads} heads, ${T} positions, ${threads} threads`);
+        }
+      }
+    } finally {
+      k.close();
+    }
+  }
+});
+
+test('attention: heads per unit — a whole group where every thread gets a fair share', () => {
+  assert.equal(headsPerUnit(4, 4, 32, 2), 4);  // Gemma prefill
+  assert.equal(headsPerUnit(4, 4, 1, 2), 2);   // Gemma decode: two units of two heads
+  assert.equal(headsPerUnit(4, 4, 1, 1), 4);
+  assert.equal(headsPerUnit(7, 14, 1, 2), 7);  // Qwen decode: one kv head per thread
+  assert.equal(headsPerUnit(3, 9, 1, 2), 1);   // SmolLM2 decode: 3 units would leave one thread twice the work
+  assert.equal(headsPerUnit(3, 9, 32, 2), 3);
+  assert.equal(headsPerUnit(1, 8, 1, 2), 1);
 });
 
 test('attention: a cache outside the kernel memory falls back to the reference; bad spans are refused', () => {

@@ -61,11 +61,11 @@ export class Forward {
   private readonly proj: Float32Array;     // [B][dim] attention or MLP output
   private readonly gate: Float32Array;     // [B][ffn]
   private readonly up: Float32Array;       // [B][ffn]
-  private readonly cs: Float32Array;       // [ropeDims/2 cos, then ropeDims/2 sin]
+  /** per RoPE base: [B][ropeDims/2 cos, then ropeDims/2 sin] of the current step's rows, and base^(2i/dims) */
+  private readonly rope = new Map<number, { step: number; cs: Float32Array; denom: Float64Array }>();
+  private stepNo = 0;
   private logitsBuf: Float32Array;         // [1 or B][vocab]
   private readonly embRow: Uint8Array;     // one embedding row in ggml blocks (when the table is interleaved)
-  private ropeP = -1;                      // the position and base cos / sin hold
-  private ropeBase = 0;
 
   constructor(readonly cfg: ModelConfig, readonly w: Weights, readonly kernels: Kernels, readonly maxBatch = 32) {
     const B = maxBatch;
@@ -81,7 +81,10 @@ export class Forward {
     this.proj = make(B * cfg.dim);
     this.gate = make(B * cfg.ffnDim);
     this.up = make(B * cfg.ffnDim);
-    this.cs = make(cfg.rope.dims);
+    for (const base of new Set([cfg.rope.base, cfg.rope.baseSliding])) {
+      const denom = Float64Array.from({ length: cfg.rope.dims / 2 }, (_, i) => Math.pow(base, (2 * i) / cfg.rope.dims));
+      this.rope.set(base, { step: -1, cs: make(B * cfg.rope.dims), denom });
+    }
     this.logitsBuf = new Float32Array(cfg.vocabSize);
     this.embRow = new Uint8Array(w.tokenEmbd.rowBytes);
   }
@@ -143,6 +146,7 @@ export class Forward {
     const tap = this.tap;
     this.cur = policy;
     this.headSupport = null;
+    this.stepNo++;
 
     // token embeddings
     const E = w.tokenEmbd;
@@ -250,6 +254,8 @@ export class Forward {
     const kvDimV = nKvHeads * headDimV;
     const sliding = cfg.slidingLayers[l]!;
     const base = sliding ? cfg.rope.baseSliding : cfg.rope.base;
+    const angles = this.ropeAngles(rows, base);
+    const dims = cfg.rope.dims;
     for (let t = 0; t < T; t++) {
       const { kv, pos: p } = rows[t]!;
       const qo = t * qDim;
@@ -260,9 +266,9 @@ export class Forward {
       if (L.bv) for (let i = 0; i < kvDimV; i++) this.v[vo + i]! += L.bv[i]!;
       if (L.qNorm) for (let h = 0; h < nHeads; h++) this.kernels.rmsnorm(this.q, qo + h * headDim, this.q, qo + h * headDim, L.qNorm, headDim, cfg.normEps);
       if (L.kNorm) for (let h = 0; h < nKvHeads; h++) this.kernels.rmsnorm(this.k, ko + h * headDim, this.k, ko + h * headDim, L.kNorm, headDim, cfg.normEps);
-      this.ropeAngles(p, base);
-      this.kernels.rope(this.q, qo, nHeads, headDim, cfg.rope.dims, this.cs, cfg.rope.neox);
-      this.kernels.rope(this.k, ko, nKvHeads, headDim, cfg.rope.dims, this.cs, cfg.rope.neox);
+      const cs = angles.subarray(t * dims, (t + 1) * dims);
+      this.kernels.rope(this.q, qo, nHeads, headDim, dims, cs, cfg.rope.neox);
+      this.kernels.rope(this.k, ko, nKvHeads, headDim, dims, cs, cfg.rope.neox);
       kv.k[l]!.set(this.k.subarray(ko, ko + kvDim), p * kvDim);
       kv.v[l]!.set(this.v.subarray(vo, vo + kvDimV), p * kvDimV);
       kv.length = Math.max(kv.length, p + 1);
@@ -316,20 +322,27 @@ export class Forward {
     this.linear([L.down], this.gate, T, [this.proj], downInputs);
   }
 
-  /** cos/sin of position p for each rotated pair. */
-  private ropeAngles(p: number, base: number): void {
-    // every layer of a decode step rotates at the same position: compute once per (p, base)
-    if (p === this.ropeP && base === this.ropeBase) return;
-    this.ropeP = p;
-    this.ropeBase = base;
+  /**
+   * cos/sin of each row's position for each rotated pair ([T][dims/2 cos, dims/2 sin]): every layer
+   * of a step rotates at the same positions, so once per step and base (the trigonometry per row
+   * and layer was 6% of a Gemma prefill).
+   */
+  private ropeAngles(rows: readonly BatchItem[], base: number): Float32Array {
+    const r = this.rope.get(base)!;
+    if (r.step === this.stepNo) return r.cs;
+    r.step = this.stepNo;
     const { dims, freqScale } = this.cfg.rope;
     const ff = this.w.ropeFreqFactors;
     const half = dims / 2;
-    for (let i = 0; i < half; i++) {
-      let theta = (p * freqScale) / Math.pow(base, (2 * i) / dims);
-      if (ff) theta /= ff[i]!;
-      this.cs[i] = Math.cos(theta);
-      this.cs[half + i] = Math.sin(theta);
+    for (let t = 0; t < rows.length; t++) {
+      const p = rows[t]!.pos, o = t * dims;
+      for (let i = 0; i < half; i++) {
+        let theta = (p * freqScale) / r.denom[i]!;
+        if (ff) theta /= ff[i]!;
+        r.cs[o + i] = Math.cos(theta);
+        r.cs[o + half + i] = Math.sin(theta);
+      }
     }
+    return r.cs;
   }
 }

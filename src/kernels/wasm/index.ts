@@ -150,7 +150,7 @@ interface Exports {
 }
 
 // task list layout: asm/kernels.ts
-const TASK_WORDS = 17;
+const TASK_WORDS = 18;
 /** the task word the threads claim units with (asm/kernels.ts) */
 const CLAIM = 16;
 const T_QMATVEC = 1;
@@ -210,6 +210,20 @@ function wasmModule(flavour: SimdFlavour): object {
 }
 
 const align = (v: number, a: number): number => Math.ceil(v / a) * a;
+
+/**
+ * Query heads per attention unit when all heads attend (asm/kernels.ts attendGroup): the largest
+ * divisor of the group whose units (over `tasks` positions) give every one of nth threads a share,
+ * an even one or at least four each. Heads of one unit read their kv head's cache once.
+ */
+export function headsPerUnit(group: number, nHeads: number, tasks: number, nth: number): number {
+  for (let gs = group; gs > 1; gs--) {
+    if (group % gs !== 0) continue;
+    const units = (nHeads / gs) * tasks;
+    if (units >= nth && (units % nth === 0 || units >= 4 * nth)) return gs;
+  }
+  return 1;
+}
 
 /** Create a kernel instance with its own memory and threads (synchronous: the module is small and compiled once). */
 export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
@@ -737,7 +751,16 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       bytes += align(qDim * 4, 64) + align(outDim * 4, 64) + (heads ? align(heads.n * 4, 64) : 0);
       maxN = Math.max(maxN, n);
     }
-    const scoresBytes = align(align(maxN, 4) * 4, 64);
+    // heads per unit for the tasks without a head list: a whole kv head's group where that leaves
+    // every thread a fair share (prefill), else smaller sub-groups (a decode step of one token)
+    const dense = fast.filter((a) => !a.heads);
+    const gsOf = new Map<number, number>();
+    for (const a of dense) {
+      const group = a.nHeads / a.nKvHeads;
+      if (!gsOf.has(group)) gsOf.set(group, headsPerUnit(group, a.nHeads, dense.length, nth));
+    }
+    const maxGs = Math.max(1, ...gsOf.values());
+    const scoresBytes = align(maxGs * (align(maxN, 4) + 1) * 4, 64);
     beginScratch(bytes + nth * scoresBytes);
     table = take(TASK_WORDS * 4 * fast.length);
     const scores = take(nth * scoresBytes);
@@ -763,8 +786,9 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
         f32.fill(0, op >>> 2, (op >>> 2) + outDim);
       }
       const scaleBits = new Int32Array(new Float32Array([scale]).buffer)[0]!;
+      const gs = heads ? 1 : gsOf.get(nHeads / nKvHeads)!;
       task([T_ATTN, qp, k.byteOffset + start * kvDim * 4, v.byteOffset + start * kvDimV * 4, kvDim * 4, kvDimV * 4, n,
-        headDim, headDimV, nHeads / nKvHeads, scaleBits, op, idxp, nh, scores, scoresBytes]);
+        headDim, headDimV, nHeads / nKvHeads, scaleBits, op, idxp, heads ? nh : nHeads / gs, scores, scoresBytes, 0, gs]);
     }
     dispatch();
     fast.forEach((a, j) => {
@@ -852,14 +876,18 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const d = new Float32Array(n / blk);
     const s16 = new Int32Array(n / 16);
     const s32 = new Float32Array(n / 32);
-    const blkBytes = blk === 256 ? 256 * QS + 80 : ex.actBytes(32);
+    const blkBytes = blk === 256 ? 256 * QS + 112 : ex.actBytes(32);
     for (let b = 0; b < n / blk; b++) {
       const o = b * blkBytes;
       for (let i = 0; i < blk; i++) q[b * blk + i] = QS === 1 ? dv.getInt8(o + i) : dv.getInt16(o + 2 * i, true);
       const M = o + blk * QS;
       d[b] = dv.getFloat32(M, true);
       if (blk === 256) {
-        for (let g = 0; g < 16; g++) s16[b * 16 + g] = dv.getInt32(M + 16 + 4 * g, true);
+        for (let g = 0; g < 16; g++) {
+          s16[b * 16 + g] = dv.getInt32(M + 16 + 4 * g, true);
+          // the same sums as i16 (the K-quant kernels' copy)
+          if (dv.getInt16(M + 80 + 2 * g, true) !== s16[b * 16 + g]) throw new Error(`quantizedActivation: block ${b}: i16 sum ${g} differs from the i32 one`);
+        }
       } else {
         s32[b] = kind === 1 ? dv.getFloat32(M + 4, true) : dv.getInt32(M + 4, true);
         s16[2 * b] = dv.getInt32(M + 8, true);
