@@ -17,7 +17,7 @@
 import { BF16, F16, F32, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, qhMask } from './common';
 import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope, keepAbove } from './ops';
-import { qmatvec, qmatmul } from './q8';
+import { qmatvec, qmatmul, RELAXED } from './q8';
 import { tbuild, tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan } from './sparse';
 import { screenColMax, screenGroups, screenMatvec, screenPermute4, screenQuantizeGroup, screenSelectUnits, SCREEN_BLOCK_BYTES } from './screen';
@@ -590,152 +590,176 @@ export function fmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
 //   s_j = (q_h · k_j)·scale, p = softmax(s), out_h = Σ_j p_j·v_j.
 // q and out (and the head list and the scores) are in the scratch region; k and v point into the
 // KV cache itself (position `start` of one layer, rows kStride / vStride bytes apart), read in place.
+//
+// The heads of one kv head are attended together, two at a time: a pair shares every load of
+// K and V, and its eight independent sums keep both FMA pipes busy within the sixteen vector
+// registers V8 allocates (four keys × two halves of one head needed more, and V8 then kept two
+// sums on the stack, a store and a load in every step of their chains: half the speed). A head
+// left over goes alone through the same chains, so every head gets the same sums whichever way
+// it is grouped (a head selection, a decode step, a batch).
 
-/** q · k over d elements, one key (the tail positions of the score loop). */
+/** a·b + c, fused where relaxed SIMD allows it (one instruction where a multiply and an add were two). */
 // @ts-ignore: decorator
-@inline function dot1(q: usize, k: usize, d: i32): f32 {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-  const d8 = <usize>(d & ~7) << 2, d4 = <usize>(d & ~3) << 2, db = <usize>d << 2;
-  let i: usize = 0;
-  for (; i < d8; i += 32) {
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(q + i), v128.load(k + i)));
-    a1 = f32x4.add(a1, f32x4.mul(v128.load(q + i, 16), v128.load(k + i, 16)));
-  }
-  if (i < d4) {
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(q + i), v128.load(k + i)));
-    i += 16;
-  }
-  let s = hsum(f32x4.add(a0, a1));
-  for (; i < db; i += 4) s += load<f32>(q + i) * load<f32>(k + i);
-  return s;
+@inline function mad(a: v128, b: v128, c: v128): v128 {
+  return RELAXED ? f32x4.relaxed_madd(a, b, c) : f32x4.add(f32x4.mul(a, b), c);
 }
 
-/** (q·k0, q·k1, q·k2, q·k3) over d elements: four keys at a time, q loaded once for all four. */
+/** [Σ lanes of a, Σ b, Σ c, Σ d] (f32x4), one fixed order. */
 // @ts-ignore: decorator
-@inline function dot4(q: usize, k0: usize, k1: usize, k2: usize, k3: usize, d: i32): v128 {
+@inline function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
+  return f32x4.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7));
+}
+
+/** The last d % 4 elements of q · k_t for four keys (scalar), as [t0, t1, t2, t3]. */
+// @ts-ignore: decorator
+@inline function tail4(q: usize, k0: usize, k1: usize, k2: usize, k3: usize, i: usize, db: usize): v128 {
+  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+  for (; i < db; i += 4) {
+    const x = load<f32>(q + i);
+    t0 += x * load<f32>(k0 + i); t1 += x * load<f32>(k1 + i); t2 += x * load<f32>(k2 + i); t3 += x * load<f32>(k3 + i);
+  }
+  return f32x4(t0, t1, t2, t3);
+}
+
+/**
+ * Scores of two heads (queries qa, qb) against four keys k0..k3 over d elements, times sc, to
+ * outA / outB: one sum per head and key over the 16-byte steps, then the lanes, then the tail.
+ */
+// @ts-ignore: decorator
+@inline function score2x4(qa: usize, qb: usize, k0: usize, k1: usize, k2: usize, k3: usize, d: i32, sc: v128, outA: usize, outB: usize): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-  const d8 = <usize>(d & ~7) << 2, d4 = <usize>(d & ~3) << 2, db = <usize>d << 2;
+  const d4 = <usize>(d & ~3) << 2, db = <usize>d << 2;
   let i: usize = 0;
-  for (; i < d8; i += 32) {
-    const x = v128.load(q + i), y = v128.load(q + i, 16);
-    a0 = f32x4.add(a0, f32x4.mul(x, v128.load(k0 + i))); b0 = f32x4.add(b0, f32x4.mul(y, v128.load(k0 + i, 16)));
-    a1 = f32x4.add(a1, f32x4.mul(x, v128.load(k1 + i))); b1 = f32x4.add(b1, f32x4.mul(y, v128.load(k1 + i, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(x, v128.load(k2 + i))); b2 = f32x4.add(b2, f32x4.mul(y, v128.load(k2 + i, 16)));
-    a3 = f32x4.add(a3, f32x4.mul(x, v128.load(k3 + i))); b3 = f32x4.add(b3, f32x4.mul(y, v128.load(k3 + i, 16)));
+  for (; i < d4; i += 16) {
+    const x = v128.load(qa + i), y = v128.load(qb + i);
+    const w0 = v128.load(k0 + i), w1 = v128.load(k1 + i), w2 = v128.load(k2 + i), w3 = v128.load(k3 + i);
+    a0 = mad(x, w0, a0); a1 = mad(x, w1, a1); a2 = mad(x, w2, a2); a3 = mad(x, w3, a3);
+    b0 = mad(y, w0, b0); b1 = mad(y, w1, b1); b2 = mad(y, w2, b2); b3 = mad(y, w3, b3);
   }
-  if (i < d4) {
-    const x = v128.load(q + i);
-    a0 = f32x4.add(a0, f32x4.mul(x, v128.load(k0 + i)));
-    a1 = f32x4.add(a1, f32x4.mul(x, v128.load(k1 + i)));
-    a2 = f32x4.add(a2, f32x4.mul(x, v128.load(k2 + i)));
-    a3 = f32x4.add(a3, f32x4.mul(x, v128.load(k3 + i)));
-    i += 16;
-  }
-  a0 = f32x4.add(a0, b0); a1 = f32x4.add(a1, b1); a2 = f32x4.add(a2, b2); a3 = f32x4.add(a3, b3);
-  // transpose-add: lane t = Σ lanes of a_t
-  const s01 = f32x4.add(i32x4.shuffle(a0, a1, 0, 1, 4, 5), i32x4.shuffle(a0, a1, 2, 3, 6, 7));
-  const s23 = f32x4.add(i32x4.shuffle(a2, a3, 0, 1, 4, 5), i32x4.shuffle(a2, a3, 2, 3, 6, 7));
-  let s = f32x4.add(i32x4.shuffle(s01, s23, 0, 2, 4, 6), i32x4.shuffle(s01, s23, 1, 3, 5, 7));
+  let sa = hsum4(a0, a1, a2, a3), sb = hsum4(b0, b1, b2, b3);
   if (i < db) {
-    let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
-    for (; i < db; i += 4) {
-      const x = load<f32>(q + i);
-      t0 += x * load<f32>(k0 + i); t1 += x * load<f32>(k1 + i); t2 += x * load<f32>(k2 + i); t3 += x * load<f32>(k3 + i);
-    }
-    s = f32x4.add(s, f32x4(t0, t1, t2, t3));
+    sa = f32x4.add(sa, tail4(qa, k0, k1, k2, k3, i, db));
+    sb = f32x4.add(sb, tail4(qb, k0, k1, k2, k3, i, db));
   }
-  return s;
+  v128.store(outA, f32x4.mul(sa, sc));
+  v128.store(outB, f32x4.mul(sb, sc));
 }
 
-// The weighted sum in strips of columns (16, then 4, then 1): out[c] = inv · Σ_{j<n} p[j]·v_j[c]
-// for the strip's columns c. A strip of V (n positions × 64 bytes) is small enough to stay in L1,
-// so the heads of one group (one kv head) take their strips one after the other and V is read
-// from L2 once per group, not once per head; each head's sums are the same either way.
-
-/** 16 columns at v (rows vStride apart), two positions per step (8 independent sums). */
+/** score2x4 for one head: the same sums (four chains instead of eight). */
 // @ts-ignore: decorator
-@inline function strip16(p: usize, v: usize, vStride: usize, n: i32, sv: v128, out: usize): void {
+@inline function score1x4(qa: usize, k0: usize, k1: usize, k2: usize, k3: usize, d: i32, sc: v128, outA: usize): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-  let r = v;
-  let j = 0;
-  for (; j + 2 <= n; j += 2, r += vStride << 1) {
-    const x = v128.load32_splat(p + (<usize>j << 2)), y = v128.load32_splat(p + (<usize>j << 2), 4);
-    const r1 = r + vStride;
-    a0 = f32x4.add(a0, f32x4.mul(x, v128.load(r, 0))); b0 = f32x4.add(b0, f32x4.mul(y, v128.load(r1, 0)));
-    a1 = f32x4.add(a1, f32x4.mul(x, v128.load(r, 16))); b1 = f32x4.add(b1, f32x4.mul(y, v128.load(r1, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(x, v128.load(r, 32))); b2 = f32x4.add(b2, f32x4.mul(y, v128.load(r1, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(x, v128.load(r, 48))); b3 = f32x4.add(b3, f32x4.mul(y, v128.load(r1, 48)));
+  const d4 = <usize>(d & ~3) << 2, db = <usize>d << 2;
+  let i: usize = 0;
+  for (; i < d4; i += 16) {
+    const x = v128.load(qa + i);
+    a0 = mad(x, v128.load(k0 + i), a0); a1 = mad(x, v128.load(k1 + i), a1);
+    a2 = mad(x, v128.load(k2 + i), a2); a3 = mad(x, v128.load(k3 + i), a3);
   }
-  if (j < n) {
-    const x = v128.load32_splat(p + (<usize>j << 2));
-    a0 = f32x4.add(a0, f32x4.mul(x, v128.load(r, 0)));
-    a1 = f32x4.add(a1, f32x4.mul(x, v128.load(r, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(x, v128.load(r, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(x, v128.load(r, 48)));
-  }
-  v128.store(out, f32x4.mul(f32x4.add(a0, b0), sv), 0);
-  v128.store(out, f32x4.mul(f32x4.add(a1, b1), sv), 16);
-  v128.store(out, f32x4.mul(f32x4.add(a2, b2), sv), 32);
-  v128.store(out, f32x4.mul(f32x4.add(a3, b3), sv), 48);
+  let sa = hsum4(a0, a1, a2, a3);
+  if (i < db) sa = f32x4.add(sa, tail4(qa, k0, k1, k2, k3, i, db));
+  v128.store(outA, f32x4.mul(sa, sc));
 }
-/** 4 columns. */
+
+// The weighted sum out_h = inv_h · Σ_j p_h[j]·v_j, a chunk of positions at a time: a chunk of V
+// (WS_CHUNK_BYTES of rows, contiguous) stays in L1 while the heads of the group and the strips of
+// columns pass over it, the partial sums kept in a scratch row per head (each sum runs over the
+// positions in order, only stored between chunks). Strips that ran over all positions read V at
+// a stride of a whole cache row per position, whose lines crowd a few cache sets.
+
+/** bytes of V per chunk: half of L1 */
+const WS_CHUNK_BYTES: usize = 16384;
+
+/** accA / accB [0..16) += Σ_{j0≤j<j1} pA[j]·v_j (pB[j]·v_j) over 16 columns at v: two heads. */
 // @ts-ignore: decorator
-@inline function strip4(p: usize, v: usize, vStride: usize, n: i32, sv: v128, out: usize): void {
-  let a = f32x4.splat(0), b = f32x4.splat(0);
-  let r = v;
-  let j = 0;
-  for (; j + 2 <= n; j += 2, r += vStride << 1) {
-    a = f32x4.add(a, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(r)));
-    b = f32x4.add(b, f32x4.mul(v128.load32_splat(p + (<usize>j << 2), 4), v128.load(r + vStride)));
+@inline function strip2x16(pA: usize, pB: usize, v: usize, vStride: usize, j0: i32, j1: i32, accA: usize, accB: usize): void {
+  let a0 = v128.load(accA, 0), a1 = v128.load(accA, 16), a2 = v128.load(accA, 32), a3 = v128.load(accA, 48);
+  let b0 = v128.load(accB, 0), b1 = v128.load(accB, 16), b2 = v128.load(accB, 32), b3 = v128.load(accB, 48);
+  let r = v + <usize>j0 * vStride;
+  for (let j = j0; j < j1; j++, r += vStride) {
+    const x = v128.load32_splat(pA + (<usize>j << 2)), y = v128.load32_splat(pB + (<usize>j << 2));
+    const v0 = v128.load(r, 0), v1 = v128.load(r, 16), v2 = v128.load(r, 32), v3 = v128.load(r, 48);
+    a0 = mad(x, v0, a0); a1 = mad(x, v1, a1); a2 = mad(x, v2, a2); a3 = mad(x, v3, a3);
+    b0 = mad(y, v0, b0); b1 = mad(y, v1, b1); b2 = mad(y, v2, b2); b3 = mad(y, v3, b3);
   }
-  if (j < n) a = f32x4.add(a, f32x4.mul(v128.load32_splat(p + (<usize>j << 2)), v128.load(r)));
-  v128.store(out, f32x4.mul(f32x4.add(a, b), sv));
+  v128.store(accA, a0, 0); v128.store(accA, a1, 16); v128.store(accA, a2, 32); v128.store(accA, a3, 48);
+  v128.store(accB, b0, 0); v128.store(accB, b1, 16); v128.store(accB, b2, 32); v128.store(accB, b3, 48);
 }
-/** 1 column. */
+/** strip2x16 for one head. */
 // @ts-ignore: decorator
-@inline function strip1(p: usize, v: usize, vStride: usize, n: i32, inv: f32, out: usize): void {
-  let s: f32 = 0;
-  let r = v;
-  for (let j = 0; j < n; j++, r += vStride) s += load<f32>(p + (<usize>j << 2)) * load<f32>(r);
-  store<f32>(out, s * inv);
+@inline function strip1x16(pA: usize, v: usize, vStride: usize, j0: i32, j1: i32, accA: usize): void {
+  let a0 = v128.load(accA, 0), a1 = v128.load(accA, 16), a2 = v128.load(accA, 32), a3 = v128.load(accA, 48);
+  let r = v + <usize>j0 * vStride;
+  for (let j = j0; j < j1; j++, r += vStride) {
+    const x = v128.load32_splat(pA + (<usize>j << 2));
+    a0 = mad(x, v128.load(r, 0), a0); a1 = mad(x, v128.load(r, 16), a1);
+    a2 = mad(x, v128.load(r, 32), a2); a3 = mad(x, v128.load(r, 48), a3);
+  }
+  v128.store(accA, a0, 0); v128.store(accA, a1, 16); v128.store(accA, a2, 32); v128.store(accA, a3, 48);
+}
+/** 4 columns, one head. */
+// @ts-ignore: decorator
+@inline function strip1x4(p: usize, v: usize, vStride: usize, j0: i32, j1: i32, acc: usize): void {
+  let a = v128.load(acc);
+  let r = v + <usize>j0 * vStride;
+  for (let j = j0; j < j1; j++, r += vStride) a = mad(v128.load32_splat(p + (<usize>j << 2)), v128.load(r), a);
+  v128.store(acc, a);
+}
+/** 1 column, one head. */
+// @ts-ignore: decorator
+@inline function strip1x1(p: usize, v: usize, vStride: usize, j0: i32, j1: i32, acc: usize): void {
+  let s = load<f32>(acc);
+  let r = v + <usize>j0 * vStride;
+  for (let j = j0; j < j1; j++, r += vStride) s += load<f32>(p + (<usize>j << 2)) * load<f32>(r);
+  store<f32>(acc, s);
 }
 
 /**
  * out_h[0..d) = inv_h · Σ_{j<n} p_h[j]·v_j for gs heads h < gs sharing v (v_j = v + j·vStride):
- * p_h = p + h·pStride, inv_h at invs + 4h, out_h = out + h·oStride.
+ * p_h = p + h·pStride, inv_h at invs + 4h, out_h = out + h·oStride; acc: gs·d f32 of scratch.
  */
-function weightedSums(p: usize, pStride: usize, invs: usize, gs: i32, v: usize, vStride: usize, n: i32, d: i32, out: usize, oStride: usize): void {
-  const db = <usize>d << 2;
-  let i: usize = 0;
-  for (; i + 64 <= db; i += 64) {
-    for (let h = 0; h < gs; h++) {
-      const hu = <usize>h;
-      strip16(p + hu * pStride, v + i, vStride, n, v128.load32_splat(invs + (hu << 2)), out + hu * oStride + i);
+function weightedSums(p: usize, pStride: usize, invs: usize, gs: i32, v: usize, vStride: usize, n: i32, d: i32, out: usize, oStride: usize, acc: usize): void {
+  const db = <usize>d << 2, d16 = <usize>(d & ~15) << 2;
+  memory.fill(acc, 0, <usize>gs * db);
+  const chunk = <i32>max<usize>(4, min<usize>(64, WS_CHUNK_BYTES / vStride));
+  for (let j0 = 0; j0 < n; j0 += chunk) {
+    const j1 = min(n, j0 + chunk);
+    let h = 0;
+    for (; h + 2 <= gs; h += 2) {
+      const pA = p + <usize>h * pStride, aA = acc + <usize>h * db;
+      for (let i: usize = 0; i < d16; i += 64) strip2x16(pA, pA + pStride, v + i, vStride, j0, j1, aA + i, aA + db + i);
+    }
+    if (h < gs) {
+      const pA = p + <usize>h * pStride, aA = acc + <usize>h * db;
+      for (let i: usize = 0; i < d16; i += 64) strip1x16(pA, v + i, vStride, j0, j1, aA + i);
+    }
+    if (d16 < db) {
+      // the last d % 16 columns, head by head
+      for (h = 0; h < gs; h++) {
+        const ph = p + <usize>h * pStride, ah = acc + <usize>h * db;
+        let i = d16;
+        for (; i + 16 <= db; i += 16) strip1x4(ph, v + i, vStride, j0, j1, ah + i);
+        for (; i < db; i += 4) strip1x1(ph, v + i, vStride, j0, j1, ah + i);
+      }
     }
   }
-  for (; i + 16 <= db; i += 16) {
-    for (let h = 0; h < gs; h++) {
-      const hu = <usize>h;
-      strip4(p + hu * pStride, v + i, vStride, n, v128.load32_splat(invs + (hu << 2)), out + hu * oStride + i);
-    }
-  }
-  for (; i < db; i += 4) {
-    for (let h = 0; h < gs; h++) {
-      const hu = <usize>h;
-      strip1(p + hu * pStride, v + i, vStride, n, load<f32>(invs + (hu << 2)), out + hu * oStride + i);
-    }
+  for (let h = 0; h < gs; h++) {
+    const ah = acc + <usize>h * db, oh = out + <usize>h * oStride;
+    const inv = load<f32>(invs + (<usize>h << 2)), sv = f32x4.splat(inv);
+    let i: usize = 0;
+    for (; i + 16 <= db; i += 16) v128.store(oh + i, f32x4.mul(v128.load(ah + i), sv));
+    for (; i < db; i += 4) store<f32>(oh + i, load<f32>(ah + i) * inv);
   }
 }
 
 /**
  * Attention of gs consecutive query heads that share one kv head: q the first head's query (the
  * others follow, headDim f32 apart), k / v that kv head's first position, out the first head's
- * output (the others follow, headDimV f32 apart). The keys are taken four at a time and every
- * head of the group scores them while they are in L1 (a block of four keys is 4·headDim·4 bytes),
- * so the cache is read from L2 once per group instead of once per head, and each head's sums are
- * those of a head attended alone. scores: room for gs · (n rounded up to 4, plus 1) f32.
+ * output (the others follow, headDimV f32 apart). scores: room for gs · (n rounded up to 4, plus
+ * 1, plus headDimV) f32.
  */
 function attendGroup(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
   headDim: i32, headDimV: i32, gs: i32, scale: f32, out: usize, scores: usize): void {
@@ -746,24 +770,24 @@ function attendGroup(q: usize, k: usize, v: usize, kStride: usize, vStride: usiz
   const sc = f32x4.splat(scale);
   const ninf = f32x4.splat(-Infinity);
 
-  // scores
-  let j = 0;
-  let kj = k;
-  for (; j + 4 <= n; j += 4, kj += kStride << 2) {
-    for (let h = 0; h < gs; h++) {
-      const s = f32x4.mul(dot4(q + <usize>h * qStride, kj, kj + kStride, kj + 2 * kStride, kj + 3 * kStride, headDim), sc);
-      v128.store(scores + <usize>h * pStride + (<usize>j << 2), s);
+  // scores, four keys at a time; the last block repeats its last key in the lanes past n (-inf below)
+  for (let j = 0; j < n; j += 4) {
+    const kj = k + <usize>j * kStride, last = <usize>(n - 1 - j);
+    const k1 = kj + min<usize>(1, last) * kStride, k2 = kj + min<usize>(2, last) * kStride, k3 = kj + min<usize>(3, last) * kStride;
+    const o = scores + (<usize>j << 2);
+    let h = 0;
+    for (; h + 2 <= gs; h += 2) {
+      const qa = q + <usize>h * qStride;
+      score2x4(qa, qa + qStride, kj, k1, k2, k3, headDim, sc, o + <usize>h * pStride, o + <usize>(h + 1) * pStride);
     }
+    if (h < gs) score1x4(q + <usize>h * qStride, kj, k1, k2, k3, headDim, sc, o + <usize>h * pStride);
   }
-  if (j < n) {
-    // the last 1..3 positions; the rest of the vector is -inf, which exp turns into 0
+  if (n & 3) {
+    // -inf past n, which exp turns into 0
+    const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(n & 3));
     for (let h = 0; h < gs; h++) {
-      const qh = q + <usize>h * qStride;
-      let s = ninf;
-      s = f32x4.replace_lane(s, 0, dot1(qh, kj, headDim) * scale);
-      if (j + 1 < n) s = f32x4.replace_lane(s, 1, dot1(qh, kj + kStride, headDim) * scale);
-      if (j + 2 < n) s = f32x4.replace_lane(s, 2, dot1(qh, kj + 2 * kStride, headDim) * scale);
-      v128.store(scores + <usize>h * pStride + (<usize>j << 2), s);
+      const o = scores + <usize>h * pStride + (<usize>(n & ~3) << 2);
+      v128.store(o, v128.bitselect(v128.load(o), ninf, keep));
     }
   }
 
@@ -783,7 +807,7 @@ function attendGroup(q: usize, k: usize, v: usize, kStride: usize, vStride: usiz
     store<f32>(invs + (<usize>h << 2), <f32>(1.0 / (f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1))));
   }
 
-  weightedSums(scores, pStride, invs, gs, v, vStride, n, headDimV, out, <usize>headDimV << 2);
+  weightedSums(scores, pStride, invs, gs, v, vStride, n, headDimV, out, <usize>headDimV << 2, invs + (<usize>gs << 2));
 }
 
 /**

@@ -760,7 +760,10 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       if (!gsOf.has(group)) gsOf.set(group, headsPerUnit(group, a.nHeads, dense.length, nth));
     }
     const maxGs = Math.max(1, ...gsOf.values());
-    const scoresBytes = align(maxGs * (align(maxN, 4) + 1) * 4, 64);
+    let maxDimV = 0;
+    for (const a of fast) maxDimV = Math.max(maxDimV, a.headDimV);
+    // per thread: the group's scores, their normalisers and its partial weighted sums (asm/kernels.ts attendGroup)
+    const scoresBytes = align(maxGs * (align(maxN, 4) + 1 + maxDimV) * 4, 64);
     beginScratch(bytes + nth * scoresBytes);
     table = take(TASK_WORDS * 4 * fast.length);
     const scores = take(nth * scoresBytes);
