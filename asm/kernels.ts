@@ -24,6 +24,7 @@ import { screenColMax, screenGroups, screenMatvec, screenPermute4, screenQuantiz
 export { screenMatvec, screenSelect, screenAct, screenGroups } from './screen';
 export { r4supports, r4packable, r4pack, r4rows } from './r4';
 import { r4gather, r4matmul, r4matvec, r4rows } from './r4';
+export { r4matmulScratch } from './r4';
 export { actBytes, actKind, quantizeAct, qmatvec, qmatmul, qmatmulScratch, setF16Table, RELAXED } from './q8';
 
 /** First byte the host may use (after this module's static data and stack). */
@@ -911,7 +912,7 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
         const sc = <usize>word(t, 11) + <usize>tid * <usize>word(t, 12);
         if (word(t, 13) == L_R4) {
           // interleaved weights: units are groups of four rows
-          r4matmul(word(t, 1), word(t, 2), word(t, 3), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10));
+          r4matmul(word(t, 1), word(t, 2), word(t, 3), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10), sc);
         } else {
           qmatmul(word(t, 1), word(t, 2), word(t, 3), word(t, 4), a, b, word(t, 6), word(t, 7), word(t, 8), word(t, 9), word(t, 10), sc);
         }

@@ -30,8 +30,8 @@
 // gives the f16 value times 2^-112 exactly for every finite f16 (a normal f16 becomes a normal f32,
 // a subnormal one a subnormal f32), and the activation's scale carries the 2^112.
 //
-// Every kernel here sums a token's blocks in one order (r4matvec for one token, r4matmul for up to
-// four): a sequence decoded in a batch gets bit for bit the logits it gets alone.
+// Every kernel here sums a token's blocks in one order (r4matvec for one token, r4matmul for a
+// batch): a sequence decoded in a batch gets bit for bit the logits it gets alone.
 
 import { f16, Q4_0, Q4_1, Q5_0, Q8_0 } from './common';
 import { BLK32, QS, lo4, hi4, padd, pdx as pd, pwiden, RELAXED } from './q8';
@@ -394,78 +394,99 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
 }
 
 /**
- * Row groups [g0, g1) of Out = W·X for nTok tokens (activations at qa + t·qaStride): each weight
- * block of a group is unpacked once and multiplied with up to four tokens, each token's sums
- * taken in r4matvec's order (so a batch gives every row what a lone decode step gives it).
- * Out[t·outStride + 4·(4g + r)] (bytes).
+ * Row groups [g0, g1) of Out = W·X for nTok tokens (activations at qa + t·qaStride): each group's
+ * blocks are unpacked once for all tokens, each token's sums taken in r4matvec's order (so a
+ * batch gives every row what a lone decode step gives it). Out[t·outStride + 4·(4g + r)] (bytes);
+ * buf: r4matmulScratch(cols) bytes of this thread's own.
  */
-export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
-  if (type == Q4_1) r4matmulK(Q4_1, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
-  else if (type == Q4_0) r4matmulK(Q4_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
-  else if (type == Q5_0) r4matmulK(Q5_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
-  else r4matmulK(Q8_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride);
+export function r4matmul(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize, buf: usize): void {
+  if (type == Q4_1) r4matmulK(Q4_1, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride, buf);
+  else if (type == Q4_0) r4matmulK(Q4_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride, buf);
+  else if (type == Q5_0) r4matmulK(Q5_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride, buf);
+  else r4matmulK(Q8_0, w, rowBytes, g0, g1, qa, qaStride, nTok, Out, outStride, buf);
+}
+
+// Prefill, one row group at a time: the group's blocks are unpacked once into a buffer (codes,
+// scale and min of each block, UNPACKED bytes; in L1 for the matrices here), then each token
+// runs over them alone, one sum chain per token in registers. Four tokens per pass shared the
+// unpacking too, but kept eight code vectors and four sums live: more than V8's sixteen vector
+// registers, so the sums went through the stack in every block and the codes were reloaded after
+// every token. Q8_0 needs no unpacking: its tokens read the group's weights (in L1 after the first).
+// Each token's sums are those of the decode kernel (r4matvec): same blocks, same order, same bits.
+
+/** bytes per block in the unpacked buffer: 8 code vectors, the rows' scales (f32·2^-112), their mins (Q4_1) */
+const UNPACKED: usize = 160;
+
+/** Scratch bytes r4matmul needs per thread for a matrix of `cols` columns. */
+export function r4matmulScratch(cols: i32): usize {
+  return <usize>(cols >> 5) * UNPACKED + 64;
+}
+
+/** Unpack the nb blocks of the row group at W0 into buf. */
+// @ts-ignore: decorator
+@inline function unpackGroup(type: i32, W0: usize, nb: i32, buf: usize): void {
+  const sbBytes = 4 * blockBytes(type);
+  const codes: usize = type == Q4_0 ? 8 : type == Q4_1 ? 16 : 24;
+  let p = W0, c = buf;
+  for (let b = 0; b < nb; b++, p += sbBytes, c += UNPACKED) {
+    const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
+    let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
+    if (type == Q5_0) {
+      const qh = v128.load(p, 8);
+      a0 = v128.or(a0, plane(qh, 0)); b0 = v128.or(b0, plane(qh, 1));
+      a1 = v128.or(a1, plane(qh, 2)); b1 = v128.or(b1, plane(qh, 3));
+      a2 = v128.or(a2, plane(qh, 4)); b2 = v128.or(b2, plane(qh, 5));
+      a3 = v128.or(a3, plane(qh, 6)); b3 = v128.or(b3, plane(qh, 7));
+    }
+    v128.store(c, a0); v128.store(c, b0, 16); v128.store(c, a1, 32); v128.store(c, b1, 48);
+    v128.store(c, a2, 64); v128.store(c, b2, 80); v128.store(c, a3, 96); v128.store(c, b3, 112);
+    const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
+    v128.store(c, h4raw(i32x4.extend_low_i16x8_s(dm)), 128);
+    if (type == Q4_1) v128.store(c, h4raw(i32x4.extend_high_i16x8_s(dm)), 144);
+  }
+}
+
+/** One token (activation at q) · the unpacked row group at buf: [y_r0, y_r1, y_r2, y_r3], r4matvecK's sums. */
+// @ts-ignore: decorator
+@inline function unpackedDot(type: i32, buf: usize, nb: i32, q: usize): v128 {
+  let acc = f32x4.splat(0), mins = f32x4.splat(0);
+  let c = buf;
+  for (let b = 0; b < nb; b++, c += UNPACKED, q += BLK32) {
+    const S = sums4(type, q, v128.load(c), v128.load(c, 16), v128.load(c, 32), v128.load(c, 48),
+      v128.load(c, 64), v128.load(c, 80), v128.load(c, 96), v128.load(c, 112));
+    acc = blockTerm(type, acc, S, q + 32 * QS, v128.load(c, 128));
+    if (type == Q4_1) mins = fma4(v128.load(c, 144), v128.load(q + 32 * QS, 32), mins);
+  }
+  return f32x4.add(acc, mins);
+}
+
+// one function per type: a loop of its own for the register allocator
+function r4tokensQ4_1(buf: usize, nb: i32, qa: usize, S: usize, nTok: i32, o: usize, oS: usize): void {
+  for (let t = 0; t < nTok; t++) v128.store(o + <usize>t * oS, unpackedDot(Q4_1, buf, nb, qa + <usize>t * S));
+}
+function r4tokensQ4_0(buf: usize, nb: i32, qa: usize, S: usize, nTok: i32, o: usize, oS: usize): void {
+  for (let t = 0; t < nTok; t++) v128.store(o + <usize>t * oS, unpackedDot(Q4_0, buf, nb, qa + <usize>t * S));
+}
+function r4tokensQ5_0(buf: usize, nb: i32, qa: usize, S: usize, nTok: i32, o: usize, oS: usize): void {
+  for (let t = 0; t < nTok; t++) v128.store(o + <usize>t * oS, unpackedDot(Q5_0, buf, nb, qa + <usize>t * S));
+}
+function r4tokensQ8_0(W0: usize, rowBytes: usize, qa: usize, S: usize, nTok: i32, o: usize, oS: usize): void {
+  for (let t = 0; t < nTok; t++) v128.store(o + <usize>t * oS, r4groupQ8(W0, rowBytes, qa + <usize>t * S));
 }
 
 // @ts-ignore: decorator
-@inline function r4matmulK(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize): void {
+@inline function r4matmulK(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32, qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize, buf: usize): void {
   const nb = <i32>(rowBytes / blockBytes(type));
-  const sbBytes = 4 * blockBytes(type);
-  const codes: usize = type == Q4_0 || type == Q8_0 ? 8 : type == Q4_1 ? 16 : 24;
   for (let g = g0; g < g1; g++) {
     const W0 = w + <usize>g * 4 * rowBytes;
-    for (let t0 = 0; t0 < nTok; t0 += 4) {
-      const nt = min(4, nTok - t0);
-      const q0 = qa + <usize>t0 * qaStride;
-      let y0 = f32x4.splat(0), y1 = f32x4.splat(0), y2 = f32x4.splat(0), y3 = f32x4.splat(0);
-      let z0 = f32x4.splat(0), z1 = f32x4.splat(0), z2 = f32x4.splat(0), z3 = f32x4.splat(0);
-      let p = W0;
-      for (let b = 0; b < nb; b++, p += sbBytes) {
-        const d = h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p)));
-        const q = q0 + <usize>b * BLK32;
-        if (type == Q8_0) {
-          // the four rows' codes loaded once, used for every token
-          const c = p + codes;
-          const w00 = v128.load(c), w01 = v128.load(c, 16), w10 = v128.load(c, 32), w11 = v128.load(c, 48);
-          const w20 = v128.load(c, 64), w21 = v128.load(c, 80), w30 = v128.load(c, 96), w31 = v128.load(c, 112);
-          y0 = blockTerm(type, y0, sums4q8(q, w00, w01, w10, w11, w20, w21, w30, w31), q + 32 * QS, d);
-          if (nt > 1) { const q1 = q + qaStride; y1 = blockTerm(type, y1, sums4q8(q1, w00, w01, w10, w11, w20, w21, w30, w31), q1 + 32 * QS, d); }
-          if (nt > 2) { const q2 = q + 2 * qaStride; y2 = blockTerm(type, y2, sums4q8(q2, w00, w01, w10, w11, w20, w21, w30, w31), q2 + 32 * QS, d); }
-          if (nt > 3) { const q3 = q + 3 * qaStride; y3 = blockTerm(type, y3, sums4q8(q3, w00, w01, w10, w11, w20, w21, w30, w31), q3 + 32 * QS, d); }
-          continue;
-        }
-        const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
-        let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
-        if (type == Q5_0) {
-          const qh = v128.load(p, 8);
-          a0 = v128.or(a0, plane(qh, 0)); b0 = v128.or(b0, plane(qh, 1));
-          a1 = v128.or(a1, plane(qh, 2)); b1 = v128.or(b1, plane(qh, 3));
-          a2 = v128.or(a2, plane(qh, 4)); b2 = v128.or(b2, plane(qh, 5));
-          a3 = v128.or(a3, plane(qh, 6)); b3 = v128.or(b3, plane(qh, 7));
-        }
-        const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(v128.load(p))) : d;
-        y0 = blockTerm(type, y0, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
-        if (type == Q4_1) z0 = fma4(m, v128.load(q + 32 * QS, 32), z0);
-        if (nt > 1) {
-          const q1 = q + qaStride;
-          y1 = blockTerm(type, y1, sums4(type, q1, a0, b0, a1, b1, a2, b2, a3, b3), q1 + 32 * QS, d);
-          if (type == Q4_1) z1 = fma4(m, v128.load(q1 + 32 * QS, 32), z1);
-        }
-        if (nt > 2) {
-          const q2 = q + 2 * qaStride;
-          y2 = blockTerm(type, y2, sums4(type, q2, a0, b0, a1, b1, a2, b2, a3, b3), q2 + 32 * QS, d);
-          if (type == Q4_1) z2 = fma4(m, v128.load(q2 + 32 * QS, 32), z2);
-        }
-        if (nt > 3) {
-          const q3 = q + 3 * qaStride;
-          y3 = blockTerm(type, y3, sums4(type, q3, a0, b0, a1, b1, a2, b2, a3, b3), q3 + 32 * QS, d);
-          if (type == Q4_1) z3 = fma4(m, v128.load(q3 + 32 * QS, 32), z3);
-        }
-      }
-      const o = Out + <usize>t0 * outStride + (<usize>g << 4);
-      v128.store(o, f32x4.add(y0, z0));
-      if (nt > 1) v128.store(o + outStride, f32x4.add(y1, z1));
-      if (nt > 2) v128.store(o + 2 * outStride, f32x4.add(y2, z2));
-      if (nt > 3) v128.store(o + 3 * outStride, f32x4.add(y3, z3));
+    const o = Out + (<usize>g << 4);
+    if (type == Q8_0) {
+      r4tokensQ8_0(W0, rowBytes, qa, qaStride, nTok, o, outStride);
+      continue;
     }
+    unpackGroup(type, W0, nb, buf);
+    if (type == Q4_1) r4tokensQ4_1(buf, nb, qa, qaStride, nTok, o, outStride);
+    else if (type == Q4_0) r4tokensQ4_0(buf, nb, qa, qaStride, nTok, o, outStride);
+    else r4tokensQ5_0(buf, nb, qa, qaStride, nTok, o, outStride);
   }
 }

@@ -125,6 +125,7 @@ interface Exports {
   actKind(type: number): number;
   actBytes(n: number): number;
   qmatmulScratch(cols: number, nTok: number): number;
+  r4matmulScratch(cols: number): number;
   quantizeAct(kind: number, x: number, n: number, dst: number): void;
   screenSelect(s: number, r: number, t: number, lo: number, hi: number, kappa: number, kappa2: number, base: number, always: number, idx: number): number;
   screenAct(x: number, c: number, perm: number, n: number, split: number, dst: number): void;
@@ -658,7 +659,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     const perToken = cols * 4 + kinds.size * qaStride + sumRows * 4;
     const chunk = Math.min(align(n, 4), Math.max(4, Math.floor(MATMUL_CHUNK_BYTES / perToken / 4) * 4));
     const wbBytes = anyF ? 2 * align(cols, 4) * 4 + 64 : 0;
-    const q4Bytes = kinds.size > 0 ? align(ex.qmatmulScratch(cols, chunk), 64) : 0;
+    // per thread: the row-layout kernel's token scales, or an interleaved row group unpacked (asm/r4.ts)
+    const q4Bytes = kinds.size > 0 ? align(Math.max(ex.qmatmulScratch(cols, chunk), ex.r4matmulScratch(cols)), 64) : 0;
     beginScratch(nth * (wbBytes + q4Bytes) + align(chunk * cols * 4, 64) + kinds.size * chunk * qaStride
       + fast.reduce((a, i) => a + align(chunk * Ws[i]!.rows * 4, 64), 0) + TASK_WORDS * 4 * fast.length + 64 * 8);
     const wbp = take(nth * wbBytes);
