@@ -424,23 +424,7 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
   }
 }
 
-// ------------------------------------------------------------------ four tokens at a time (prefill)
-// The 32-block types unpack each weight block once and multiply it with four tokens' activations
-// (at q, q + S, q + 2S, q + 3S): the unpacking (the 5th bits of Q5_0 above all) is shared.
-
-/** acc + (Σ codes·x − off)·dw·dx for one block of one token; `shift` ≥ 0 subtracts Σx << shift (the codes' offset). */
-// @ts-ignore: decorator
-@inline function step(acc: v128, q: usize, c0: v128, c1: v128, dw: f32, shift: i32): v128 {
-  let s = pwiden(padd(pdot(q, c0), pdot(q + 16 * QS, c1)));
-  if (shift >= 0) s = i32x4.sub(s, i32x4.splat(load<i32>(q + 32 * QS, 4) << shift));
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(dw * load<f32>(q + 32 * QS))));
-}
-
-// @ts-ignore: decorator
-@inline function stepS(acc: v128, q: usize, w0: v128, w1: v128, dw: f32): v128 {
-  const s = i32x4.add(sdot(q, w0), sdot(q + 16 * QS, w1));
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(dw * load<f32>(q + 32 * QS))));
-}
+// ------------------------------------------------------------------ several tokens at a time (prefill)
 
 // Q6_K's offsets' term Σ_k sc_k · (Σx of 16-group k) in two pmaddwd over the sixteen int8 scales,
 // where the scalar code took a load and a multiply per scale and step.
@@ -471,45 +455,6 @@ export function qmatvec(type: i32, w: usize, rowBytes: usize, cols: i32, rowIdx:
     i32x4.add(pscale(pdot(xl, q1), S0), pscale(pdot(xl + 32 * QS, q2), S1)),
     i32x4.add(pscale(pdot(xl + 64 * QS, q3), S2), pscale(pdot(xl + 96 * QS, q4), S3))));
 }
-// @ts-ignore: decorator
-@inline function q6acc(acc: v128, isum: v128, offs: v128, dw: f32, M: usize): v128 {
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.shl(offs, 5))), f32x4.splat(dw * load<f32>(M))));
-}
-
-function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  const m30 = i8x16.splat(0x30);
-  for (; w < end; w += 210, q += BLK256) {
-    let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
-    for (let h = 0; h < 2; h++) {
-      const ql = w + (<usize>h << 6);
-      const qh = w + 128 + (<usize>h << 5);
-      const sp = w + 192 + (<usize>h << 3);
-      for (let half = 0; half < 2; half++) {
-        const l = <usize>half << 4;
-        const a = v128.load(ql + l, 0), c = v128.load(ql + l, 32), hb = v128.load(qh + l);
-        const q1 = v128.or(lo4(a), v128.and(i16x8.shl(hb, 4), m30));
-        const q2 = v128.or(lo4(c), v128.and(i16x8.shl(hb, 2), m30));
-        const q3 = v128.or(hi4(a), v128.and(hb, m30));
-        const q4 = v128.or(hi4(c), v128.and(i16x8.shr_u(hb, 2), m30));
-        const S0 = q6sc(sp, half), S1 = q6sc(sp, half + 2), S2 = q6sc(sp, half + 4), S3 = q6sc(sp, half + 6);
-        const xl = q + ((<usize>h << 7) + l) * QS;
-        i0 = q6part4(i0, xl, q1, q2, q3, q4, S0, S1, S2, S3);
-        i1 = q6part4(i1, xl + S, q1, q2, q3, q4, S0, S1, S2, S3);
-        i2 = q6part4(i2, xl + 2 * S, q1, q2, q3, q4, S0, S1, S2, S3);
-        i3 = q6part4(i3, xl + 3 * S, q1, q2, q3, q4, S0, S1, S2, S3);
-      }
-    }
-    const dw = h2f(w + 208), M = q + 256 * QS, g = M + 80, s0 = q6lo(w + 192), s1 = q6hi(w + 192);
-    a0 = q6acc(a0, i0, q6offsV(s0, s1, g), dw, M); a1 = q6acc(a1, i1, q6offsV(s0, s1, g + S), dw, M + S);
-    a2 = q6acc(a2, i2, q6offsV(s0, s1, g + 2 * S), dw, M + 2 * S); a3 = q6acc(a3, i3, q6offsV(s0, s1, g + 3 * S), dw, M + 3 * S);
-  }
-  store<f32>(out, hsum(a0));
-  store<f32>(out + ostride, hsum(a1));
-  store<f32>(out + 2 * ostride, hsum(a2));
-  store<f32>(out + 3 * ostride, hsum(a3));
-}
-
 // Q4_K's 6-bit scales and mins, all sixteen unpacked at once (the scalar kScale / kMin per
 // sub-block took over half of the kernel's instructions):
 //   bytes 0–7 = sc0..sc7, bytes 8–15 = m0..m7, from the 12 packed bytes at p (ggml's layout:
@@ -558,47 +503,6 @@ function dot4tokQ6_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostri
 // @ts-ignore: decorator
 @inline function q4kminsV(M0: v128, M1: v128, g16: usize): v128 {
   return i32x4.add(i32x4.dot_i16x8_s(M0, v128.load(g16)), i32x4.dot_i16x8_s(M1, v128.load(g16, 16)));
-}
-
-function dot4tokQ4_K(w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
-  for (; w < end; w += 144, q += BLK256) {
-    const M = q + 256 * QS;
-    const SC = q4kScales(w + 4);
-    let i0 = i32x4.splat(0), i1 = i32x4.splat(0), i2 = i32x4.splat(0), i3 = i32x4.splat(0);
-    let ix = scaleIdx(0);
-    const one = i8x16.splat(1);
-    for (let c = 0; c < 4; c++) {
-      const qw = w + 16 + (<usize>c << 5);
-      const v0 = v128.load(qw, 0), v1 = v128.load(qw, 16);
-      const l0 = lo4(v0), l1 = lo4(v1), h0 = hi4(v0), h1 = hi4(v1);
-      const sa = scaleV(SC, ix);
-      ix = i8x16.add(ix, one);
-      const sb = scaleV(SC, ix);
-      ix = i8x16.add(ix, one);
-      const xq = q + (<usize>c << 6) * QS;
-      i0 = q4kpartV(i0, xq, l0, l1, h0, h1, sa, sb);
-      i1 = q4kpartV(i1, xq + S, l0, l1, h0, h1, sa, sb);
-      i2 = q4kpartV(i2, xq + 2 * S, l0, l1, h0, h1, sa, sb);
-      i3 = q4kpartV(i3, xq + 3 * S, l0, l1, h0, h1, sa, sb);
-    }
-    const m0 = q4kMins2Lo(SC), m1 = q4kMins2Hi(SC);
-    const d = h2f(w), dmin = h2f(w + 2);
-    const x0 = load<f32>(M), x1 = load<f32>(M + S), x2 = load<f32>(M + 2 * S), x3 = load<f32>(M + 3 * S);
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(d * x0)));
-    c0 = f32x4.add(c0, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(m0, m1, M + 80)), f32x4.splat(dmin * x0)));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(d * x1)));
-    c1 = f32x4.add(c1, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(m0, m1, M + S + 80)), f32x4.splat(dmin * x1)));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i2), f32x4.splat(d * x2)));
-    c2 = f32x4.add(c2, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(m0, m1, M + 2 * S + 80)), f32x4.splat(dmin * x2)));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i3), f32x4.splat(d * x3)));
-    c3 = f32x4.add(c3, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(m0, m1, M + 3 * S + 80)), f32x4.splat(dmin * x3)));
-  }
-  store<f32>(out, hsum(a0) - hsum(c0));
-  store<f32>(out + ostride, hsum(a1) - hsum(c1));
-  store<f32>(out + 2 * ostride, hsum(a2) - hsum(c2));
-  store<f32>(out + 3 * ostride, hsum(a3) - hsum(c3));
 }
 
 /**
@@ -700,58 +604,183 @@ function dot2lanes(type: i32, w: usize, end: usize, q: usize, S: usize, m4: usiz
   return acc;
 }
 
-/** out[t·ostride] = W row (w..end) · token t's activation, t < 4; false if the type has no 4-token kernel. */
-function dot4tok(type: i32, w: usize, end: usize, q: usize, S: usize, out: usize, ostride: usize): bool {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let m0: f32 = 0, m1: f32 = 0, m2: f32 = 0, m3: f32 = 0;
-  if (type == Q5_0) {
-    for (; w < end; w += 22, q += BLK32) {
-      const qh = load<u32>(w, 2);
-      const v = v128.load(w, 6);
-      const c0 = v128.or(lo4(v), bit5(qh, false)), c1 = v128.or(hi4(v), bit5(qh, true));
-      const dw = h2f(w);
-      a0 = step(a0, q, c0, c1, dw, 2); a1 = step(a1, q + S, c0, c1, dw, 2);
-      a2 = step(a2, q + 2 * S, c0, c1, dw, 2); a3 = step(a3, q + 3 * S, c0, c1, dw, 2);
+// ------------------------------------------------------------------ K-quants, a row unpacked (prefill)
+// A Q4_K / Q6_K row is unpacked once into a buffer — codes as bytes, each sub-block's scale as the
+// operand pmaddwd takes, the mins and offsets, the super-block scales — and the tokens then run
+// over it two at a time (sharing the buffer's loads), each with its own chain of sums in
+// registers. Four tokens per pass over the packed row shared the unpacking too, but kept more
+// live vectors than V8's sixteen registers, which spilled the sums to the stack (Q4_K 23 → 28,
+// Q6_K 21 → 23.5 GMAC/s on Qwen's down projection). Each token's arithmetic is dotQ4_K's /
+// dotQ6_K's, in the same order: the same bits as a decode step.
+
+/** bytes per super-block unpacked: Q4_K codes 256, scale operands 8 × 16, mins 2 × 16, d and dmin (f32) */
+const U4K: usize = 432;
+/** Q6_K: codes 256, scale operands 16 × 16, the scales as i16 (2 × 16), d (f32) */
+const U6K: usize = 560;
+
+/** Scratch bytes for one unpacked K-quant row of `cols` columns. */
+export function kRowScratch(cols: i32): usize {
+  return <usize>(cols >> 8) * U6K + 64;
+}
+
+function unpackQ4_K(w: usize, nsb: i32, u: usize): void {
+  for (let b = 0; b < nsb; b++, w += 144, u += U4K) {
+    const SC = q4kScales(w + 4);
+    let ix = scaleIdx(0);
+    const one = i8x16.splat(1);
+    for (let c: usize = 0; c < 4; c++) {
+      const qw = w + 16 + (c << 5);
+      const v0 = v128.load(qw, 0), v1 = v128.load(qw, 16);
+      const o = u + (c << 6);
+      v128.store(o, lo4(v0)); v128.store(o, lo4(v1), 16); v128.store(o, hi4(v0), 32); v128.store(o, hi4(v1), 48);
+      const so = u + 256 + (c << 5);
+      v128.store(so, scaleV(SC, ix));
+      ix = i8x16.add(ix, one);
+      v128.store(so, scaleV(SC, ix), 16);
+      ix = i8x16.add(ix, one);
     }
-  } else if (type == Q4_0) {
-    for (; w < end; w += 18, q += BLK32) {
-      const v = v128.load(w, 2);
-      const c0 = lo4(v), c1 = hi4(v);
-      const dw = h2f(w);
-      a0 = step(a0, q, c0, c1, dw, 1); a1 = step(a1, q + S, c0, c1, dw, 1);
-      a2 = step(a2, q + 2 * S, c0, c1, dw, 1); a3 = step(a3, q + 3 * S, c0, c1, dw, 1);
-    }
-  } else if (type == Q4_1) {
-    for (; w < end; w += 20, q += BLK32) {
-      const v = v128.load(w, 4);
-      const c0 = lo4(v), c1 = hi4(v);
-      const dw = h2f(w), mw = h2f(w + 2);
-      a0 = step(a0, q, c0, c1, dw, -1); a1 = step(a1, q + S, c0, c1, dw, -1);
-      a2 = step(a2, q + 2 * S, c0, c1, dw, -1); a3 = step(a3, q + 3 * S, c0, c1, dw, -1);
-      m0 += mw * load<f32>(q + 32 * QS, 4); m1 += mw * load<f32>(q + S + 32 * QS, 4);
-      m2 += mw * load<f32>(q + 2 * S + 32 * QS, 4); m3 += mw * load<f32>(q + 3 * S + 32 * QS, 4);
-    }
-  } else if (type == Q8_0) {
-    for (; w < end; w += 34, q += BLK32) {
-      const w0 = v128.load(w, 2), w1 = v128.load(w, 18);
-      const dw = h2f(w);
-      a0 = stepS(a0, q, w0, w1, dw); a1 = stepS(a1, q + S, w0, w1, dw);
-      a2 = stepS(a2, q + 2 * S, w0, w1, dw); a3 = stepS(a3, q + 3 * S, w0, w1, dw);
-    }
-  } else if (type == Q6_K) {
-    dot4tokQ6_K(w, end, q, S, out, ostride);
-    return true;
-  } else if (type == Q4_K) {
-    dot4tokQ4_K(w, end, q, S, out, ostride);
-    return true;
-  } else {
-    return false;
+    v128.store(u, q4kMins2Lo(SC), 384);
+    v128.store(u, q4kMins2Hi(SC), 400);
+    store<f32>(u, h2f(w), 416);
+    store<f32>(u, h2f(w + 2), 420);
   }
-  store<f32>(out, hsum(a0) + m0);
-  store<f32>(out + ostride, hsum(a1) + m1);
-  store<f32>(out + 2 * ostride, hsum(a2) + m2);
-  store<f32>(out + 3 * ostride, hsum(a3) + m3);
-  return true;
+}
+
+/** dotQ4_K on an unpacked row. */
+function udotQ4_K(u: usize, nsb: i32, q: usize): f32 {
+  let acc = f32x4.splat(0);
+  let corr = f32x4.splat(0);
+  for (let b = 0; b < nsb; b++, u += U4K, q += BLK256) {
+    const M = q + 256 * QS;
+    let isum = i32x4.splat(0);
+    for (let c: usize = 0; c < 4; c++) {
+      const o = u + (c << 6), so = u + 256 + (c << 5);
+      isum = q4kpartV(isum, q + (c << 6) * QS, v128.load(o), v128.load(o, 16), v128.load(o, 32), v128.load(o, 48), v128.load(so), v128.load(so, 16));
+    }
+    const mins = q4kminsV(v128.load(u, 384), v128.load(u, 400), M + 80);
+    const dx = load<f32>(M);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(u, 416) * dx)));
+    corr = f32x4.add(corr, f32x4.mul(f32x4.convert_i32x4_s(mins), f32x4.splat(load<f32>(u, 420) * dx)));
+  }
+  return hsum(acc) - hsum(corr);
+}
+
+function unpackQ6_K(w: usize, nsb: i32, u: usize): void {
+  const m30 = i8x16.splat(0x30);
+  for (let b = 0; b < nsb; b++, w += 210, u += U6K) {
+    for (let h: usize = 0; h < 2; h++) {
+      const ql = w + (h << 6);
+      const qh = w + 128 + (h << 5);
+      const sp = w + 192 + (h << 3);
+      for (let half: usize = 0; half < 2; half++) {
+        const l = half << 4;
+        const a = v128.load(ql + l, 0), c = v128.load(ql + l, 32), hb = v128.load(qh + l);
+        const o = u + (((h << 1) + half) << 6), so = u + 256 + (((h << 1) + half) << 6);
+        v128.store(o, v128.or(lo4(a), v128.and(i16x8.shl(hb, 4), m30)));
+        v128.store(o, v128.or(lo4(c), v128.and(i16x8.shl(hb, 2), m30)), 16);
+        v128.store(o, v128.or(hi4(a), v128.and(hb, m30)), 32);
+        v128.store(o, v128.or(hi4(c), v128.and(i16x8.shr_u(hb, 2), m30)), 48);
+        v128.store(so, q6sc(sp, <i32>half));
+        v128.store(so, q6sc(sp, <i32>half + 2), 16);
+        v128.store(so, q6sc(sp, <i32>half + 4), 32);
+        v128.store(so, q6sc(sp, <i32>half + 6), 48);
+      }
+    }
+    v128.store(u, q6lo(w + 192), 512);
+    v128.store(u, q6hi(w + 192), 528);
+    store<f32>(u, h2f(w + 208), 544);
+  }
+}
+
+/** dotQ6_K on an unpacked row. */
+function udotQ6_K(u: usize, nsb: i32, q: usize): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nsb; b++, u += U6K, q += BLK256) {
+    const M = q + 256 * QS;
+    let isum = i32x4.splat(0);
+    for (let h: usize = 0; h < 2; h++) {
+      const xh = q + (h << 7) * QS;
+      for (let half: usize = 0; half < 2; half++) {
+        const k = (h << 1) + half;
+        const o = u + (k << 6), so = u + 256 + (k << 6);
+        isum = q6part4(isum, xh + (half << 4) * QS, v128.load(o), v128.load(o, 16), v128.load(o, 32), v128.load(o, 48),
+          v128.load(so), v128.load(so, 16), v128.load(so, 32), v128.load(so, 48));
+      }
+    }
+    isum = i32x4.sub(isum, i32x4.shl(q6offsV(v128.load(u, 512), v128.load(u, 528), M + 80), 5));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(u, 544) * load<f32>(M))));
+  }
+  return hsum(acc);
+}
+
+/** udotQ4_K for two tokens (at q and q + S) at once, sharing the codes' and scales' loads: [y_q, y_q+S] to o, o + oS. */
+function udotQ4_K2(u: usize, nsb: i32, q: usize, S: usize, o: usize, oS: usize): void {
+  let acc = f32x4.splat(0), acc2 = f32x4.splat(0);
+  let corr = f32x4.splat(0), corr2 = f32x4.splat(0);
+  for (let b = 0; b < nsb; b++, u += U4K, q += BLK256) {
+    const M = q + 256 * QS;
+    let isum = i32x4.splat(0), isum2 = i32x4.splat(0);
+    for (let c: usize = 0; c < 4; c++) {
+      const o = u + (c << 6), so = u + 256 + (c << 5), xq = q + (c << 6) * QS;
+      const l0 = v128.load(o), l1 = v128.load(o, 16), h0 = v128.load(o, 32), h1 = v128.load(o, 48);
+      const sa = v128.load(so), sb = v128.load(so, 16);
+      isum = q4kpartV(isum, xq, l0, l1, h0, h1, sa, sb);
+      isum2 = q4kpartV(isum2, xq + S, l0, l1, h0, h1, sa, sb);
+    }
+    const M0 = v128.load(u, 384), M1 = v128.load(u, 400), d = load<f32>(u, 416), dmin = load<f32>(u, 420);
+    const dx = load<f32>(M), dx2 = load<f32>(M + S);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d * dx)));
+    corr = f32x4.add(corr, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(M0, M1, M + 80)), f32x4.splat(dmin * dx)));
+    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(isum2), f32x4.splat(d * dx2)));
+    corr2 = f32x4.add(corr2, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(M0, M1, M + S + 80)), f32x4.splat(dmin * dx2)));
+  }
+  store<f32>(o, hsum(acc) - hsum(corr));
+  store<f32>(o + oS, hsum(acc2) - hsum(corr2));
+}
+
+/** udotQ6_K for two tokens (at q and q + S) at once, sharing the codes' and scales' loads: [y_q, y_q+S] to o, o + oS. */
+function udotQ6_K2(u: usize, nsb: i32, q: usize, S: usize, o: usize, oS: usize): void {
+  let acc = f32x4.splat(0), acc2 = f32x4.splat(0);
+  for (let b = 0; b < nsb; b++, u += U6K, q += BLK256) {
+    const M = q + 256 * QS;
+    let isum = i32x4.splat(0), isum2 = i32x4.splat(0);
+    for (let k: usize = 0; k < 4; k++) {
+      const o = u + (k << 6), so = u + 256 + (k << 6);
+      const xk = q + (((k >> 1) << 7) + ((k & 1) << 4)) * QS;
+      const q1 = v128.load(o), q2 = v128.load(o, 16), q3 = v128.load(o, 32), q4 = v128.load(o, 48);
+      const S0 = v128.load(so), S1 = v128.load(so, 16), S2 = v128.load(so, 32), S3 = v128.load(so, 48);
+      isum = q6part4(isum, xk, q1, q2, q3, q4, S0, S1, S2, S3);
+      isum2 = q6part4(isum2, xk + S, q1, q2, q3, q4, S0, S1, S2, S3);
+    }
+    const s0 = v128.load(u, 512), s1 = v128.load(u, 528), d = load<f32>(u, 544);
+    isum = i32x4.sub(isum, i32x4.shl(q6offsV(s0, s1, M + 80), 5));
+    isum2 = i32x4.sub(isum2, i32x4.shl(q6offsV(s0, s1, M + S + 80), 5));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d * load<f32>(M))));
+    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(isum2), f32x4.splat(d * load<f32>(M + S))));
+  }
+  store<f32>(o, hsum(acc));
+  store<f32>(o + oS, hsum(acc2));
+}
+
+/** qmatmul's rows [r0, r1) of a Q4_K / Q6_K matrix, a row unpacked at a time into u (kRowScratch bytes). */
+function kmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32, r1: i32,
+  qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize, u: usize): void {
+  const nsb = cols >> 8;
+  let wr = w + <usize>r0 * rowBytes;
+  for (let r = r0; r < r1; r++, wr += rowBytes) {
+    const o = Out + (<usize>r << 2);
+    if (type == Q4_K) {
+      unpackQ4_K(wr, nsb, u);
+      let t = 0;
+      for (; t + 2 <= nTok; t += 2) udotQ4_K2(u, nsb, qa + <usize>t * qaStride, qaStride, o + <usize>t * outStride, outStride);
+      if (t < nTok) store<f32>(o + <usize>t * outStride, udotQ4_K(u, nsb, qa + <usize>t * qaStride));
+    } else {
+      unpackQ6_K(wr, nsb, u);
+      let t = 0;
+      for (; t + 2 <= nTok; t += 2) udotQ6_K2(u, nsb, qa + <usize>t * qaStride, qaStride, o + <usize>t * outStride, outStride);
+      if (t < nTok) store<f32>(o + <usize>t * outStride, udotQ6_K(u, nsb, qa + <usize>t * qaStride));
+    }
+  }
 }
 
 /**
@@ -760,12 +789,15 @@ function dot4tok(type: i32, w: usize, end: usize, q: usize, S: usize, out: usize
  */
 export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32, r1: i32,
   qa: usize, qaStride: usize, nTok: i32, Out: usize, outStride: usize, scratch: usize): void {
+  if (type == Q4_K || type == Q6_K) {
+    kmatmul(type, w, rowBytes, cols, r0, r1, qa, qaStride, nTok, Out, outStride, scratch);
+    return;
+  }
   // rows in tiles small enough to stay in L1 while the tokens stream past them
   const tile = max(1, min(16, <i32>(<usize>16384 / rowBytes)));
   const lanes = type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q8_0;
-  const four = lanes || type == Q4_K || type == Q6_K;
   const nb = cols >> 5;
-  const groups = four ? nTok >> 2 : 0;
+  const groups = lanes ? nTok >> 2 : 0;
   // two tokens left over share their weight blocks too, and a last single token goes through the
   // same lanes (the 32-block types): every token is then summed in one order, the order of the
   // interleaved decode kernel (asm/r4.ts), so a batch gives each sequence the logits it gets alone
@@ -785,15 +817,11 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
       let wr = w + <usize>ra * rowBytes;
       for (let r = ra; r < rb; r++, wr += rowBytes) {
         const or = o + (<usize>r << 2);
-        if (lanes) {
-          const y = dot4lanes(type, wr, wr + rowBytes, a, qaStride, scratch + <usize>(g * nb) * 32);
-          store<f32>(or, f32x4.extract_lane(y, 0));
-          store<f32>(or + outStride, f32x4.extract_lane(y, 1));
-          store<f32>(or + 2 * outStride, f32x4.extract_lane(y, 2));
-          store<f32>(or + 3 * outStride, f32x4.extract_lane(y, 3));
-        } else {
-          dot4tok(type, wr, wr + rowBytes, a, qaStride, or, outStride);
-        }
+        const y = dot4lanes(type, wr, wr + rowBytes, a, qaStride, scratch + <usize>(g * nb) * 32);
+        store<f32>(or, f32x4.extract_lane(y, 0));
+        store<f32>(or + outStride, f32x4.extract_lane(y, 1));
+        store<f32>(or + 2 * outStride, f32x4.extract_lane(y, 2));
+        store<f32>(or + 3 * outStride, f32x4.extract_lane(y, 3));
       }
     }
     if (pair) {
@@ -826,5 +854,5 @@ export function qmatmul(type: i32, w: usize, rowBytes: usize, cols: i32, r0: i32
 
 /** Scratch bytes qmatmul needs per thread. */
 export function qmatmulScratch(cols: i32, nTok: i32): usize {
-  return <usize>(((nTok >> 2) + 2) * (cols >> 5)) * 32 + 64;
+  return max(<usize>(((nTok >> 2) + 2) * (cols >> 5)) * 32 + 64, kRowScratch(cols));
 }
