@@ -17,6 +17,7 @@
 import { BF16, F16, F32, f16, hsum, kMin, kScale, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, qhMask } from './common';
 import { expx4 } from './exp';
 export { rmsnorm, activate, combine, rope, keepAbove } from './ops';
+import { activate, combine } from './ops';
 import { qmatvec, qmatmul, RELAXED } from './q8';
 import { tbuild, tmatvec } from './sparse';
 export { tkind, tpanelWidth, tpanelBytes, tbuild, tprepare, tplanBytes, tplan } from './sparse';
@@ -857,6 +858,9 @@ export const T_TBUILD: i32 = 9;  // type w rowBytes rows units(tiles of 32 rows)
 export const T_R4MATVEC: i32 = 10; // type w rowBytes - units(groups of 4 rows) - qa out   (interleaved rows, dense: asm/r4.ts)
 export const T_SCREEN_GROUPS: i32 = 11; // w2 nb2 gidx xa units(listed groups) split rs out   (the screen's second stage: asm/screen.ts)
 export const T_SCREEN_SELECT: i32 = 12; // s r t n params units(SELECT_UNIT rows) always idx counts   (the candidate scan: asm/screen.ts)
+export const T_EW: i32 = 13;     // op(0 SiLU, 1 GELU, 2 multiply) a b n units(EW_UNIT elements)   (element-wise ops of a batch: asm/ops.ts)
+/** elements per unit of T_EW */
+const EW_UNIT: i32 = 4096;
 // T_QMATVEC word 9, T_QMATMUL word 13 (its units then groups of 4 rows), T_TBUILD word 8: the
 // weights' layout (0 ggml rows, 1 four rows interleaved)
 const L_R4: i32 = 1;
@@ -939,6 +943,13 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
       case T_SCREEN_SELECT:
         screenSelectUnits(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 6), word(t, 7), word(t, 8), word(t, 9), a, b);
         break;
+      case T_EW: {
+        const i0 = a * EW_UNIT, i1 = min(word(t, 4), b * EW_UNIT), op = word(t, 1);
+        const off = <usize>i0 << 2;
+        if (op == 2) combine(<usize>word(t, 2) + off, <usize>word(t, 3) + off, i1 - i0, 0);
+        else activate(<usize>word(t, 2) + off, i1 - i0, op);
+        break;
+      }
       case T_SCREEN_BUILD: {
         // dequantize four rows (padding rows are zero); phase 0 takes their column maxima,
         // phase 1 quantizes them as one screen group

@@ -66,6 +66,30 @@ test('mul and add: wasm == ref', () => {
   }
 });
 
+test('silu, gelu and mul of a batch on two threads: the same bits as on one (sizes around the 4096-element units)', () => {
+  const k2 = createWasmKernels({ threads: 2 });
+  try {
+    const rnd = mulberry32(77);
+    for (const n of [8191, 8192, 8193, 3 * 4096 + 5, 40000]) {
+      for (const act of ['silu', 'gelu'] as const) {
+        const x = Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * 6);
+        const one = f32On(k.alloc.bind(k), n), two = f32On(k2.alloc.bind(k2), n);
+        one.set(x); two.set(x);
+        k.activate(one, 0, n, act);
+        k2.activate(two, 0, n, act);
+        assert.deepEqual(two, one, `${act} n ${n}`);
+        const b1 = f32On(k.alloc.bind(k), n), b2 = f32On(k2.alloc.bind(k2), n);
+        for (let i = 0; i < n; i++) b1[i] = b2[i] = rnd() * 2 - 1;
+        k.mul(one, 0, b1, 0, n);
+        k2.mul(two, 0, b2, 0, n);
+        assert.deepEqual(two, one, `mul n ${n}`);
+      }
+    }
+  } finally {
+    k2.close();
+  }
+});
+
 test('rope: wasm == ref, neox and interleaved pairs, partial rotation', () => {
   for (const neox of [true, false]) {
     for (const [nHeads, headDim, dims] of [[9, 64, 64], [2, 128, 128], [3, 256, 128], [1, 10, 6]] as const) {

@@ -166,6 +166,9 @@ const T_TBUILD = 9;
 const T_R4MATVEC = 10;
 const T_SCREEN_GROUPS = 11;
 const T_SCREEN_SELECT = 12;
+const T_EW = 13;
+/** elements per unit of an element-wise task (asm/kernels.ts EW_UNIT); below 2 units the op runs on the calling thread */
+const EW_UNIT = 4096;
 /** rows per unit of the threaded candidate scan (asm/screen.ts SELECT_UNIT) */
 const SELECT_UNIT = 4096;
 /** task lists of at most this many units (rows, or groups of four) run on the calling thread alone */
@@ -820,6 +823,14 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     return c;
   }
   const ACT: Record<Activation, number> = { silu: 0, gelu: 1 };
+  /** An element-wise op over n elements at pa (and pb) on all threads: 0 SiLU, 1 GELU, 2 multiply. */
+  function elementwise(op: number, pa: number, pb: number, n: number): void {
+    beginScratch(TASK_WORDS * 4 + 64);
+    table = take(TASK_WORDS * 4);
+    nTasks = 0;
+    task([T_EW, op, pa, pb, n, Math.ceil(n / EW_UNIT)]);
+    dispatch();
+  }
   const ops = {
     rmsnorm(out: Float32Array, o: number, x: Float32Array, xo: number, w: Float32Array, n: number, eps: number): void {
       const po = addr(out, o), px = addr(x, xo);
@@ -829,11 +840,14 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     activate(x: Float32Array, o: number, n: number, act: Activation): void {
       const p = addr(x, o);
       if (p < 0 || o + n > x.length) return refOps.activate(x, o, n, act);
+      // a batch's activations (prefill: 32 rows of the MLP) on all threads
+      if (pool && n >= 2 * EW_UNIT) return elementwise(ACT[act]!, p, 0, n);
       ex.activate(p, n, ACT[act]);
     },
     mul(a: Float32Array, o: number, b: Float32Array, bo: number, n: number): void {
       const pa = addr(a, o), pb = addr(b, bo);
       if (pa < 0 || pb < 0 || o + n > a.length || bo + n > b.length) return refOps.mul(a, o, b, bo, n);
+      if (pool && n >= 2 * EW_UNIT) return elementwise(2, pa, pb, n);
       ex.combine(pa, pb, n, 0);
     },
     add(a: Float32Array, o: number, b: Float32Array, bo: number, n: number): void {
