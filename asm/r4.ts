@@ -233,7 +233,7 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
       const d = h4raw(i32x4.extend_low_i16x8_s(dm));
       const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
       acc = blockTerm(type, acc, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
-      if (type == Q4_1) mins = fma4(m, v128.load(q + 32 * QS, 32), mins);
+      if (type == Q4_1) acc = fma4(m, v128.load(q + 32 * QS, 32), acc);
     }
     v128.store(out + (<usize>g << 4), f32x4.add(acc, mins));
   }
@@ -455,7 +455,7 @@ export function r4matmulScratch(cols: i32): usize {
     const S = sums4(type, q, v128.load(c), v128.load(c, 16), v128.load(c, 32), v128.load(c, 48),
       v128.load(c, 64), v128.load(c, 80), v128.load(c, 96), v128.load(c, 112));
     acc = blockTerm(type, acc, S, q + 32 * QS, v128.load(c, 128));
-    if (type == Q4_1) mins = fma4(v128.load(c, 144), v128.load(q + 32 * QS, 32), mins);
+    if (type == Q4_1) acc = fma4(v128.load(c, 144), v128.load(q + 32 * QS, 32), acc);
   }
   return f32x4.add(acc, mins);
 }
