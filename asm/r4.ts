@@ -217,25 +217,27 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
   for (let g = g0; g < g1; g++) {
     let p = w + <usize>g * 4 * rowBytes;
     let q = qa;
-    // two accumulators (the scaled sums, the mins' term): two short dependency chains, added at the end
-    let acc = f32x4.splat(0), mins = f32x4.splat(0);
+    let acc = f32x4.splat(0);
     for (let b = 0; b < nb; b++, p += sbBytes, q += BLK32) {
-      const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
-      let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
-      if (type == Q5_0) {
-        const qh = v128.load(p, 8);
-        a0 = v128.or(a0, plane(qh, 0)); b0 = v128.or(b0, plane(qh, 1));
-        a1 = v128.or(a1, plane(qh, 2)); b1 = v128.or(b1, plane(qh, 3));
-        a2 = v128.or(a2, plane(qh, 4)); b2 = v128.or(b2, plane(qh, 5));
-        a3 = v128.or(a3, plane(qh, 6)); b3 = v128.or(b3, plane(qh, 7));
-      }
+      // each row's codes loaded and multiplied before the next row's are: fewer vectors live at
+      // once (all eight code vectors first kept the sum on the stack, a store and a load per block)
+      const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
+      const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
+      const qh = type == Q5_0 ? v128.load(p, 8) : i8x16.splat(0);
+      const v0 = v128.load(p + codes);
+      const P0 = padd(pd(xl, xh, type == Q5_0 ? v128.or(lo4(v0), plane(qh, 0)) : lo4(v0)), pd(xl2, xh2, type == Q5_0 ? v128.or(hi4(v0), plane(qh, 1)) : hi4(v0)));
+      const v1 = v128.load(p + codes + 16);
+      const P1 = padd(pd(xl, xh, type == Q5_0 ? v128.or(lo4(v1), plane(qh, 2)) : lo4(v1)), pd(xl2, xh2, type == Q5_0 ? v128.or(hi4(v1), plane(qh, 3)) : hi4(v1)));
+      const v2 = v128.load(p + codes + 32);
+      const P2 = padd(pd(xl, xh, type == Q5_0 ? v128.or(lo4(v2), plane(qh, 4)) : lo4(v2)), pd(xl2, xh2, type == Q5_0 ? v128.or(hi4(v2), plane(qh, 5)) : hi4(v2)));
+      const v3 = v128.load(p + codes + 48);
+      const P3 = padd(pd(xl, xh, type == Q5_0 ? v128.or(lo4(v3), plane(qh, 6)) : lo4(v3)), pd(xl2, xh2, type == Q5_0 ? v128.or(hi4(v3), plane(qh, 7)) : hi4(v3)));
+      const S = rowSums(type, P0, P1, P2, P3);
       const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
-      const d = h4raw(i32x4.extend_low_i16x8_s(dm));
-      const m = type == Q4_1 ? h4raw(i32x4.extend_high_i16x8_s(dm)) : d;
-      acc = blockTerm(type, acc, sums4(type, q, a0, b0, a1, b1, a2, b2, a3, b3), q + 32 * QS, d);
-      if (type == Q4_1) acc = fma4(m, v128.load(q + 32 * QS, 32), acc);
+      acc = blockTerm(type, acc, S, q + 32 * QS, h4raw(i32x4.extend_low_i16x8_s(dm)));
+      if (type == Q4_1) acc = fma4(h4raw(i32x4.extend_high_i16x8_s(dm)), v128.load(q + 32 * QS, 32), acc);
     }
-    v128.store(out + (<usize>g << 4), f32x4.add(acc, mins));
+    v128.store(out + (<usize>g << 4), acc);
   }
 }
 
@@ -246,10 +248,15 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
   let q = qa;
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++, p += 136, q += BLK32) {
+    // sums4q8's arithmetic with each row's codes loaded just before they are used (r4matvecK)
     const c = p + 8;
-    const S = sums4q8(q, v128.load(c), v128.load(c, 16), v128.load(c, 32), v128.load(c, 48),
-      v128.load(c, 64), v128.load(c, 80), v128.load(c, 96), v128.load(c, 112));
-    acc = blockTerm(Q8_0, acc, S, q + 32 * QS, h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))));
+    const x0 = v128.load(q), x1 = v128.load(q + 16 * QS);
+    const a0 = xu(x0), a1 = xm(x0, q), b0 = xu(x1), b1 = xm(x1, q + 16 * QS);
+    const s0 = i32x4.add(sd(a0, a1, v128.load(c)), sd(b0, b1, v128.load(c, 16)));
+    const s1 = i32x4.add(sd(a0, a1, v128.load(c, 32)), sd(b0, b1, v128.load(c, 48)));
+    const s2 = i32x4.add(sd(a0, a1, v128.load(c, 64)), sd(b0, b1, v128.load(c, 80)));
+    const s3 = i32x4.add(sd(a0, a1, v128.load(c, 96)), sd(b0, b1, v128.load(c, 112)));
+    acc = blockTerm(Q8_0, acc, tsum4(s0, s1, s2, s3), q + 32 * QS, h4raw(i32x4.extend_low_i16x8_s(v128.load64_zero(p))));
   }
   return acc;
 }
@@ -340,13 +347,9 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
   if (sink == 0xffffffff) store<f32>(out + (<usize>i0 << 2), 0);
 }
 
-/** The four rows' integer sums for one token (activation codes at q): [S_r0, S_r1, S_r2, S_r3]. */
+/** The four rows' partial sums (P_r: row r's i16 or i32 partial-sum vector) → [S_r0, S_r1, S_r2, S_r3]. */
 // @ts-ignore: decorator
-@inline function sums4(type: i32, q: usize, a0: v128, b0: v128, a1: v128, b1: v128, a2: v128, b2: v128, a3: v128, b3: v128): v128 {
-  const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
-  const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
-  const P0 = padd(pd(xl, xh, a0), pd(xl2, xh2, b0)), P1 = padd(pd(xl, xh, a1), pd(xl2, xh2, b1));
-  const P2 = padd(pd(xl, xh, a2), pd(xl2, xh2, b2)), P3 = padd(pd(xl, xh, a3), pd(xl2, xh2, b3));
+@inline function rowSums(type: i32, P0: v128, P1: v128, P2: v128, P3: v128): v128 {
   if (type == Q5_0) return RELAXED ? tsum4w(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
   return RELAXED ? tsum4s(P0, P1, P2, P3) : tsum4(P0, P1, P2, P3);
 }
@@ -373,15 +376,6 @@ export function r4gather(type: i32, w: usize, rowBytes: usize, rowIdx: usize, i0
 @inline function xu(x: v128): v128 { return RELAXED ? i8x16.abs(x) : x; }
 // @ts-ignore: decorator
 @inline function xm(x: v128, p: usize): v128 { return RELAXED ? i8x16.lt_s(x, i8x16.splat(0)) : v128.load(p, 16); }
-
-/** Q8_0: the four rows' integer sums for one token (activation codes at q; row r's codes in wr0, wr1). */
-// @ts-ignore: decorator
-@inline function sums4q8(q: usize, w00: v128, w01: v128, w10: v128, w11: v128, w20: v128, w21: v128, w30: v128, w31: v128): v128 {
-  const x0 = v128.load(q), x1 = v128.load(q + 16 * QS);
-  const a0 = xu(x0), a1 = xm(x0, q), b0 = xu(x1), b1 = xm(x1, q + 16 * QS);
-  return tsum4(i32x4.add(sd(a0, a1, w00), sd(b0, b1, w01)), i32x4.add(sd(a0, a1, w10), sd(b0, b1, w11)),
-    i32x4.add(sd(a0, a1, w20), sd(b0, b1, w21)), i32x4.add(sd(a0, a1, w30), sd(b0, b1, w31)));
-}
 
 /** acc + this block's scaled sums for one token: (S − off)·d·dx — the order of every kernel here. */
 // @ts-ignore: decorator
@@ -449,15 +443,21 @@ export function r4matmulScratch(cols: i32): usize {
 /** One token (activation at q) · the unpacked row group at buf: [y_r0, y_r1, y_r2, y_r3], r4matvecK's sums. */
 // @ts-ignore: decorator
 @inline function unpackedDot(type: i32, buf: usize, nb: i32, q: usize): v128 {
-  let acc = f32x4.splat(0), mins = f32x4.splat(0);
+  let acc = f32x4.splat(0);
   let c = buf;
   for (let b = 0; b < nb; b++, c += UNPACKED, q += BLK32) {
-    const S = sums4(type, q, v128.load(c), v128.load(c, 16), v128.load(c, 32), v128.load(c, 48),
-      v128.load(c, 64), v128.load(c, 80), v128.load(c, 96), v128.load(c, 112));
+    // each row's codes loaded just before they are used (as r4matvecK)
+    const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
+    const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
+    const P0 = padd(pd(xl, xh, v128.load(c)), pd(xl2, xh2, v128.load(c, 16)));
+    const P1 = padd(pd(xl, xh, v128.load(c, 32)), pd(xl2, xh2, v128.load(c, 48)));
+    const P2 = padd(pd(xl, xh, v128.load(c, 64)), pd(xl2, xh2, v128.load(c, 80)));
+    const P3 = padd(pd(xl, xh, v128.load(c, 96)), pd(xl2, xh2, v128.load(c, 112)));
+    const S = rowSums(type, P0, P1, P2, P3);
     acc = blockTerm(type, acc, S, q + 32 * QS, v128.load(c, 128));
     if (type == Q4_1) acc = fma4(v128.load(c, 144), v128.load(q + 32 * QS, 32), acc);
   }
-  return f32x4.add(acc, mins);
+  return acc;
 }
 
 // one function per type: a loop of its own for the register allocator
