@@ -305,7 +305,9 @@ test('--sparse-head: a sequence decoding alone gets the sparse output layer (gre
   for (const ev of session.generate(ids, { temperature: 0, maxTokens: 12 })) expected += ev.text;
   assert.equal(r.choices[0]!.message.content, expected);
   const st = server.engine.getStats();
-  assert.ok(st.headSteps >= 12, `sparse-head steps ${st.headSteps}`);
+  // every decode step after the prompt's (the answer may stop before max_tokens at end of turn)
+  const generated = r.usage!.completion_tokens;
+  assert.ok(generated >= 2 && st.headSteps >= generated - 1, `sparse-head steps ${st.headSteps} for ${generated} tokens`);
   const perStep = st.headRows / st.headSteps;
   assert.ok(perStep >= 1 && perStep < model.config.vocabSize / 10, `rows rescored per step ${perStep}`);
   const m = /^ctxsparse_head_rows_rescored ([0-9.]+)$/m.exec(server.metrics());
