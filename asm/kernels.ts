@@ -880,10 +880,13 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
     return;
   }
   // the first STATIC_SHARE of the units in equal contiguous ranges (one forward stream per thread),
-  // the rest claimed in small chunks by whoever is free
-  const fixed = total * STATIC_SHARE / 4;
-  runRange(table, nTasks, <i32>(fixed * tid / nth), <i32>(fixed * (tid + 1) / nth), tid);
-  const chunk = <i32>max<i64>(1, (total - fixed) / (CHUNKS_PER_THREAD * <i64>nth));
+  // the rest claimed in small chunks by whoever is free. Attention units differ in cost (a prefill
+  // batch's rows attend to more and more positions; the host lists them longest first): all of
+  // them are claimed one at a time.
+  const attn = word(table, 0) == T_ATTN;
+  const fixed = attn ? 0 : total * STATIC_SHARE / 4;
+  if (fixed > 0) runRange(table, nTasks, <i32>(fixed * tid / nth), <i32>(fixed * (tid + 1) / nth), tid);
+  const chunk = attn ? 1 : <i32>max<i64>(1, (total - fixed) / (CHUNKS_PER_THREAD * <i64>nth));
   const counter = table + (<usize>CLAIM << 2);
   for (;;) {
     const c0 = <i64>atomic.add<i32>(counter, chunk) + fixed;

@@ -734,6 +734,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       else fast.push(a);
     }
     if (fast.length === 0) return;
+    // longest first: the threads claim attention's units one at a time (asm/kernels.ts run)
+    fast.sort((a, b) => b.n - a.n);
     let bytes = TASK_WORDS * 4 * fast.length + 64;
     let maxN = 0;
     for (const a of fast) {
