@@ -85,7 +85,9 @@ export class Forward {
       const denom = Float64Array.from({ length: cfg.rope.dims / 2 }, (_, i) => Math.pow(base, (2 * i) / cfg.rope.dims));
       this.rope.set(base, { step: -1, cs: make(B * cfg.rope.dims), denom });
     }
-    this.logitsBuf = new Float32Array(cfg.vocabSize);
+    // one row in the kernels' memory: the output layer's mat-vec writes it in place (a copy of the
+    // whole vocabulary per step otherwise); more rows (a prompt's 'all') grow it in the JS heap
+    this.logitsBuf = make(cfg.vocabSize);
     this.embRow = new Uint8Array(w.tokenEmbd.rowBytes);
   }
 
