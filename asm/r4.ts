@@ -248,7 +248,7 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
   let q = qa;
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++, p += 136, q += BLK32) {
-    // sums4q8's arithmetic with each row's codes loaded just before they are used (r4matvecK)
+    // each row's codes loaded just before their products (as in r4matvecK); |x| and x's sign mask once for all four rows
     const c = p + 8;
     const x0 = v128.load(q), x1 = v128.load(q + 16 * QS);
     const a0 = xu(x0), a1 = xm(x0, q), b0 = xu(x1), b1 = xm(x1, q + 16 * QS);
