@@ -187,6 +187,22 @@ export function r4rows(type: i32, w: usize, rowBytes: usize, r0: i32, r1: i32, d
   return v128.and(k <= 4 ? i16x8.shl(qh, 4 - k) : i16x8.shr_u(qh, k - 4), i8x16.splat(0x10));
 }
 
+/**
+ * Code vector k of a superblock's four rows (row k >> 1; low nibbles for even k, high for odd), from
+ * the row's 16 code bytes v and, for Q5_0, the fifth bits' planes qh.
+ */
+// @ts-ignore: decorator
+@inline function codeVec(type: i32, v: v128, qh: v128, k: i32): v128 {
+  const c = k & 1 ? hi4(v) : lo4(v);
+  return type == Q5_0 ? v128.or(c, plane(qh, k)) : c;
+}
+
+/** One row's partial sums for one token: its two code vectors a, b times the activation's two halves. */
+// @ts-ignore: decorator
+@inline function rowPart(xl: v128, xh: v128, xl2: v128, xh2: v128, a: v128, b: v128): v128 {
+  return padd(pd(xl, xh, a), pd(xl2, xh2, b));
+}
+
 /** a·b + c, fused where relaxed SIMD allows it (the same in every kernel here, so their sums agree) */
 // @ts-ignore: decorator
 @inline function fma4(a: v128, b: v128, c: v128): v128 {
@@ -225,13 +241,13 @@ export function r4matvec(type: i32, w: usize, rowBytes: usize, g0: i32, g1: i32,
       const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
       const qh = type == Q5_0 ? v128.load(p, 8) : i8x16.splat(0);
       const v0 = v128.load(p + codes);
-      const P0 = padd(pd(xl, xh, type == Q5_0 ? v128.or(lo4(v0), plane(qh, 0)) : lo4(v0)), pd(xl2, xh2, type == Q5_0 ? v128.or(hi4(v0), plane(qh, 1)) : hi4(v0)));
+      const P0 = rowPart(xl, xh, xl2, xh2, codeVec(type, v0, qh, 0), codeVec(type, v0, qh, 1));
       const v1 = v128.load(p + codes + 16);
-      const P1 = padd(pd(xl, xh, type == Q5_0 ? v128.or(lo4(v1), plane(qh, 2)) : lo4(v1)), pd(xl2, xh2, type == Q5_0 ? v128.or(hi4(v1), plane(qh, 3)) : hi4(v1)));
+      const P1 = rowPart(xl, xh, xl2, xh2, codeVec(type, v1, qh, 2), codeVec(type, v1, qh, 3));
       const v2 = v128.load(p + codes + 32);
-      const P2 = padd(pd(xl, xh, type == Q5_0 ? v128.or(lo4(v2), plane(qh, 4)) : lo4(v2)), pd(xl2, xh2, type == Q5_0 ? v128.or(hi4(v2), plane(qh, 5)) : hi4(v2)));
+      const P2 = rowPart(xl, xh, xl2, xh2, codeVec(type, v2, qh, 4), codeVec(type, v2, qh, 5));
       const v3 = v128.load(p + codes + 48);
-      const P3 = padd(pd(xl, xh, type == Q5_0 ? v128.or(lo4(v3), plane(qh, 6)) : lo4(v3)), pd(xl2, xh2, type == Q5_0 ? v128.or(hi4(v3), plane(qh, 7)) : hi4(v3)));
+      const P3 = rowPart(xl, xh, xl2, xh2, codeVec(type, v3, qh, 6), codeVec(type, v3, qh, 7));
       const S = rowSums(type, P0, P1, P2, P3);
       const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
       acc = blockTerm(type, acc, S, q + 32 * QS, h4raw(i32x4.extend_low_i16x8_s(dm)));
@@ -423,17 +439,12 @@ export function r4matmulScratch(cols: i32): usize {
   const codes: usize = type == Q4_0 ? 8 : type == Q4_1 ? 16 : 24;
   let p = W0, c = buf;
   for (let b = 0; b < nb; b++, p += sbBytes, c += UNPACKED) {
+    const qh = type == Q5_0 ? v128.load(p, 8) : i8x16.splat(0);
     const v0 = v128.load(p + codes), v1 = v128.load(p + codes + 16), v2 = v128.load(p + codes + 32), v3 = v128.load(p + codes + 48);
-    let a0 = lo4(v0), b0 = hi4(v0), a1 = lo4(v1), b1 = hi4(v1), a2 = lo4(v2), b2 = hi4(v2), a3 = lo4(v3), b3 = hi4(v3);
-    if (type == Q5_0) {
-      const qh = v128.load(p, 8);
-      a0 = v128.or(a0, plane(qh, 0)); b0 = v128.or(b0, plane(qh, 1));
-      a1 = v128.or(a1, plane(qh, 2)); b1 = v128.or(b1, plane(qh, 3));
-      a2 = v128.or(a2, plane(qh, 4)); b2 = v128.or(b2, plane(qh, 5));
-      a3 = v128.or(a3, plane(qh, 6)); b3 = v128.or(b3, plane(qh, 7));
-    }
-    v128.store(c, a0); v128.store(c, b0, 16); v128.store(c, a1, 32); v128.store(c, b1, 48);
-    v128.store(c, a2, 64); v128.store(c, b2, 80); v128.store(c, a3, 96); v128.store(c, b3, 112);
+    v128.store(c, codeVec(type, v0, qh, 0)); v128.store(c, codeVec(type, v0, qh, 1), 16);
+    v128.store(c, codeVec(type, v1, qh, 2), 32); v128.store(c, codeVec(type, v1, qh, 3), 48);
+    v128.store(c, codeVec(type, v2, qh, 4), 64); v128.store(c, codeVec(type, v2, qh, 5), 80);
+    v128.store(c, codeVec(type, v3, qh, 6), 96); v128.store(c, codeVec(type, v3, qh, 7), 112);
     const dm = type == Q4_1 ? v128.load(p) : v128.load64_zero(p);
     v128.store(c, h4raw(i32x4.extend_low_i16x8_s(dm)), 128);
     if (type == Q4_1) v128.store(c, h4raw(i32x4.extend_high_i16x8_s(dm)), 144);
@@ -449,10 +460,10 @@ export function r4matmulScratch(cols: i32): usize {
     // each row's codes loaded just before they are used (as r4matvecK)
     const xl = v128.load(q), xh = RELAXED ? xl : v128.load(q, 16);
     const xl2 = v128.load(q + 16 * QS), xh2 = RELAXED ? xl2 : v128.load(q + 16 * QS, 16);
-    const P0 = padd(pd(xl, xh, v128.load(c)), pd(xl2, xh2, v128.load(c, 16)));
-    const P1 = padd(pd(xl, xh, v128.load(c, 32)), pd(xl2, xh2, v128.load(c, 48)));
-    const P2 = padd(pd(xl, xh, v128.load(c, 64)), pd(xl2, xh2, v128.load(c, 80)));
-    const P3 = padd(pd(xl, xh, v128.load(c, 96)), pd(xl2, xh2, v128.load(c, 112)));
+    const P0 = rowPart(xl, xh, xl2, xh2, v128.load(c), v128.load(c, 16));
+    const P1 = rowPart(xl, xh, xl2, xh2, v128.load(c, 32), v128.load(c, 48));
+    const P2 = rowPart(xl, xh, xl2, xh2, v128.load(c, 64), v128.load(c, 80));
+    const P3 = rowPart(xl, xh, xl2, xh2, v128.load(c, 96), v128.load(c, 112));
     const S = rowSums(type, P0, P1, P2, P3);
     acc = blockTerm(type, acc, S, q + 32 * QS, v128.load(c, 128));
     if (type == Q4_1) acc = fma4(v128.load(c, 144), v128.load(q + 32 * QS, 32), acc);
