@@ -219,6 +219,12 @@ export function quantizeAct(kind: i32, x: usize, n: i32, dst: usize): void {
   return v128.and(qhMask(qh, hiHalf), i8x16.splat(0x10));
 }
 
+/** acc + (integer sums)·s: a block's sums scaled into the float accumulator (every dot product here). */
+// @ts-ignore: decorator
+@inline function addScaled(acc: v128, sums: v128, s: f32): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.splat(s)));
+}
+
 // ------------------------------------------------------------------ row · activation
 
 // Each walks the weight row (w .. end) and the activation (q) block by block; M = the activation
@@ -232,7 +238,7 @@ function dotQ4_0(w: usize, end: usize, q: usize): f32 {
     const M = q + 32 * QS;
     // Σ(c − 8)·x = Σc·x − 8·Σx, exact in integers: 4 lanes × 2·Σx
     const s = i32x4.sub(pwiden(p), i32x4.splat(load<i32>(M, 4) << 1));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(M))));
+    acc = addScaled(acc, s, h2f(w) * load<f32>(M));
   }
   return hsum(acc);
 }
@@ -244,7 +250,7 @@ function dotQ4_1(w: usize, end: usize, q: usize): f32 {
     const v = v128.load(w, 4);
     const p = padd(pdot(q, lo4(v)), pdot(q + 16 * QS, hi4(v)));
     const M = q + 32 * QS;
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pwiden(p)), f32x4.splat(h2f(w) * load<f32>(M))));
+    acc = addScaled(acc, pwiden(p), h2f(w) * load<f32>(M));
     corr += h2f(w + 2) * load<f32>(M, 4);
   }
   return hsum(acc) + corr;
@@ -258,7 +264,7 @@ function dotQ5_0(w: usize, end: usize, q: usize): f32 {
     const p = padd(pdot(q, v128.or(lo4(v), bit5(qh, false))), pdot(q + 16 * QS, v128.or(hi4(v), bit5(qh, true))));
     const M = q + 32 * QS;
     const s = i32x4.sub(pwiden(p), i32x4.splat(load<i32>(M, 4) << 2)); // − 16·Σx
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(M))));
+    acc = addScaled(acc, s, h2f(w) * load<f32>(M));
   }
   return hsum(acc);
 }
@@ -271,7 +277,7 @@ function dotQ5_1(w: usize, end: usize, q: usize): f32 {
     const v = v128.load(w, 8);
     const p = padd(pdot(q, v128.or(lo4(v), bit5(qh, false))), pdot(q + 16 * QS, v128.or(hi4(v), bit5(qh, true))));
     const M = q + 32 * QS;
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pwiden(p)), f32x4.splat(h2f(w) * load<f32>(M))));
+    acc = addScaled(acc, pwiden(p), h2f(w) * load<f32>(M));
     corr += h2f(w + 2) * load<f32>(M, 4);
   }
   return hsum(acc) + corr;
@@ -281,7 +287,7 @@ function dotQ8_0(w: usize, end: usize, q: usize): f32 {
   let acc = f32x4.splat(0);
   for (; w < end; w += 34, q += BLK32) {
     const s = i32x4.add(sdot(q, v128.load(w, 2)), sdot(q + 16 * QS, v128.load(w, 18)));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(h2f(w) * load<f32>(q + 32 * QS))));
+    acc = addScaled(acc, s, h2f(w) * load<f32>(q + 32 * QS));
   }
   return hsum(acc);
 }
@@ -306,8 +312,8 @@ function dotQ4_K(w: usize, end: usize, q: usize): f32 {
     }
     const mins = q4kminsV(q4kMins2Lo(S), q4kMins2Hi(S), M + 80);
     const dx = load<f32>(M);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
-    corr = f32x4.add(corr, f32x4.mul(f32x4.convert_i32x4_s(mins), f32x4.splat(h2f(w + 2) * dx)));
+    acc = addScaled(acc, isum, h2f(w) * dx);
+    corr = addScaled(corr, mins, h2f(w + 2) * dx);
   }
   return hsum(acc) - hsum(corr);
 }
@@ -340,8 +346,8 @@ function dotQ5_K(w: usize, end: usize, q: usize): f32 {
     }
     const mins = q4kminsV(q4kMins2Lo(S), q4kMins2Hi(S), M + 80);
     const dx = load<f32>(M);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w) * dx)));
-    corr = f32x4.add(corr, f32x4.mul(f32x4.convert_i32x4_s(mins), f32x4.splat(h2f(w + 2) * dx)));
+    acc = addScaled(acc, isum, h2f(w) * dx);
+    corr = addScaled(corr, mins, h2f(w + 2) * dx);
   }
   return hsum(acc) - hsum(corr);
 }
@@ -370,7 +376,7 @@ function dotQ6_K(w: usize, end: usize, q: usize): f32 {
     }
     // − 32·Σ sc·Σx, lane by lane (q6offsV)
     isum = i32x4.sub(isum, i32x4.shl(q6offsV(q6lo(w + 192), q6hi(w + 192), M + 80), 5));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(h2f(w + 208) * load<f32>(M))));
+    acc = addScaled(acc, isum, h2f(w + 208) * load<f32>(M));
   }
   return hsum(acc);
 }
@@ -659,8 +665,8 @@ function udotQ4_K(u: usize, nsb: i32, q: usize): f32 {
     }
     const mins = q4kminsV(v128.load(u, 384), v128.load(u, 400), M + 80);
     const dx = load<f32>(M);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(u, 416) * dx)));
-    corr = f32x4.add(corr, f32x4.mul(f32x4.convert_i32x4_s(mins), f32x4.splat(load<f32>(u, 420) * dx)));
+    acc = addScaled(acc, isum, load<f32>(u, 416) * dx);
+    corr = addScaled(corr, mins, load<f32>(u, 420) * dx);
   }
   return hsum(acc) - hsum(corr);
 }
@@ -708,7 +714,7 @@ function udotQ6_K(u: usize, nsb: i32, q: usize): f32 {
       }
     }
     isum = i32x4.sub(isum, i32x4.shl(q6offsV(v128.load(u, 512), v128.load(u, 528), M + 80), 5));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(load<f32>(u, 544) * load<f32>(M))));
+    acc = addScaled(acc, isum, load<f32>(u, 544) * load<f32>(M));
   }
   return hsum(acc);
 }
@@ -729,10 +735,10 @@ function udotQ4_K2(u: usize, nsb: i32, q: usize, S: usize, o: usize, oS: usize):
     }
     const M0 = v128.load(u, 384), M1 = v128.load(u, 400), d = load<f32>(u, 416), dmin = load<f32>(u, 420);
     const dx = load<f32>(M), dx2 = load<f32>(M + S);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d * dx)));
-    corr = f32x4.add(corr, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(M0, M1, M + 80)), f32x4.splat(dmin * dx)));
-    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(isum2), f32x4.splat(d * dx2)));
-    corr2 = f32x4.add(corr2, f32x4.mul(f32x4.convert_i32x4_s(q4kminsV(M0, M1, M + S + 80)), f32x4.splat(dmin * dx2)));
+    acc = addScaled(acc, isum, d * dx);
+    corr = addScaled(corr, q4kminsV(M0, M1, M + 80), dmin * dx);
+    acc2 = addScaled(acc2, isum2, d * dx2);
+    corr2 = addScaled(corr2, q4kminsV(M0, M1, M + S + 80), dmin * dx2);
   }
   store<f32>(o, hsum(acc) - hsum(corr));
   store<f32>(o + oS, hsum(acc2) - hsum(corr2));
@@ -755,8 +761,8 @@ function udotQ6_K2(u: usize, nsb: i32, q: usize, S: usize, o: usize, oS: usize):
     const s0 = v128.load(u, 512), s1 = v128.load(u, 528), d = load<f32>(u, 544);
     isum = i32x4.sub(isum, i32x4.shl(q6offsV(s0, s1, M + 80), 5));
     isum2 = i32x4.sub(isum2, i32x4.shl(q6offsV(s0, s1, M + S + 80), 5));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d * load<f32>(M))));
-    acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(isum2), f32x4.splat(d * load<f32>(M + S))));
+    acc = addScaled(acc, isum, d * load<f32>(M));
+    acc2 = addScaled(acc2, isum2, d * load<f32>(M + S));
   }
   store<f32>(o, hsum(acc));
   store<f32>(o + oS, hsum(acc2));
