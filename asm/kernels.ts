@@ -762,9 +762,12 @@ function weightedSums(p: usize, pStride: usize, invs: usize, gs: i32, v: usize, 
  * others follow, headDim f32 apart), k / v that kv head's first position, out the first head's
  * output (the others follow, headDimV f32 apart). scores: room for gs · (n rounded up to 4, plus
  * 1, plus headDimV) f32.
+ * With part ≠ 0 (a chunk of the positions: attentionSplit), out is not written: head h's partial
+ * goes to part + h·PART(headDimV) instead — its largest score m, Σ e_j and the unnormalised sums
+ * Σ e_j·v_j (e_j = exp(s_j − m)).
  */
 function attendGroup(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
-  headDim: i32, headDimV: i32, gs: i32, scale: f32, out: usize, scores: usize): void {
+  headDim: i32, headDimV: i32, gs: i32, scale: f32, out: usize, scores: usize, part: usize = 0): void {
   const n4 = (n + 3) & ~3;
   const pStride = <usize>n4 << 2;
   const qStride = <usize>headDim << 2;
@@ -806,10 +809,80 @@ function attendGroup(q: usize, k: usize, v: usize, kStride: usize, vStride: usiz
       v128.store(ph + b, e);
       sum = f64x2.add(sum, f64x2.add(f64x2.promote_low_f32x4(e), f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1))));
     }
-    store<f32>(invs + (<usize>h << 2), <f32>(1.0 / (f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1))));
+    const l = f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1);
+    if (part) {
+      // the chunk's own max and sum; its sums unnormalised (times 1: exact)
+      const ph = part + <usize>h * partBytes(headDimV);
+      store<f32>(ph, f32x4.extract_lane(mx, 0));
+      store<f32>(ph, <f32>l, 4);
+      store<f32>(invs + (<usize>h << 2), 1);
+    } else store<f32>(invs + (<usize>h << 2), <f32>(1.0 / l));
   }
 
-  weightedSums(scores, pStride, invs, gs, v, vStride, n, headDimV, out, <usize>headDimV << 2, invs + (<usize>gs << 2));
+  if (part) weightedSums(scores, pStride, invs, gs, v, vStride, n, headDimV, part + 8, partBytes(headDimV), invs + (<usize>gs << 2));
+  else weightedSums(scores, pStride, invs, gs, v, vStride, n, headDimV, out, <usize>headDimV << 2, invs + (<usize>gs << 2));
+}
+
+/** Bytes of one head's partial over a chunk of positions: m, Σe (f32), then headDimV sums. */
+// @ts-ignore: decorator
+@inline function partBytes(headDimV: i32): usize { return <usize>(headDimV + 2) << 2; }
+
+/**
+ * Units [u0, u1) of one query position's attention split over chunks of its positions (a decode
+ * step: few query rows, so the heads alone leave threads idle or reading the same cache). A unit is
+ * (kv head kh, chunk c): all `group` query heads of kh over positions [c·chunk, min(n, (c+1)·chunk)),
+ * its partials (attendGroup's part) at part + PART_HEAD + (kh·nChunks + c)·group·partBytes. The
+ * unit that completes a kv head's last chunk (a counter per kv head at part + 4·kh, zeroed by the
+ * host) merges its chunks in chunk order: out_h = Σ_c w_c·acc_c / Σ_c w_c·l_c, w_c = exp(m_c − M),
+ * M = max_c m_c — the same bits whichever thread does it, on any number of threads.
+ */
+export function attentionSplit(q: usize, k: usize, v: usize, kStride: usize, vStride: usize, n: i32,
+  headDim: i32, headDimV: i32, group: i32, scale: f32, out: usize, part: usize, u0: i32, u1: i32, scores: usize, chunk: i32): void {
+  const nChunks = (n + chunk - 1) / chunk;
+  const hb = <usize>group * partBytes(headDimV);
+  for (let u = u0; u < u1; u++) {
+    const kh = u / nChunks, c = u % nChunks;
+    const j0 = c * chunk, nc = min(chunk, n - j0);
+    const h0 = kh * group;
+    const pk = part + PART_HEAD + <usize>kh * <usize>nChunks * hb;
+    attendGroup(q + (<usize>(h0 * headDim) << 2), k + <usize>kh * (<usize>headDim << 2) + <usize>j0 * kStride,
+      v + <usize>kh * (<usize>headDimV << 2) + <usize>j0 * vStride, kStride, vStride, nc,
+      headDim, headDimV, group, scale, 0, scores, pk + <usize>c * hb);
+    // the stores above happen before this atomic; the thread that sees the last count sees them all
+    if (atomic.add<i32>(part + (<usize>kh << 2), 1) == nChunks - 1) mergeChunks(pk, nChunks, group, headDimV, out + (<usize>(h0 * headDimV) << 2));
+  }
+}
+/** Bytes before the partials: the kv heads' counters (at most PART_HEAD / 4 kv heads). */
+export const PART_HEAD: usize = 256;
+
+/** attentionSplit's merge of one kv head's chunks (partials at pk) into the group's outputs at out. */
+function mergeChunks(pk: usize, nChunks: i32, group: i32, headDimV: i32, out: usize): void {
+  const pb = partBytes(headDimV), hb = <usize>group * pb;
+  const db = <usize>headDimV << 2, d4 = <usize>(headDimV & ~3) << 2;
+  for (let h = 0; h < group; h++) {
+    const p0 = pk + <usize>h * pb;
+    let M: f32 = -Infinity;
+    for (let c = 0; c < nChunks; c++) M = max(M, load<f32>(p0 + <usize>c * hb));
+    let L: f64 = 0;
+    for (let c = 0; c < nChunks; c++) {
+      const pc = p0 + <usize>c * hb;
+      L += Math.exp(<f64>(load<f32>(pc) - M)) * <f64>load<f32>(pc, 4);
+    }
+    const oh = out + <usize>h * db;
+    for (let c = 0; c < nChunks; c++) {
+      const pc = p0 + <usize>c * hb;
+      const w = <f32>(Math.exp(<f64>(load<f32>(pc) - M)) / L), wv = f32x4.splat(w);
+      const a = pc + 8;
+      let i: usize = 0;
+      if (c == 0) {
+        for (; i < d4; i += 16) v128.store(oh + i, f32x4.mul(wv, v128.load(a + i)));
+        for (; i < db; i += 4) store<f32>(oh + i, w * load<f32>(a + i));
+      } else {
+        for (; i < d4; i += 16) v128.store(oh + i, f32x4.add(v128.load(oh + i), f32x4.mul(wv, v128.load(a + i))));
+        for (; i < db; i += 4) store<f32>(oh + i, load<f32>(oh + i) + w * load<f32>(a + i));
+      }
+    }
+  }
 }
 
 /**
@@ -859,6 +932,7 @@ export const T_R4MATVEC: i32 = 10; // type w rowBytes - units(groups of 4 rows) 
 export const T_SCREEN_GROUPS: i32 = 11; // w2 nb2 gidx xa units(listed groups) split rs out   (the screen's second stage: asm/screen.ts)
 export const T_SCREEN_SELECT: i32 = 12; // s r t n params units(SELECT_UNIT rows) always idx counts   (the candidate scan: asm/screen.ts)
 export const T_EW: i32 = 13;     // op(0 SiLU, 1 GELU, 2 multiply) a b n units(EW_UNIT elements)   (element-wise ops of a batch: asm/ops.ts)
+export const T_ATTN_SPLIT: i32 = 14; // q k v kStride vStride n headDim headDimV group scale out part units(kv heads × chunks) scores scoresBytes(per thread) - chunk(positions)   (attentionSplit)
 /** elements per unit of T_EW */
 const EW_UNIT: i32 = 4096;
 // T_QMATVEC word 9, T_QMATMUL word 13 (its units then groups of 4 rows), T_TBUILD word 8: the
@@ -870,7 +944,9 @@ const L_R4: i32 = 1;
 
 /** The units of a task (at word 5 for the linears, word 13 for attention). */
 // @ts-ignore: decorator
-@inline function units(t: usize): i32 { return word(t, 0) == T_ATTN ? word(t, 13) : word(t, 5); }
+@inline function units(t: usize): i32 { return isAttn(word(t, 0)) ? word(t, 13) : word(t, 5); }
+// @ts-ignore: decorator
+@inline function isAttn(kind: i32): bool { return kind == T_ATTN || kind == T_ATTN_SPLIT; }
 
 export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
   let total: i64 = 0;
@@ -883,7 +959,7 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
   // the rest claimed in small chunks by whoever is free. Attention units differ in cost (a prefill
   // batch's rows attend to more and more positions; the host lists them longest first): all of
   // them are claimed one at a time.
-  const attn = word(table, 0) == T_ATTN;
+  const attn = isAttn(word(table, 0));
   const fixed = attn ? 0 : total * STATIC_SHARE / 4;
   if (fixed > 0) runRange(table, nTasks, <i32>(fixed * tid / nth), <i32>(fixed * (tid + 1) / nth), tid);
   const chunk = attn ? 1 : <i32>max<i64>(1, (total - fixed) / (CHUNKS_PER_THREAD * <i64>nth));
@@ -934,6 +1010,11 @@ function runRange(table: usize, nTasks: i32, lo: i32, hi: i32, tid: i32): void {
         break;
       case T_ATTN:
         attentionHeads(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 5), word(t, 6), word(t, 7), word(t, 8),
+          word(t, 9), reinterpret<f32>(word(t, 10)), word(t, 11), word(t, 12), a, b,
+          <usize>word(t, 14) + <usize>tid * <usize>word(t, 15), word(t, 17));
+        break;
+      case T_ATTN_SPLIT:
+        attentionSplit(word(t, 1), word(t, 2), word(t, 3), word(t, 4), word(t, 5), word(t, 6), word(t, 7), word(t, 8),
           word(t, 9), reinterpret<f32>(word(t, 10)), word(t, 11), word(t, 12), a, b,
           <usize>word(t, 14) + <usize>tid * <usize>word(t, 15), word(t, 17));
         break;

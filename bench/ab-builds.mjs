@@ -6,7 +6,7 @@
 // largest difference between the two builds' outputs (0 for a change that keeps the sums).
 // Build the old one in a worktree first, e.g.
 //   git worktree add /tmp/old HEAD~1 && ln -s "$PWD/node_modules" /tmp/old/node_modules && (cd /tmp/old && npm run build)
-// Usage: node bench/ab-builds.mjs --old /tmp/old/dist/src [--new dist/src] -m MODEL [-t 1] [--types Q4_K,Q6_K [--keep 0.5] | --output | --decode] [-r 30]
+// Usage: node bench/ab-builds.mjs --old /tmp/old/dist/src [--new dist/src] -m MODEL [-t 1] [--types Q4_K,Q6_K [--keep 0.5] | --output | --decode [--at POS]] [-r 30]
 // (remove the worktree's node_modules link before `git worktree remove`)
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -22,6 +22,7 @@ const o = new Command()
   .option('--output', 'time the output layer\'s mat-vec alone')
   .option('--keep <share>', 'with --types: keep this share of the input channels (the same pseudo-random ones in both builds), through the transposed copies')
   .option('--decode', 'time decode steps instead (48 per run, fixed token ids)')
+  .option('--at <pos>', 'with --decode: the steps start at this position, after a prompt of that many tokens (not timed)', '0')
   .option('-r, --rounds <n>', 'runs of each build, alternating', '30')
   .parse()
   .opts();
@@ -41,8 +42,9 @@ for (const [k, root] of [['old', o.old], ['new', o.new]]) {
   const m = loadModel(resolveModel(o.model), { threads: Number(o.threads) });
   const S = { m };
   if (o.decode) {
-    S.f = m.createForward(8);
-    S.kv = m.createCache(64);
+    S.f = m.createForward(64);
+    S.kv = m.createCache(Number(o.at) + 64);
+    S.prompt = Array.from({ length: Number(o.at) }, (_, i) => (i * 104729) % 1000 + 10);
   } else {
     const Ws = [];
     if (o.output) Ws.push(m.weights.output);
@@ -68,16 +70,21 @@ const N = 48;
 function run(S) {
   const t0 = performance.now();
   if (o.decode) {
-    S.kv.truncate(0);
-    for (let i = 0; i < N; i++) S.f.run(S.kv, [(i * 7919) % 1000 + 10], i, 'last');
-    return N / ((performance.now() - t0) / 1000); // tok/s
+    const at = S.prompt.length;
+    S.kv.truncate(at);
+    const t1 = performance.now();
+    for (let i = 0; i < N; i++) S.f.run(S.kv, [(i * 7919) % 1000 + 10], at + i, 'last');
+    return N / ((performance.now() - t1) / 1000); // tok/s
   }
   const opts = selection ? { inputs: selection } : undefined;
   for (let rep = 0; rep < 5; rep++) S.Ws.forEach((W, i) => S.m.kernels.matvec(W, S.x, S.outs[i], opts));
   return (performance.now() - t0) / 5; // ms per pass
 }
-run(sets.old);
-run(sets.new);
+for (const S of [sets.old, sets.new]) {
+  // the prompt once: every run decodes from its end (the cache is cut back to it)
+  if (o.decode && S.prompt.length) for (let i = 0; i < S.prompt.length; i += 64) S.f.run(S.kv, S.prompt.slice(i, i + 64), i, 'none');
+  run(S);
+}
 const res = { old: [], new: [] };
 for (let r = 0; r < Number(o.rounds); r++) for (const k of r % 2 ? ['old', 'new'] : ['new', 'old']) res[k].push(run(sets[k]));
 const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];

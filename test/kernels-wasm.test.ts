@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import { closeSync, openSync, readSync } from 'node:fs';
 import assert from 'node:assert/strict';
-import { createWasmKernels, headsPerUnit, type WasmKernels } from '../src/kernels/wasm/index.js';
+import { createWasmKernels, headsPerUnit, splitChunk, type WasmKernels } from '../src/kernels/wasm/index.js';
 import { refKernels } from '../src/kernels/ref/index.js';
 import type { QTensor } from '../src/model/tensor.js';
 import { allQuantTypes, GGMLType, quantInfo, type QuantInfo } from '../src/quant/types.js';
@@ -360,12 +360,51 @@ test('attention: the heads of a kv head attended together give each head its lon
             ({ ...base, qOffset: t * nHeads * headDim, n: n - t, out, outOffset: t * nHeads * headDim, heads }));
           k.attentions(list(grouped, null));
           k.attentions(list(alone, all));
+          // (a decode row over many positions is split over them instead: the next test)
+          if (splitChunk(n, T, nKvHeads)) continue;
           assert.deepEqual(grouped, alone, `${nHeads}/${nKvHeads} heads, ${T} positions, ${threads} threads`);
         }
       }
     } finally {
       k.close();
     }
+  }
+});
+
+test('attention split over chunks of positions (decode rows): == reference, the same bits on 1 and 2 threads', () => {
+  // a few rows over many positions are split; many rows, or few positions, are not
+  assert.equal(splitChunk(64, 1, 3), 0);
+  assert.equal(splitChunk(65, 1, 3), 64);
+  assert.equal(splitChunk(2000, 1, 1), 252);
+  assert.equal(splitChunk(2000, 5, 1), 0);
+  const rnd = mulberry32(34);
+  const ks = [1, 2].map((threads) => createWasmKernels({ ...EXACT, threads }));
+  try {
+    for (const [nHeads, nKvHeads, headDim, headDimV] of [[4, 1, 256, 256], [14, 2, 64, 64], [9, 3, 64, 64], [8, 8, 32, 32], [6, 2, 20, 12]] as const) {
+      for (const [n, T] of [[65, 1], [130, 1], [511, 2], [1500, 1], [700, 4]] as const) {
+        const ctx = n + 2;
+        const K = memF32(ks[0]!, ctx * nKvHeads * headDim, rnd), V = memF32(ks[0]!, ctx * nKvHeads * headDimV, rnd);
+        const q = uniform(T * nHeads * headDim, 3, rnd);
+        const base = { q, k: K, v: V, start: 1, nHeads, nKvHeads, headDim, headDimV, scale: 1 / Math.sqrt(headDim), heads: null };
+        const list = (out: Float32Array): AttentionArgs[] => Array.from({ length: T }, (_, t) =>
+          ({ ...base, qOffset: t * nHeads * headDim, n: n - 3 * t, out, outOffset: t * nHeads * headDimV }));
+        const want = new Float32Array(T * nHeads * headDimV);
+        for (const a of list(want)) refKernels.attention(a);
+        const outs = ks.map((k) => {
+          // the caches in the first instance's memory: copied into the second's
+          const Kk = k === ks[0] ? K : memF32(k, K.length, rnd), Vk = k === ks[0] ? V : memF32(k, V.length, rnd);
+          if (k !== ks[0]) { Kk.set(K); Vk.set(V); }
+          const out = new Float32Array(T * nHeads * headDimV);
+          k.attentions(list(out).map((a) => ({ ...a, k: Kk, v: Vk })));
+          return out;
+        });
+        const what = `${nHeads}/${nKvHeads} heads, dims ${headDim}/${headDimV}, n ${n}, ${T} rows`;
+        assertCloseAbs(outs[0]!, want, what);
+        assert.deepEqual(outs[1], outs[0], `${what}: 2 threads differ from 1`);
+      }
+    }
+  } finally {
+    for (const k of ks) k.close();
   }
 });
 

@@ -167,6 +167,9 @@ const T_R4MATVEC = 10;
 const T_SCREEN_GROUPS = 11;
 const T_SCREEN_SELECT = 12;
 const T_EW = 13;
+const T_ATTN_SPLIT = 14;
+/** bytes before attentionSplit's partials: one counter per kv head (asm/kernels.ts PART_HEAD) */
+const PART_HEAD = 256;
 /** elements per unit of an element-wise task (asm/kernels.ts EW_UNIT); below 2 units the op runs on the calling thread */
 const EW_UNIT = 4096;
 /** rows per unit of the threaded candidate scan (asm/screen.ts SELECT_UNIT) */
@@ -227,6 +230,29 @@ export function headsPerUnit(group: number, nHeads: number, tasks: number, nth: 
     if (units >= nth && (units % nth === 0 || units >= 4 * nth)) return gs;
   }
   return 1;
+}
+
+/** The bits of x rounded to f32, as an i32 (a task word). */
+const f32Bits = (x: number): number => new Int32Array(new Float32Array([x]).buffer)[0]!;
+
+/** A query row's attention is split over its positions only in lists of at most this many rows (decode steps). */
+const SPLIT_ROWS = 4;
+/** the smallest chunk of positions, and the most chunks a row is split into */
+const SPLIT_MIN = 64;
+const SPLIT_MAX_CHUNKS = 8;
+
+/**
+ * Positions per chunk when a query row attends over its n positions in chunks (asm/kernels.ts
+ * attentionSplit: every kv head's chunks in parallel, then merged), or 0 when it attends in one
+ * piece. A decode step has one row: its heads alone give two threads a few units each, and every
+ * unit of a kv head reads the whole cache; in chunks, each position is read once and shared by the
+ * group's heads. Depends on n, the list's rows and the kv heads only, never on the threads, so any
+ * number of threads gives the same bits.
+ */
+export function splitChunk(n: number, rows: number, nKvHeads: number): number {
+  if (rows > SPLIT_ROWS || 4 * nKvHeads > PART_HEAD) return 0;
+  const chunk = Math.max(SPLIT_MIN, 4 * Math.ceil(n / (4 * SPLIT_MAX_CHUNKS)));
+  return chunk < n ? chunk : 0;
 }
 
 /** Create a kernel instance with its own memory and threads (synchronous: the module is small and compiled once). */
@@ -748,7 +774,6 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
     // longest first: the threads claim attention's units one at a time (asm/kernels.ts run)
     fast.sort((a, b) => b.n - a.n);
     let bytes = TASK_WORDS * 4 * fast.length + 64;
-    let maxN = 0;
     for (const a of fast) {
       const { q, qOffset, k, v, start, n, nHeads, nKvHeads, headDim, headDimV, out, outOffset, heads } = a;
       const kvDim = nKvHeads * headDim;
@@ -767,27 +792,33 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
         }
       }
       bytes += align(qDim * 4, 64) + align(outDim * 4, 64) + (heads ? align(heads.n * 4, 64) : 0);
-      maxN = Math.max(maxN, n);
     }
-    // heads per unit for the tasks without a head list: a whole kv head's group where that leaves
-    // every thread a fair share (prefill), else smaller sub-groups (a decode step of one token)
-    const dense = fast.filter((a) => !a.heads);
+    // rows split over their positions (decode steps), and heads per unit for the other tasks
+    // without a head list: a whole kv head's group where that leaves every thread a fair share
+    // (prefill), else smaller sub-groups
+    const chunks = fast.map((a) => (a.heads ? 0 : splitChunk(a.n, fast.length, a.nKvHeads)));
+    const dense = fast.filter((a, j) => !a.heads && !chunks[j]);
     const gsOf = new Map<number, number>();
     for (const a of dense) {
       const group = a.nHeads / a.nKvHeads;
       if (!gsOf.has(group)) gsOf.set(group, headsPerUnit(group, a.nHeads, dense.length, nth));
     }
-    const maxGs = Math.max(1, ...gsOf.values());
-    let maxDimV = 0;
-    for (const a of fast) maxDimV = Math.max(maxDimV, a.headDimV);
-    // per thread: the group's scores, their normalisers and its partial weighted sums (asm/kernels.ts attendGroup)
-    const scoresBytes = align(maxGs * (align(maxN, 4) + 1 + maxDimV) * 4, 64);
+    // per thread: the largest task's scores, their normalisers and its partial weighted sums (asm/kernels.ts attendGroup)
+    let scoreFloats = 0;
+    fast.forEach((a, j) => {
+      const group = a.nHeads / a.nKvHeads;
+      const gs = chunks[j] ? group : a.heads ? 1 : gsOf.get(group)!;
+      scoreFloats = Math.max(scoreFloats, gs * (align(chunks[j] || a.n, 4) + 1 + a.headDimV));
+      // a split row's partials: per kv head and chunk, per head of its group, m, Σe and the sums
+      if (chunks[j]) bytes += align(PART_HEAD + a.nKvHeads * Math.ceil(a.n / chunks[j]!) * group * (a.headDimV + 2) * 4, 64);
+    });
+    const scoresBytes = align(scoreFloats * 4, 64);
     beginScratch(bytes + nth * scoresBytes);
     table = take(TASK_WORDS * 4 * fast.length);
     const scores = take(nth * scoresBytes);
     nTasks = 0;
     const outPtrs: number[] = [];
-    for (const a of fast) {
+    fast.forEach((a, j) => {
       const { q, qOffset, k, v, start, n, nHeads, nKvHeads, headDim, headDimV, scale, heads } = a;
       const kvDim = nKvHeads * headDim;
       const kvDimV = nKvHeads * headDimV;
@@ -799,6 +830,17 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const op = outIn ? a.out.byteOffset + a.outOffset * 4 : take(outDim * 4);
       outPtrs.push(outIn ? -1 : op);
       if (!qIn) f32.set(q.subarray(qOffset, qOffset + qDim), qp >>> 2);
+      const kp = k.byteOffset + start * kvDim * 4, vp = v.byteOffset + start * kvDimV * 4;
+      const group = nHeads / nKvHeads;
+      const chunk = chunks[j]!;
+      if (chunk) {
+        const nChunks = Math.ceil(n / chunk);
+        const part = take(PART_HEAD + nKvHeads * nChunks * group * (headDimV + 2) * 4);
+        i32.fill(0, part >>> 2, (part >>> 2) + nKvHeads);
+        task([T_ATTN_SPLIT, qp, kp, vp, kvDim * 4, kvDimV * 4, n, headDim, headDimV, group, f32Bits(scale), op, part,
+          nKvHeads * nChunks, scores, scoresBytes, 0, chunk]);
+        return;
+      }
       let idxp = 0;
       const nh = heads ? heads.n : nHeads;
       if (heads) {
@@ -806,11 +848,10 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
         i32.set(heads.idx.subarray(0, nh), idxp >>> 2);
         f32.fill(0, op >>> 2, (op >>> 2) + outDim);
       }
-      const scaleBits = new Int32Array(new Float32Array([scale]).buffer)[0]!;
-      const gs = heads ? 1 : gsOf.get(nHeads / nKvHeads)!;
-      task([T_ATTN, qp, k.byteOffset + start * kvDim * 4, v.byteOffset + start * kvDimV * 4, kvDim * 4, kvDimV * 4, n,
-        headDim, headDimV, nHeads / nKvHeads, scaleBits, op, idxp, heads ? nh : nHeads / gs, scores, scoresBytes, 0, gs]);
-    }
+      const gs = heads ? 1 : gsOf.get(group)!;
+      task([T_ATTN, qp, kp, vp, kvDim * 4, kvDimV * 4, n,
+        headDim, headDimV, group, f32Bits(scale), op, idxp, heads ? nh : nHeads / gs, scores, scoresBytes, 0, gs]);
+    });
     dispatch();
     fast.forEach((a, j) => {
       if (outPtrs[j]! < 0) return;
