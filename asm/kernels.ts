@@ -907,18 +907,34 @@ export function attentionHeads(q: usize, k: usize, v: usize, kStride: usize, vSt
 // the units of all tasks (rows of a mat-vec / mat-mul, heads of an attention) are numbered
 // consecutively, so mixed lists (q, k and v together) stay balanced. Three quarters are split
 // evenly, each thread a contiguous range; the threads claim the last quarter in chunks from a
-// counter (word CLAIM of the first task, zeroed by the host): a thread that starts late or runs
-// slower takes fewer chunks. An equal split left the host waiting ~5 µs per dispatch
-// for the worker (7% slower on the same work, and woken later), 9% of a SmolLM2 decode step.
+// shared counter: a thread that runs slower takes fewer chunks. An equal split left the host
+// waiting ~5 µs per dispatch for the worker (7% slower on the same work, and woken later), 9% of
+// a SmolLM2 decode step. Each thread's range is itself taken in sub-chunks from a counter of its
+// own, which the other threads take from once the rest is done: a thread the system has not
+// scheduled (another process or a kernel thread holding its core, often for a millisecond) then
+// leaves its range to the others instead of holding the whole dispatch up. The host waits for the
+// list's units to be done, not for every thread to have looked at it, so a thread that comes late
+// finds its counters tagged with another dispatch and leaves (`claim`).
 // Every unit is computed whole by one thread, so results do not depend on who took it.
 
 export const TASK_WORDS: i32 = 18;
-/** the claim counter: this word of the list's first task */
-const CLAIM: i32 = 16;
 /** quarters of the units split evenly up front; the rest is claimed */
 const STATIC_SHARE: i64 = 3;
 /** chunks per thread of the claimed rest: enough to even out, few enough that claiming costs nothing */
 const CHUNKS_PER_THREAD: i64 = 4;
+/** sub-chunks of a thread's even range */
+const SUB_CHUNKS: i64 = 8;
+// the claims block (i32 words at `claims`; the host sets them before each dispatch): units done,
+// the list's units (the host thread's run writes it), the rest's next chunk, then thread t's next
+// sub-chunk at C_OWN + t. The counters hold the dispatch's tag (its generation mod 4096) above
+// TAG_SHIFT and the next index below.
+export const C_DONE: i32 = 0;
+export const C_TOTAL: i32 = 1;
+export const C_REST: i32 = 2;
+export const C_OWN: i32 = 3;
+export const TAG_SHIFT: i32 = 20;
+/** run()'s result bit: this thread found its own range's counter already taken to the end (it came late) */
+export const LATE: i32 = 1 << 30;
 export const T_QMATVEC: i32 = 1;  // type w rowBytes cols units rowIdx qa out
 export const T_FMATVEC: i32 = 2;  // type w rowBytes cols units rowIdx x out xs
 export const T_QMATMUL: i32 = 3;  // type w rowBytes cols units qa qaStride nTok Out outStride scratch scratchBytes(per thread)
@@ -948,27 +964,83 @@ const L_R4: i32 = 1;
 // @ts-ignore: decorator
 @inline function isAttn(kind: i32): bool { return kind == T_ATTN || kind == T_ATTN_SPLIT; }
 
-export function run(table: usize, nTasks: i32, tid: i32, nth: i32): void {
+/**
+ * Thread tid's part of a task list (see above); nth = 1: all of it (claims unused). Returns the
+ * units this thread computed, with LATE set when its own range had been taken by the others.
+ */
+export function run(table: usize, nTasks: i32, tid: i32, nth: i32, claims: usize, gen: i32): i32 {
   let total: i64 = 0;
   for (let i = 0; i < nTasks; i++) total += units(table + (<usize>(i * TASK_WORDS) << 2));
   if (nth == 1) {
     runRange(table, nTasks, 0, <i32>total, tid);
-    return;
+    return <i32>total;
   }
+  if (tid == 0) atomic.store<i32>(claims + (<usize>C_TOTAL << 2), <i32>total);
+  const tag = gen & ((1 << (32 - TAG_SHIFT)) - 1);
   // the first STATIC_SHARE of the units in equal contiguous ranges (one forward stream per thread),
   // the rest claimed in small chunks by whoever is free. Attention units differ in cost (a prefill
   // batch's rows attend to more and more positions; the host lists them longest first): all of
   // them are claimed one at a time.
   const attn = isAttn(word(table, 0));
   const fixed = attn ? 0 : total * STATIC_SHARE / 4;
-  if (fixed > 0) runRange(table, nTasks, <i32>(fixed * tid / nth), <i32>(fixed * (tid + 1) / nth), tid);
-  const chunk = attn ? 1 : <i32>max<i64>(1, (total - fixed) / (CHUNKS_PER_THREAD * <i64>nth));
-  const counter = table + (<usize>CLAIM << 2);
-  for (;;) {
-    const c0 = <i64>atomic.add<i32>(counter, chunk) + fixed;
-    if (c0 >= total) break;
-    runRange(table, nTasks, <i32>c0, <i32>min<i64>(total, c0 + chunk), tid);
+  let done = 0;
+  let late = false;
+  if (fixed > 0) {
+    const d = runOwn(table, nTasks, tid, tid, nth, fixed, claims, tag);
+    late = d < 0;
+    if (d > 0) done += d;
   }
+  const chunk = attn ? 1 : max<i64>(1, (total - fixed) / (CHUNKS_PER_THREAD * <i64>nth));
+  const nRest = <i32>((total - fixed + chunk - 1) / chunk);
+  for (;;) {
+    const j = claim(claims + (<usize>C_REST << 2), tag, nRest);
+    if (j < 0) break;
+    const a = fixed + <i64>j * chunk, b = min<i64>(total, a + chunk);
+    runRange(table, nTasks, <i32>a, <i32>b, tid);
+    atomic.add<i32>(claims + (<usize>C_DONE << 2), <i32>(b - a));
+    done += <i32>(b - a);
+  }
+  // then what the others have not started of their ranges
+  if (fixed > 0) {
+    for (let t = 1; t < nth; t++) {
+      const d = runOwn(table, nTasks, (tid + t) % nth, tid, nth, fixed, claims, tag);
+      if (d > 0) done += d;
+    }
+  }
+  return done | (late ? LATE : 0);
+}
+
+/**
+ * Sub-chunks of thread t's even range taken by thread tid until none is left: the units computed,
+ * or −1 when the counter was already at its end (or another dispatch's) at the first look.
+ */
+function runOwn(table: usize, nTasks: i32, t: i32, tid: i32, nth: i32, fixed: i64, claims: usize, tag: i32): i32 {
+  const lo = fixed * t / nth, len = fixed * (t + 1) / nth - lo;
+  const subs = <i32>min<i64>(SUB_CHUNKS, len);
+  if (subs == 0) return 0;
+  let done = 0, first = true;
+  for (;;) {
+    const j = claim(claims + (<usize>(C_OWN + t) << 2), tag, subs);
+    if (j < 0) return first ? -1 : done;
+    first = false;
+    const a = lo + len * j / subs, b = lo + len * (j + 1) / subs;
+    runRange(table, nTasks, <i32>a, <i32>b, tid);
+    atomic.add<i32>(claims + (<usize>C_DONE << 2), <i32>(b - a));
+    done += <i32>(b - a);
+  }
+  return done; // (not reached)
+}
+
+/** The next index below `limit` of the counter at p, or −1: none left, or the counter is tagged with another dispatch than `tag`. */
+function claim(p: usize, tag: i32, limit: i32): i32 {
+  for (;;) {
+    const v = atomic.load<i32>(p);
+    if ((<u32>v >>> TAG_SHIFT) != <u32>tag) return -1;
+    const i = v & ((1 << TAG_SHIFT) - 1);
+    if (i >= limit) return -1;
+    if (atomic.cmpxchg<i32>(p, v, v + 1) == v) return i;
+  }
+  return -1; // (not reached)
 }
 
 /** The units [lo, hi) of the task list (numbered across its tasks), by thread tid. */

@@ -50,7 +50,7 @@ test('a worker that dies before serving makes the dispatch throw with its messag
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true });
   let host = 0;
   // not a module: the worker's instantiation throws before it can serve
-  const pool = new Pool({}, memory, 2, 0, false, () => { host++; });
+  const pool = new Pool({}, memory, 2, 0, false, 0, () => { host++; return 0; });
   assert.throws(() => pool.run(0, 0), (e: Error) => /^kernel thread pool: a worker failed: thread 1: .*Module/.test(e.message) && !e.message.includes('\n'));
   assert.equal(host, 1);
   assert.throws(() => pool.run(0, 0), /used after close/);

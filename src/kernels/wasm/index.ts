@@ -131,7 +131,7 @@ interface Exports {
   screenAct(x: number, c: number, perm: number, n: number, split: number, dst: number): void;
   screenGroups(w2: number, nb2: number, gidx: number, ng: number, xa: number, split: number, rs: number, out: number): void;
   setF16Table(p: number, fill: number): void;
-  run(table: number, nTasks: number, tid: number, nth: number): void;
+  run(table: number, nTasks: number, tid: number, nth: number, claims: number, gen: number): number;
   rmsnorm(out: number, x: number, w: number, n: number, eps: number): void;
   activate(x: number, n: number, act: number): void;
   combine(a: number, b: number, n: number, op: number): void;
@@ -152,8 +152,6 @@ interface Exports {
 
 // task list layout: asm/kernels.ts
 const TASK_WORDS = 18;
-/** the task word the threads claim units with (asm/kernels.ts) */
-const CLAIM = 16;
 const T_QMATVEC = 1;
 const T_FMATVEC = 2;
 const T_QMATMUL = 3;
@@ -305,7 +303,9 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   const f16tab = reserve(65536 * 4);
   ex.setF16Table(f16tab, 1);
 
-  const pool = nth > 1 ? new Pool(module, memory, nth, f16tab, simd === 'relaxed', (t, n) => ex.run(t, n, 0, nth)) : null;
+  // the threads' claim counters (asm/kernels.ts run), set by the pool before each dispatch
+  const claims = reserve(64 + 4 * nth);
+  const pool = nth > 1 ? new Pool(module, memory, nth, f16tab, simd === 'relaxed', claims, (t, n, gen) => ex.run(t, n, 0, nth, claims, gen)) : null;
 
   // One scratch region, carved up per call (nothing in it outlives a call).
   let scratchPtr = 0;
@@ -353,10 +353,8 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   }
   function dispatch(): void {
     if (nTasks === 0) return;
-    // the threads' claim counter (asm/kernels.ts run)
-    i32[(table >>> 2) + CLAIM] = 0;
     if (pool && !tiny()) pool.run(table, nTasks);
-    else ex.run(table, nTasks, 0, 1);
+    else ex.run(table, nTasks, 0, 1, 0, 0);
   }
   /**
    * Whether the task list is a few rows of mat-vecs (the sparse head's exact rows): waking the
