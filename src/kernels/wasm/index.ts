@@ -231,7 +231,11 @@ export function headsPerUnit(group: number, nHeads: number, tasks: number, nth: 
 }
 
 /** The bits of x rounded to f32, as an i32 (a task word). */
-const f32Bits = (x: number): number => new Int32Array(new Float32Array([x]).buffer)[0]!;
+const bitsF32 = new Float32Array(1), bitsI32 = new Int32Array(bitsF32.buffer);
+const f32Bits = (x: number): number => {
+  bitsF32[0] = x;
+  return bitsI32[0]!;
+};
 
 /** A query row's attention is split over its positions only in lists of at most this many rows (decode steps). */
 const SPLIT_ROWS = 4;
