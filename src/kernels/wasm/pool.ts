@@ -35,7 +35,7 @@ const CTRL_BYTES = MSG_AT + MSG_BYTES;
 const START_TIMEOUT_MS = 60_000;
 
 /**
- * Spins of the host on DONE before it sleeps. On an idle machine a dispatch finishes within a few
+ * Spins of the host on the units done before it sleeps. On an idle machine a dispatch finishes within a few
  * microseconds and the host never sleeps; on a machine with more runnable threads than cores, a
  * spinning host would burn the time slice the worker it waits for needs.
  */

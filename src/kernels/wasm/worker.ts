@@ -50,7 +50,7 @@ try {
   throw e;
 }
 
-/** The worker's life: wait for a generation, run its share, count itself done (a function, so that the engine optimises the loop). */
+/** The worker's life: wait for a generation, run its share, wake the host if it sleeps (a function, so that the engine optimises the loop). */
 function serve(): void {
   let seen = 0;
   let budget = SPINS;
