@@ -990,7 +990,9 @@ export function run(table: usize, nTasks: i32, tid: i32, nth: i32, claims: usize
     late = d < 0;
     if (d > 0) done += d;
   }
-  const chunk = attn ? 1 : max<i64>(1, (total - fixed) / (CHUNKS_PER_THREAD * <i64>nth));
+  // (chunks are counted below the tag: at most 2^TAG_SHIFT − 1 of them, so that a closed counter stays closed)
+  const maxChunks: i64 = (1 << TAG_SHIFT) - 1;
+  const chunk = attn ? max<i64>(1, (total + maxChunks - 1) / maxChunks) : max<i64>(1, (total - fixed) / (CHUNKS_PER_THREAD * <i64>nth));
   const nRest = <i32>((total - fixed + chunk - 1) / chunk);
   for (;;) {
     const j = claim(claims + (<usize>C_REST << 2), tag, nRest);
