@@ -257,6 +257,14 @@ export function splitChunk(n: number, rows: number, nKvHeads: number): number {
   return chunk < n ? chunk : 0;
 }
 
+/**
+ * Bytes of a split row's partials (asm/kernels.ts attentionSplit): the kv heads' counters, then per
+ * kv head and chunk, per head of its group, m, Σe and the headDimV sums.
+ */
+function splitPartBytes(a: AttentionArgs, chunk: number): number {
+  return PART_HEAD + a.nKvHeads * Math.ceil(a.n / chunk) * (a.nHeads / a.nKvHeads) * (a.headDimV + 2) * 4;
+}
+
 /** Create a kernel instance with its own memory and threads (synchronous: the module is small and compiled once). */
 export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
   const maxPages = Math.min(MAX_PAGES, Math.max(1, Math.ceil((opts.maxMemoryBytes ?? MAX_PAGES * PAGE) / PAGE)));
@@ -811,8 +819,7 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const group = a.nHeads / a.nKvHeads;
       const gs = chunks[j] ? group : a.heads ? 1 : gsOf.get(group)!;
       scoreFloats = Math.max(scoreFloats, gs * (align(chunks[j] || a.n, 4) + 1 + a.headDimV));
-      // a split row's partials: per kv head and chunk, per head of its group, m, Σe and the sums
-      if (chunks[j]) bytes += align(PART_HEAD + a.nKvHeads * Math.ceil(a.n / chunks[j]!) * group * (a.headDimV + 2) * 4, 64);
+      if (chunks[j]) bytes += align(splitPartBytes(a, chunks[j]!), 64);
     });
     const scoresBytes = align(scoreFloats * 4, 64);
     beginScratch(bytes + nth * scoresBytes);
@@ -836,11 +843,10 @@ export function createWasmKernels(opts: WasmKernelOptions = {}): WasmKernels {
       const group = nHeads / nKvHeads;
       const chunk = chunks[j]!;
       if (chunk) {
-        const nChunks = Math.ceil(n / chunk);
-        const part = take(PART_HEAD + nKvHeads * nChunks * group * (headDimV + 2) * 4);
+        const part = take(splitPartBytes(a, chunk));
         i32.fill(0, part >>> 2, (part >>> 2) + nKvHeads);
         task([T_ATTN_SPLIT, qp, kp, vp, kvDim * 4, kvDimV * 4, n, headDim, headDimV, group, f32Bits(scale), op, part,
-          nKvHeads * nChunks, scores, scoresBytes, 0, chunk]);
+          nKvHeads * Math.ceil(n / chunk), scores, scoresBytes, 0, chunk]);
         return;
       }
       let idxp = 0;

@@ -102,8 +102,7 @@ export class Pool {
     // the counters for this generation first: a worker still on an earlier one that reads the new
     // table finds them tagged with another dispatch and takes nothing
     Atomics.store(m, at + C_DONE, 0);
-    Atomics.store(m, at + C_REST, tag);
-    for (let t = 0; t < this.nth; t++) Atomics.store(m, at + C_OWN + t, tag);
+    this.setCounters(tag);
     c[TABLE] = table;
     c[NTASKS] = nTasks;
     Atomics.store(c, GEN, gen);
@@ -122,10 +121,15 @@ export class Pool {
     }
     // closed: a worker that comes late to this generation (its counters still carry its tag while
     // the host writes the next list) finds nothing left to take, whatever it reads of the list
-    Atomics.store(m, at + C_REST, tag | INDEX_MASK);
-    for (let t = 0; t < this.nth; t++) Atomics.store(m, at + C_OWN + t, tag | INDEX_MASK);
+    this.setCounters(tag | INDEX_MASK);
     if (!this.started) this.awaitStart();
     if (Atomics.load(c, FAILED)) this.fail();
+  }
+
+  /** The claim counters (the rest's and each thread's own) set to v: a tag and the next index. */
+  private setCounters(v: number): void {
+    Atomics.store(this.claims, this.at + C_REST, v);
+    for (let t = 0; t < this.nth; t++) Atomics.store(this.claims, this.at + C_OWN + t, v);
   }
 
   /**
